@@ -1,0 +1,138 @@
+//! The machinery shared by losses that are a reduction of per-element terms
+//! ℓ(pᵢ, tᵢ) over predictions and targets of identical shape (MSE, MAE, Huber,
+//! smooth L1, binary cross-entropy). A loss states its term, its derivative
+//! and its tape composition; this module validates, runs the fused kernels and
+//! reduces, the same way for all of them.
+
+use ndarray::ArrayD;
+
+use super::slices::{elements, write_elements};
+use super::validate;
+use super::{Loss, Reduction};
+use crate::error::Result;
+use crate::float::Float;
+use crate::kernels::pointwise::{sum_terms, sum_terms_and_grad};
+use crate::tape::{Tape, Var};
+
+/// A loss that is `reduce(ℓ(pᵢ, tᵢ))` over elements.
+pub(crate) trait Pointwise {
+    /// The loss's type name, for error messages.
+    const NAME: &'static str;
+
+    /// How the terms are combined.
+    fn reduction(&self) -> Reduction;
+
+    /// Checks the hyperparameters.
+    fn check_parameters(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checks that every prediction and target lies in the loss's domain (for
+    /// losses on probabilities).
+    fn check_domain<F: Float>(&self, _predictions: &ArrayD<F>, _targets: &ArrayD<F>) -> Result<()> {
+        Ok(())
+    }
+
+    /// ℓ(p, t).
+    fn term<F: Float>(&self, p: F, t: F) -> F;
+
+    /// (ℓ(p, t), ∂ℓ/∂p).
+    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F);
+
+    /// The per-element terms as tape ops on `p` and the constant `t`.
+    fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>>;
+}
+
+/// Everything that must hold before a pointwise loss computes.
+fn check<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<()> {
+    loss.check_parameters()?;
+    validate::same_shape(L::NAME, predictions.shape(), targets.shape())?;
+    validate::non_empty(L::NAME, "predictions", predictions.shape())?;
+    loss.check_domain(predictions, targets)
+}
+
+pub(crate) fn record<'t, L: Pointwise, F: Float>(
+    loss: &L,
+    tape: &'t Tape<F>,
+    predictions: Var<'t, F>,
+    targets: &ArrayD<F>,
+) -> Result<Var<'t, F>> {
+    check(loss, &predictions.value(), targets)?;
+    let terms = loss.record_terms(predictions, tape.constant(targets.clone()))?;
+    loss.reduction().record(terms)
+}
+
+pub(crate) fn forward<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
+    check(loss, predictions, targets)?;
+    let (p, t) = (elements(predictions), elements(targets));
+    let value = sum_terms(&p, &t, |p, t| loss.term(p, t)) * loss.reduction().scale::<F>(p.len());
+    validate::finite_value(L::NAME, value, predictions, targets)
+}
+
+pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
+    loss: &L,
+    predictions: &ArrayD<F>,
+    targets: &ArrayD<F>,
+    grad: &mut ArrayD<F>,
+) -> Result<F> {
+    check(loss, predictions, targets)?;
+    validate::grad_buffer(predictions, grad)?;
+    let (p, t) = (elements(predictions), elements(targets));
+    let scale = loss.reduction().scale::<F>(p.len());
+    let sum = write_elements(grad, |g| {
+        sum_terms_and_grad(&p, &t, g, scale, |p, t| loss.term_and_slope(p, t))
+    });
+    validate::finite_value(L::NAME, sum * scale, predictions, targets)
+}
+
+/// Implements [`Loss`] for a [`Pointwise`] loss with the fused kernels.
+macro_rules! impl_loss_via_pointwise {
+    ($loss:ty) => {
+        impl<F: $crate::Float> $crate::losses::Loss<F> for $loss {
+            fn record<'t>(
+                &self,
+                tape: &'t $crate::Tape<F>,
+                predictions: $crate::Var<'t, F>,
+                targets: &::ndarray::ArrayD<F>,
+            ) -> $crate::Result<$crate::Var<'t, F>> {
+                $crate::losses::pointwise::record(self, tape, predictions, targets)
+            }
+
+            fn forward(&self, predictions: &::ndarray::ArrayD<F>, targets: &::ndarray::ArrayD<F>) -> $crate::Result<F> {
+                $crate::losses::pointwise::forward(self, predictions, targets)
+            }
+
+            fn backward(
+                &self,
+                predictions: &::ndarray::ArrayD<F>,
+                targets: &::ndarray::ArrayD<F>,
+            ) -> $crate::Result<::ndarray::ArrayD<F>> {
+                $crate::losses::Loss::value_and_grad(self, predictions, targets).map(|(_, grad)| grad)
+            }
+
+            fn value_and_grad(
+                &self,
+                predictions: &::ndarray::ArrayD<F>,
+                targets: &::ndarray::ArrayD<F>,
+            ) -> $crate::Result<(F, ::ndarray::ArrayD<F>)> {
+                let mut grad = ::ndarray::ArrayD::zeros(predictions.raw_dim());
+                let value = $crate::losses::pointwise::value_and_grad_into(self, predictions, targets, &mut grad)?;
+                Ok((value, grad))
+            }
+
+            fn value_and_grad_into(
+                &self,
+                predictions: &::ndarray::ArrayD<F>,
+                targets: &::ndarray::ArrayD<F>,
+                grad: &mut ::ndarray::ArrayD<F>,
+            ) -> $crate::Result<F> {
+                $crate::losses::pointwise::value_and_grad_into(self, predictions, targets, grad)
+            }
+        }
+    };
+}
+pub(crate) use impl_loss_via_pointwise;
+
+// Keeps the trait import meaningful for readers of the macro above.
+#[allow(dead_code)]
+fn _uses_loss_trait<F: Float, L: Loss<F>>(_: &L) {}

@@ -1,0 +1,29 @@
+//! Glue between `ndarray` arrays and the slice kernels: arrays in standard
+//! layout are used in place, any other layout is copied once in logical order.
+
+use std::borrow::Cow;
+
+use ndarray::ArrayD;
+
+/// The elements of `array` in logical (row-major) order, borrowed when they
+/// already are contiguous in that order.
+pub(crate) fn elements<F: Clone>(array: &ArrayD<F>) -> Cow<'_, [F]> {
+    match array.as_slice() {
+        Some(slice) => Cow::Borrowed(slice),
+        None => Cow::Owned(array.iter().cloned().collect()),
+    }
+}
+
+/// Runs `kernel` on `out`'s elements as one mutable slice in logical order,
+/// through a scratch copy only when `out` is not in standard layout.
+pub(crate) fn write_elements<F: Clone + Default, R>(out: &mut ArrayD<F>, kernel: impl FnOnce(&mut [F]) -> R) -> R {
+    if let Some(slice) = out.as_slice_mut() {
+        return kernel(slice);
+    }
+    let mut scratch = vec![F::default(); out.len()];
+    let result = kernel(&mut scratch);
+    for (dst, src) in out.iter_mut().zip(scratch) {
+        *dst = src;
+    }
+    result
+}

@@ -1,0 +1,128 @@
+//! The reverse sweep: one pass over the record, newest first, with one `match`
+//! over the op enum. Each arm hands the output gradient to the op's local
+//! backward rule, which lives beside the op's forward in `ops/`.
+
+use ndarray::ArrayD;
+
+use super::ops::{Op, binary, elementwise, reduce, structural};
+use super::{Gradients, Node};
+use crate::error::{Error, Result};
+use crate::float::Float;
+
+/// Gradients in flight during the sweep, indexed like the tape.
+pub(super) struct Sweep<'a, F: Float> {
+    nodes: &'a [Node<F>],
+    pending: Vec<Option<ArrayD<F>>>,
+}
+
+impl<'a, F: Float> Sweep<'a, F> {
+    /// The forward value of node `i`.
+    pub(super) fn value(&self, i: usize) -> &'a ArrayD<F> {
+        &self.nodes[i].value
+    }
+
+    /// Whether node `i` leads to a tracked leaf, so that its gradient is worth
+    /// computing at all.
+    pub(super) fn needs(&self, i: usize) -> bool {
+        self.nodes[i].requires_grad
+    }
+
+    /// Adds `grad` to node `i`'s pending gradient (a value used several times
+    /// sums its contributions).
+    pub(super) fn send(&mut self, i: usize, grad: ArrayD<F>) {
+        if !self.needs(i) {
+            return;
+        }
+        match &mut self.pending[i] {
+            Some(acc) => *acc += &grad,
+            slot @ None => *slot = Some(grad),
+        }
+    }
+}
+
+/// Differentiates node `root` with respect to every tracked leaf.
+pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> Result<Gradients<F>> {
+    let root_value = &nodes[root].value;
+    if root_value.len() != 1 {
+        return Err(Error::NotScalar {
+            op: "backward",
+            shape: root_value.shape().to_vec(),
+        });
+    }
+    let mut sweep = Sweep {
+        nodes,
+        pending: (0..nodes.len()).map(|_| None).collect(),
+    };
+    sweep.send(root, ArrayD::ones(root_value.raw_dim()));
+
+    for i in (0..=root).rev() {
+        let node = &nodes[i];
+        if matches!(node.op, Op::Leaf) {
+            continue; // a leaf keeps its gradient: it is the result
+        }
+        // Taking the gradient frees it once it has been passed on.
+        let Some(grad) = sweep.pending[i].take() else {
+            continue;
+        };
+        let out = &node.value;
+        match node.op {
+            Op::Leaf => {}
+            Op::Unary { input, f } => {
+                let g = elementwise::backward(f, sweep.value(input), out, &grad);
+                sweep.send(input, g);
+            }
+            Op::Binary { lhs, rhs, f } => binary::backward(&mut sweep, f, lhs, rhs, out, grad),
+            Op::Sum { input } => sweep.send(input, reduce::sum_backward(sweep.value(input), &grad)),
+            Op::Mean { input } => sweep.send(input, reduce::mean_backward(sweep.value(input), &grad)),
+            Op::SumAxis { input, axis, keepdims } => {
+                let g = reduce::sum_axis_backward(sweep.value(input), axis, keepdims, &grad, F::one());
+                sweep.send(input, g);
+            }
+            Op::MeanAxis { input, axis, keepdims } => {
+                let x = sweep.value(input);
+                let scale = F::one() / F::from_f64(x.shape()[axis] as f64);
+                sweep.send(input, reduce::sum_axis_backward(x, axis, keepdims, &grad, scale));
+            }
+            Op::MaxAxis { input, axis, keepdims } => {
+                let g = reduce::max_axis_backward(sweep.value(input), out, axis, keepdims, &grad);
+                sweep.send(input, g);
+            }
+            Op::LogSumExpAxis { input, axis, keepdims } => {
+                let g = reduce::logsumexp_axis_backward(sweep.value(input), out, axis, keepdims, &grad);
+                sweep.send(input, g);
+            }
+            Op::LogSoftmax { input, axis } => sweep.send(input, reduce::log_softmax_backward(out, axis, &grad)),
+            Op::Softmax { input, axis } => sweep.send(input, reduce::softmax_backward(out, axis, &grad)),
+            Op::MatMul { lhs, rhs } => structural::matmul_backward(&mut sweep, lhs, rhs, &grad),
+            Op::Reshape { input } => {
+                let g = structural::reshape_backward(sweep.value(input), grad);
+                sweep.send(input, g);
+            }
+            Op::Gather {
+                input,
+                axis,
+                ref indices,
+            } => {
+                let g = structural::gather_backward(sweep.value(input), axis, indices, &grad);
+                sweep.send(input, g);
+            }
+            Op::WhereMask {
+                on_true,
+                on_false,
+                ref mask,
+            } => structural::where_mask_backward(&mut sweep, on_true, on_false, mask, &grad),
+        }
+    }
+
+    // A tracked leaf that the root does not depend on has a zero gradient.
+    for (i, node) in nodes.iter().enumerate() {
+        if matches!(node.op, Op::Leaf) && node.requires_grad && sweep.pending[i].is_none() {
+            sweep.pending[i] = Some(ArrayD::zeros(node.value.raw_dim()));
+        }
+    }
+    // Only leaves can still hold a gradient: every other node's was taken.
+    Ok(Gradients {
+        tape_id,
+        by_node: sweep.pending,
+    })
+}

@@ -1,0 +1,275 @@
+//! A small reverse-mode tape over `ndarray` arrays.
+//!
+//! [`Tape`] records every operation applied to its [`Var`] handles. After the
+//! forward computation, [`Tape::backward`] sweeps the record once in reverse and
+//! returns [`Gradients`]: the derivative of a one-element result with respect to
+//! every tracked leaf.
+//!
+//! ```
+//! use tapeloss::{Tape, ndarray::{array, ArrayD}};
+//!
+//! # fn main() -> tapeloss::Result<()> {
+//! let tape = Tape::<f64>::new();
+//! let x = tape.var(array![[1.0, 2.0], [3.0, 4.0]].into_dyn());      // tracked leaf
+//! let t = tape.constant(array![[0.5, 2.0], [3.0, 3.0]].into_dyn());  // not tracked
+//! let loss = x.sub(t)?.square()?.mean()?;                            // ops are recorded
+//! let grads = tape.backward(loss)?;                                  // one reverse sweep
+//! let dx: &ArrayD<f64> = grads.wrt(x).unwrap();                      // d loss / d x
+//! assert_eq!(dx, &array![[0.25, 0.0], [0.0, 0.5]].into_dyn());
+//! # Ok(()) }
+//! ```
+//!
+//! # What the tape is not
+//! Only first derivatives: the backward sweep itself is not recorded, so
+//! higher-order gradients (Hessians, gradient penalties) are out of scope. The
+//! tape holds every forward value until it is dropped; make a new tape per step.
+
+mod backprop;
+mod broadcast;
+mod ops;
+
+use std::cell::{Ref, RefCell};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ndarray::ArrayD;
+
+use crate::error::{Error, Result};
+use crate::float::Float;
+
+pub(crate) use broadcast::{broadcast_shape, reduce_to_shape};
+pub(crate) use ops::Op;
+
+static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
+
+/// One recorded value: its forward result, how it was made, and whether any
+/// tracked leaf reaches it (if not, the sweep skips it).
+struct Node<F> {
+    value: ArrayD<F>,
+    op: Op<F>,
+    requires_grad: bool,
+}
+
+/// A record of operations on arrays, to be differentiated in reverse.
+///
+/// `Tape` takes `&self` everywhere; recording goes through interior mutability,
+/// which is why a [`Var`] can be a `Copy` handle that merely borrows its tape.
+/// A tape is `Send` but not `Sync`: build one per thread and per step.
+pub struct Tape<F: Float> {
+    id: u64,
+    nodes: RefCell<Vec<Node<F>>>,
+}
+
+/// A handle to one value recorded on a [`Tape`].
+///
+/// `Var` is `Copy` and borrows its tape, so it cannot outlive it. Every operation
+/// is a method on `Var` returning `Result<Var>`, so a composition reads like the
+/// maths and chains with `?`. Combining `Var`s of two tapes is an
+/// [`Error::ForeignVar`].
+#[derive(Clone, Copy)]
+pub struct Var<'t, F: Float> {
+    tape: &'t Tape<F>,
+    index: usize,
+}
+
+/// The result of [`Tape::backward`]: one gradient per tracked leaf.
+#[derive(Clone)]
+pub struct Gradients<F: Float> {
+    tape_id: u64,
+    by_node: Vec<Option<ArrayD<F>>>,
+}
+
+impl<F: Float> Tape<F> {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Tape {
+            id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
+            nodes: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Records a tracked leaf: [`Tape::backward`] gives its gradient.
+    pub fn var(&self, value: ArrayD<F>) -> Var<'_, F> {
+        self.push(value, Op::Leaf, true)
+    }
+
+    /// Records a constant: it takes part in operations but gets no gradient,
+    /// and branches that only reach constants are skipped by the sweep.
+    pub fn constant(&self, value: ArrayD<F>) -> Var<'_, F> {
+        self.push(value, Op::Leaf, false)
+    }
+
+    /// A zero-dimensional constant holding `value`.
+    pub fn scalar(&self, value: F) -> Var<'_, F> {
+        self.constant(ndarray::arr0(value).into_dyn())
+    }
+
+    /// How many values the tape holds.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// Whether the tape holds no value yet.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.borrow().is_empty()
+    }
+
+    /// Differentiates `loss`, which must hold exactly one element, with respect
+    /// to every tracked leaf, in one reverse sweep.
+    ///
+    /// Gradients of intermediate values are dropped as soon as they have been
+    /// passed to their inputs, and values that no tracked leaf reaches are
+    /// skipped. A tracked leaf that `loss` does not depend on gets zeros.
+    ///
+    /// # Errors
+    /// [`Error::NotScalar`] when `loss` has more or fewer than one element;
+    /// [`Error::ForeignVar`] when `loss` belongs to another tape.
+    pub fn backward(&self, loss: Var<'_, F>) -> Result<Gradients<F>> {
+        if !std::ptr::eq(self, loss.tape) {
+            return Err(Error::ForeignVar { op: "backward" });
+        }
+        let nodes = self.nodes.borrow();
+        backprop::sweep(self.id, &nodes, loss.index)
+    }
+
+    /// Records a node and returns its handle.
+    fn push(&self, value: ArrayD<F>, op: Op<F>, requires_grad: bool) -> Var<'_, F> {
+        let mut nodes = self.nodes.borrow_mut();
+        nodes.push(Node {
+            value,
+            op,
+            requires_grad,
+        });
+        Var {
+            tape: self,
+            index: nodes.len() - 1,
+        }
+    }
+
+    /// Records the result of an op on `inputs`; it needs a gradient when any
+    /// input does.
+    fn record(&self, value: ArrayD<F>, op: Op<F>) -> Var<'_, F> {
+        let requires_grad = {
+            let nodes = self.nodes.borrow();
+            op.inputs().iter().any(|&i| nodes[i].requires_grad)
+        };
+        self.push(value, op, requires_grad)
+    }
+}
+
+impl<F: Float> Default for Tape<F> {
+    fn default() -> Self {
+        Tape::new()
+    }
+}
+
+impl<F: Float> fmt::Debug for Tape<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tape")
+            .field("id", &self.id)
+            .field("values", &self.len())
+            .finish()
+    }
+}
+
+/// Reading values and checking provenance.
+impl<'t, F: Float> Var<'t, F> {
+    /// A copy of this value's current array.
+    pub fn value(&self) -> ArrayD<F> {
+        self.value_ref().clone()
+    }
+
+    /// This value's shape.
+    pub fn shape(&self) -> Vec<usize> {
+        self.value_ref().shape().to_vec()
+    }
+
+    /// The single element of a one-element value.
+    ///
+    /// # Errors
+    /// [`Error::NotScalar`] when the value has more or fewer than one element.
+    pub fn item(&self) -> Result<F> {
+        let value = self.value_ref();
+        match value.len() {
+            1 => Ok(value.iter().copied().next().unwrap_or_else(F::nan)),
+            _ => Err(Error::NotScalar {
+                op: "item",
+                shape: value.shape().to_vec(),
+            }),
+        }
+    }
+
+    /// Whether this value is a tracked leaf or depends on one.
+    pub fn requires_grad(&self) -> bool {
+        self.tape.nodes.borrow()[self.index].requires_grad
+    }
+
+    /// The tape this value is recorded on.
+    pub fn tape(&self) -> &'t Tape<F> {
+        self.tape
+    }
+
+    /// Borrows the value in place.
+    fn value_ref(&self) -> Ref<'t, ArrayD<F>> {
+        Ref::map(self.tape.nodes.borrow(), |nodes| &nodes[self.index].value)
+    }
+
+    /// Fails with [`Error::ForeignVar`] unless `other` is on the same tape.
+    fn same_tape(&self, other: Var<'t, F>, op: &'static str) -> Result<()> {
+        if std::ptr::eq(self.tape, other.tape) {
+            Ok(())
+        } else {
+            Err(Error::ForeignVar { op })
+        }
+    }
+
+    /// Records `value` as the result of `op`.
+    fn record(&self, value: ArrayD<F>, op: Op<F>) -> Var<'t, F> {
+        self.tape.record(value, op)
+    }
+}
+
+impl<F: Float> fmt::Debug for Var<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Var")
+            .field("tape", &self.tape.id)
+            .field("index", &self.index)
+            .field("shape", &self.shape())
+            .finish()
+    }
+}
+
+impl<F: Float> Gradients<F> {
+    /// The gradient of the loss with respect to `v`, with `v`'s shape; `None`
+    /// when `v` is not a tracked leaf (a constant or an intermediate value) or
+    /// belongs to another tape.
+    pub fn wrt(&self, v: Var<'_, F>) -> Option<&ArrayD<F>> {
+        if v.tape.id != self.tape_id {
+            return None;
+        }
+        self.by_node.get(v.index).and_then(Option::as_ref)
+    }
+
+    /// Takes the gradient of `v` out of the set, without copying it.
+    pub fn take(&mut self, v: Var<'_, F>) -> Option<ArrayD<F>> {
+        if v.tape.id != self.tape_id {
+            return None;
+        }
+        self.by_node.get_mut(v.index).and_then(Option::take)
+    }
+}
+
+impl<F: Float> fmt::Debug for Gradients<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let leaves: Vec<(usize, &[usize])> = self
+            .by_node
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.as_ref().map(|g| (i, g.shape())))
+            .collect();
+        f.debug_struct("Gradients")
+            .field("tape", &self.tape_id)
+            .field("leaves", &leaves)
+            .finish()
+    }
+}

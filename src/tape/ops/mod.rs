@@ -1,0 +1,80 @@
+//! The recorded operations. Each file holds one family: the `Var` methods that
+//! run an op forward and, beside them, the local backward rule that the sweep
+//! in `backprop.rs` calls.
+
+pub(crate) mod binary;
+pub(crate) mod elementwise;
+pub(crate) mod reduce;
+pub(crate) mod structural;
+
+use ndarray::ArrayD;
+use smallvec::{SmallVec, smallvec};
+
+pub(crate) use binary::Binary;
+pub(crate) use elementwise::Unary;
+
+/// How a recorded value was made: the operation and the indices of its inputs
+/// on the tape, plus whatever the backward rule needs that is not a value.
+#[derive(Debug, Clone)]
+pub(crate) enum Op<F> {
+    /// A tracked leaf or a constant.
+    Leaf,
+    /// An elementwise function of one input.
+    Unary { input: usize, f: Unary<F> },
+    /// An elementwise function of two inputs, broadcast together.
+    Binary { lhs: usize, rhs: usize, f: Binary },
+    /// The sum of all elements.
+    Sum { input: usize },
+    /// The mean of all elements.
+    Mean { input: usize },
+    /// Sum along one axis.
+    SumAxis { input: usize, axis: usize, keepdims: bool },
+    /// Mean along one axis.
+    MeanAxis { input: usize, axis: usize, keepdims: bool },
+    /// Maximum along one axis (ties share the gradient).
+    MaxAxis { input: usize, axis: usize, keepdims: bool },
+    /// `ln Σ exp` along one axis.
+    LogSumExpAxis { input: usize, axis: usize, keepdims: bool },
+    /// `x − logsumexp(x)` along one axis.
+    LogSoftmax { input: usize, axis: usize },
+    /// `exp(x − logsumexp(x))` along one axis.
+    Softmax { input: usize, axis: usize },
+    /// 2-D matrix product.
+    MatMul { lhs: usize, rhs: usize },
+    /// Same elements, new shape (row-major order).
+    Reshape { input: usize },
+    /// Values picked by index along one axis.
+    Gather {
+        input: usize,
+        axis: usize,
+        indices: ArrayD<usize>,
+    },
+    /// `mask ? on_true : on_false`, broadcast together.
+    WhereMask {
+        on_true: usize,
+        on_false: usize,
+        mask: ArrayD<bool>,
+    },
+}
+
+impl<F> Op<F> {
+    /// The tape indices this op reads.
+    pub(crate) fn inputs(&self) -> SmallVec<[usize; 2]> {
+        match *self {
+            Op::Leaf => smallvec![],
+            Op::Unary { input, .. }
+            | Op::Sum { input }
+            | Op::Mean { input }
+            | Op::SumAxis { input, .. }
+            | Op::MeanAxis { input, .. }
+            | Op::MaxAxis { input, .. }
+            | Op::LogSumExpAxis { input, .. }
+            | Op::LogSoftmax { input, .. }
+            | Op::Softmax { input, .. }
+            | Op::Reshape { input }
+            | Op::Gather { input, .. } => smallvec![input],
+            Op::Binary { lhs, rhs, .. } | Op::MatMul { lhs, rhs } => smallvec![lhs, rhs],
+            Op::WhereMask { on_true, on_false, .. } => smallvec![on_true, on_false],
+        }
+    }
+}
