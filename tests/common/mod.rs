@@ -1,0 +1,198 @@
+//! Helpers shared by the integration tests: a seeded generator, the PyTorch
+//! fixtures, and tolerance assertions. Expected values never come from the code
+//! under test: they come from PyTorch, from closed forms worked by hand, or
+//! from finite differences.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use tapeloss::Loss;
+use tapeloss::ndarray::{ArrayD, IxDyn};
+
+/// SplitMix64: a tiny, seeded, portable generator, so every test input is
+/// reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    /// Uniform integer in [0, n).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// An array of the given shape, uniform in [lo, hi).
+    pub fn array(&mut self, shape: &[usize], lo: f64, hi: f64) -> ArrayD<f64> {
+        ArrayD::from_shape_simple_fn(IxDyn(shape), || self.uniform(lo, hi))
+    }
+}
+
+/// One case of a PyTorch fixture file.
+pub struct Fixture {
+    pub name: String,
+    pub loss: String,
+    pub options: serde_json::Value,
+    pub predictions: ArrayD<f64>,
+    pub targets: ArrayD<f64>,
+    pub value: f64,
+    pub grad: ArrayD<f64>,
+}
+
+/// Reads `tests/fixtures/<family>.json`, written by `scripts/make_fixtures.py`.
+pub fn fixtures(family: &str) -> Vec<Fixture> {
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "tests",
+        "fixtures",
+        &format!("{family}.json"),
+    ]
+    .iter()
+    .collect();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("fixture JSON");
+    let cases = doc["cases"].as_array().expect("cases");
+    assert!(!cases.is_empty(), "{family}: no cases");
+    cases
+        .iter()
+        .map(|c| Fixture {
+            name: c["name"].as_str().expect("name").to_string(),
+            loss: c["loss"].as_str().expect("loss").to_string(),
+            options: c["options"].clone(),
+            predictions: array_from_json(&c["predictions"]),
+            targets: array_from_json(&c["targets"]),
+            value: number(&c["value"]),
+            grad: array_from_json(&c["grad"]),
+        })
+        .collect()
+}
+
+fn number(v: &serde_json::Value) -> f64 {
+    match v {
+        serde_json::Value::String(s) if s == "nan" => f64::NAN,
+        serde_json::Value::String(s) if s == "inf" => f64::INFINITY,
+        serde_json::Value::String(s) if s == "-inf" => f64::NEG_INFINITY,
+        other => other.as_f64().expect("number"),
+    }
+}
+
+/// `{shape, data}` as an array.
+pub fn array_from_json(v: &serde_json::Value) -> ArrayD<f64> {
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .expect("shape")
+        .iter()
+        .map(|d| d.as_u64().expect("dim") as usize)
+        .collect();
+    let data: Vec<f64> = v["data"].as_array().expect("data").iter().map(number).collect();
+    ArrayD::from_shape_vec(IxDyn(&shape), data).expect("fixture shape and data agree")
+}
+
+/// Option `key` of a fixture as f64, if present.
+pub fn opt_f64(options: &serde_json::Value, key: &str) -> Option<f64> {
+    options.get(key).and_then(|v| v.as_f64())
+}
+
+/// `|a − b| ≤ atol + rtol·|b|` elementwise, with a message naming the worst element.
+pub fn assert_close(actual: &ArrayD<f64>, expected: &ArrayD<f64>, rtol: f64, atol: f64, what: &str) {
+    assert_eq!(actual.shape(), expected.shape(), "{what}: shapes differ");
+    for ((i, &a), &e) in actual.indexed_iter().zip(expected.iter()) {
+        assert!(
+            (a - e).abs() <= atol + rtol * e.abs() || (a == e),
+            "{what}: at {i:?} got {a:e}, expected {e:e} (rtol {rtol:e}, atol {atol:e})"
+        );
+    }
+}
+
+/// Scalar version of [`assert_close`].
+pub fn assert_close_scalar(actual: f64, expected: f64, rtol: f64, atol: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() <= atol + rtol * expected.abs() || actual == expected,
+        "{what}: got {actual:e}, expected {expected:e} (rtol {rtol:e}, atol {atol:e})"
+    );
+}
+
+/// Checks a loss's three gradient derivations against each other: the
+/// closed-form `backward`, the tape-derived gradient of `record`, and central
+/// finite differences of `forward`; and that `value_and_grad` equals
+/// `forward` with `backward`. Inputs must be away from kinks.
+pub fn assert_gradients_agree<L: Loss<f64>>(loss: &L, predictions: &ArrayD<f64>, targets: &ArrayD<f64>, what: &str) {
+    let value = loss
+        .forward(predictions, targets)
+        .unwrap_or_else(|e| panic!("{what}: forward: {e}"));
+    let closed = loss
+        .backward(predictions, targets)
+        .unwrap_or_else(|e| panic!("{what}: backward: {e}"));
+    let (fused_value, fused_grad) = loss
+        .value_and_grad(predictions, targets)
+        .unwrap_or_else(|e| panic!("{what}: value_and_grad: {e}"));
+    assert_close_scalar(
+        fused_value,
+        value,
+        1e-12,
+        0.0,
+        &format!("{what}: value_and_grad value vs forward"),
+    );
+    assert_close(
+        &fused_grad,
+        &closed,
+        1e-12,
+        1e-300,
+        &format!("{what}: value_and_grad grad vs backward"),
+    );
+
+    let (tape_value, tape_grad) = tapeloss::losses::value_and_grad_on_tape(loss, predictions, targets)
+        .unwrap_or_else(|e| panic!("{what}: tape: {e}"));
+    assert_close_scalar(
+        tape_value,
+        value,
+        1e-10,
+        1e-12,
+        &format!("{what}: tape value vs forward"),
+    );
+    assert_close(
+        &tape_grad,
+        &closed,
+        1e-8,
+        1e-10,
+        &format!("{what}: tape grad vs closed form"),
+    );
+
+    let h = 1e-6;
+    let mut numeric = ArrayD::zeros(predictions.raw_dim());
+    for (i, slot) in numeric.indexed_iter_mut() {
+        let mut plus = predictions.clone();
+        plus[&i] += h;
+        let mut minus = predictions.clone();
+        minus[&i] -= h;
+        let fp = loss.forward(&plus, targets).expect("forward at p + h");
+        let fm = loss.forward(&minus, targets).expect("forward at p - h");
+        *slot = (fp - fm) / (2.0 * h);
+    }
+    assert_close(
+        &closed,
+        &numeric,
+        1e-5,
+        1e-7,
+        &format!("{what}: closed form vs finite differences"),
+    );
+}
