@@ -33,6 +33,9 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// `Var::add`, `sub`, `mul`, `div` and `neg` return `Result` (shape errors are values,
+// not panics), so they cannot be the `std::ops` traits that clippy suggests.
+#![allow(clippy::should_implement_trait)]
 
 mod error;
 mod float;
