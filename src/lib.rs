@@ -49,3 +49,8 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub use losses::{Loss, MeanSquaredError, Reduction};
 pub use tape::{Gradients, Tape, Var};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
