@@ -44,5 +44,7 @@ pub use ndarray;
 
 pub use error::{Error, Result};
 pub use float::Float;
-pub use losses::{Loss, MeanSquaredError, Reduction};
+pub use losses::{
+    BinaryCrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss,
+};
 pub use tape::{Gradients, Tape, Var};

@@ -24,8 +24,10 @@
 //! # Ok(()) }
 //! ```
 
-mod mse;
+mod binary_cross_entropy;
+mod focal;
 pub(crate) mod pointwise;
+mod regression;
 mod slices;
 pub(crate) mod validate;
 
@@ -35,7 +37,9 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::tape::{Tape, Var};
 
-pub use mse::MeanSquaredError;
+pub use binary_cross_entropy::BinaryCrossEntropyLoss;
+pub use focal::FocalLoss;
+pub use regression::{HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss};
 
 /// How per-element (or per-sample) terms are combined into one number.
 ///
