@@ -47,7 +47,9 @@ pub use ndarray;
 
 pub use error::{Error, Result};
 pub use float::Float;
-pub use losses::{Loss, MeanSquaredError, Reduction};
+pub use losses::{
+    BinaryCrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss,
+};
 pub use tape::{Gradients, Tape, Var};
 
 /// The README's examples, compiled and run as doc tests.
