@@ -238,7 +238,8 @@ impl<F: Float> Terms<F> {
 impl<F: Float> Loss<F> for FocalLoss {
     /// `s·Σ −α·(1 − p)^γ·t·ln(clamp(p, ε, 1 − ε))` as tape ops.
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
-        let scale = self.check(&predictions.value(), targets)?;
+        let values = predictions.value();
+        let scale = self.check(&values, targets)?;
         let k = Terms::<F>::new(self);
         let ln_q = predictions.clamp(k.lo, k.hi)?.ln()?;
         let log_term = if self.gamma == 0.0 {
@@ -258,11 +259,12 @@ impl<F: Float> Loss<F> for FocalLoss {
             };
             focus.mul(ln_q)?
         };
-        log_term
+        let out = log_term
             .mul(tape.constant(targets.clone()))?
             .mul_scalar(k.neg_alpha)?
             .sum()?
-            .mul_scalar(scale)
+            .mul_scalar(scale)?;
+        validate::finite_record(Self::NAME, out, &values, targets)
     }
 
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
@@ -292,6 +294,6 @@ impl<F: Float> Loss<F> for FocalLoss {
         let sum = write_elements(grad, |g| {
             sum_terms_and_grad(&p, &t, g, scale, |p, t| k.term_and_slope(p, t))
         });
-        validate::finite_value(Self::NAME, sum * scale, predictions, targets)
+        validate::finite_value_and_grad(Self::NAME, sum * scale, predictions, targets, grad)
     }
 }

@@ -186,8 +186,8 @@ pub trait Loss<F: Float> {
 ///
 /// # Errors
 /// Whatever [`Loss::record`] returns; [`crate::Error::NotScalar`] when it records a
-/// value with more than one element; [`crate::Error::NonFinite`] when the value is not
-/// finite.
+/// value with more than one element; [`crate::Error::NonFinite`] when the value or
+/// the gradient is not finite.
 pub fn value_and_grad_on_tape<F: Float, L: Loss<F> + ?Sized>(
     loss: &L,
     predictions: &ArrayD<F>,
@@ -199,5 +199,6 @@ pub fn value_and_grad_on_tape<F: Float, L: Loss<F> + ?Sized>(
     let value = validate::finite_value("value_and_grad", out.item()?, predictions, targets)?;
     let mut grads = tape.backward(out)?;
     let grad = grads.take(x).unwrap_or_else(|| ArrayD::zeros(predictions.raw_dim()));
+    validate::finite_grad("value_and_grad", value, &grad, predictions, targets)?;
     Ok((value, grad))
 }

@@ -57,9 +57,11 @@ pub(crate) fn record<'t, L: Pointwise, F: Float>(
     predictions: Var<'t, F>,
     targets: &ArrayD<F>,
 ) -> Result<Var<'t, F>> {
-    check(loss, &predictions.value(), targets)?;
+    let values = predictions.value();
+    check(loss, &values, targets)?;
     let terms = loss.record_terms(predictions, tape.constant(targets.clone()))?;
-    loss.reduction().record(terms)
+    let out = loss.reduction().record(terms)?;
+    validate::finite_record(L::NAME, out, &values, targets)
 }
 
 pub(crate) fn forward<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
@@ -82,7 +84,7 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
     let sum = write_elements(grad, |g| {
         sum_terms_and_grad(&p, &t, g, scale, |p, t| loss.term_and_slope(p, t))
     });
-    validate::finite_value(L::NAME, sum * scale, predictions, targets)
+    validate::finite_value_and_grad(L::NAME, sum * scale, predictions, targets, grad)
 }
 
 /// Implements [`Loss`] for a [`Pointwise`] loss with the fused kernels.
