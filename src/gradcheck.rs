@@ -1006,7 +1006,7 @@ impl<E: FnMut(&[ArrayD<f64>]) -> Result<f64>> Engine<'_, E> {
         let config = self.config;
         let mut rows = rows(closed.is_some());
         let mut skipped = Vec::new();
-        let mut rng = SplitMix64(config.seed);
+        let mut rng = SplitMix64::new(config.seed);
         for k in 0..directions {
             let v: Vec<ArrayD<f64>> = self
                 .xs
@@ -1174,10 +1174,15 @@ fn unravel(shape: &[usize], mut pos: usize) -> Vec<usize> {
     index
 }
 
-/// SplitMix64, seeded: directions reproducible on every platform.
-struct SplitMix64(u64);
+/// SplitMix64, seeded: directions reproducible on every platform. Holds the
+/// second normal of each Box–Muller pair.
+struct SplitMix64(u64, Option<f64>);
 
 impl SplitMix64 {
+    fn new(seed: u64) -> Self {
+        SplitMix64(seed, None)
+    }
+
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -1191,10 +1196,16 @@ impl SplitMix64 {
         ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
     }
 
-    /// Standard normal (Box–Muller; one of the pair is enough here).
+    /// Standard normal (Box–Muller, both of the pair used).
     fn normal(&mut self) -> f64 {
+        if let Some(z) = self.1.take() {
+            return z;
+        }
         let (u1, u2) = (self.unit_open_below(), self.unit_open_below());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
+        self.1 = Some(r * sin);
+        r * cos
     }
 }
 
@@ -1211,7 +1222,7 @@ mod tests {
 
     #[test]
     fn normals_have_unit_variance() {
-        let mut rng = SplitMix64(1);
+        let mut rng = SplitMix64::new(1);
         let n = 100_000;
         let xs: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
