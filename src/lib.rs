@@ -39,6 +39,7 @@
 
 mod error;
 mod float;
+pub mod gradcheck;
 mod kernels;
 pub mod losses;
 mod tape;
