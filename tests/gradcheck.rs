@@ -525,7 +525,7 @@ fn errors_are_returned_not_panicked() {
 
     let err = check_fn(|_, v| v[0].sum(), &[], &config).unwrap_err();
     assert!(matches!(err, Error::Empty { op: "check_fn", .. }), "{err}");
-    let err = check_fn(|_, v| v[0].square(), &[p.clone()], &config).unwrap_err();
+    let err = check_fn(|_, v| v[0].square(), std::slice::from_ref(&p), &config).unwrap_err();
     assert!(matches!(err, Error::NotScalar { .. }), "{err}");
     let err = check_fn(|_, v| v[0].add(v[1])?.sum(), &[p, t], &config).unwrap_err();
     assert!(matches!(err, Error::ShapeMismatch { op: "add", .. }), "{err}");
