@@ -39,6 +39,7 @@
 
 mod error;
 mod float;
+pub mod gradcheck;
 mod kernels;
 pub mod losses;
 mod tape;
@@ -48,7 +49,8 @@ pub use ndarray;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use losses::{
-    BinaryCrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss,
+    BinaryCrossEntropyLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError, MeanSquaredError,
+    Reduction, SmoothL1Loss,
 };
 pub use tape::{Gradients, Tape, Var};
 

@@ -46,6 +46,7 @@
 //! ```
 
 mod binary_cross_entropy;
+mod cross_entropy;
 mod focal;
 pub(crate) mod pointwise;
 mod regression;
@@ -59,6 +60,7 @@ use crate::float::Float;
 use crate::tape::{Tape, Var};
 
 pub use binary_cross_entropy::BinaryCrossEntropyLoss;
+pub use cross_entropy::CrossEntropyLoss;
 pub use focal::FocalLoss;
 pub use regression::{HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss};
 
