@@ -365,13 +365,23 @@ impl CrossEntropyLoss {
             weights: self.class_weights.as_deref(),
             smoothing: self.label_smoothing,
         };
-        let value = match grad {
-            Some(g) => write_elements(g, |g| {
-                softmax::cross_entropy(&x, plan.layout, labels, options, scale, Some(g))
-            }),
-            None => softmax::cross_entropy(&x, plan.layout, labels, options, scale, None),
-        };
-        validate::finite_value(NAME, value, logits, targets)
+        match grad {
+            Some(g) => {
+                let value = write_elements(g, |g| {
+                    softmax::cross_entropy(&x, plan.layout, labels, options, scale, Some(g))
+                });
+                let value = validate::finite_value(NAME, value, logits, targets)?;
+                // Each element is scale·(A·softmax − a): finite whenever the value
+                // is, short of an overflow in A or the scale; one branch-free pass
+                // (cheap beside the exp per logit) makes sure.
+                validate::finite_grad(NAME, value, g, logits, targets)?;
+                Ok(value)
+            }
+            None => {
+                let value = softmax::cross_entropy(&x, plan.layout, labels, options, scale, None);
+                validate::finite_value(NAME, value, logits, targets)
+            }
+        }
     }
 
     /// The weights as a constant that broadcasts along the class axis.
