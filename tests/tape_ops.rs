@@ -859,3 +859,56 @@ fn backward_can_run_twice_and_take_moves_the_gradient_out() -> Result<()> {
     assert!(second.take(x).is_none(), "taken once");
     Ok(())
 }
+
+// --- f32 and threads ---
+
+/// A composition touching broadcasting, reductions, softmax, matmul and gather.
+fn mixed<'t, F: tapeloss::Float>(x: Var<'t, F>, w: Var<'t, F>, b: Var<'t, F>) -> Result<Var<'t, F>> {
+    let classes = array![[1_usize], [0], [2]].into_dyn();
+    let h = x.matmul(w)?.add(b)?.sigmoid()?; // [3, 3]
+    let ce = h.log_softmax(1)?.gather(1, &classes)?.mean()?.neg()?;
+    let reg = w.square()?.sum_axis(0, true)?.max_axis(1, false)?.sum()?;
+    ce.add(reg.mul_scalar(F::from_f64(0.1))?)?
+        .add(h.logsumexp_axis(0, false)?.mean()?)
+}
+
+#[test]
+fn f32_gradients_agree_with_f64() -> Result<()> {
+    let mut rng = Rng::new(23);
+    let (x, w, b) = (
+        rng.array(&[3, 4], -1.0, 1.0),
+        distinct(&mut rng, &[4, 3]),
+        rng.array(&[3], -1.0, 1.0),
+    );
+    let tape = Tape::<f64>::new();
+    let (x64, w64, b64) = (tape.var(x.clone()), tape.var(w.clone()), tape.var(b.clone()));
+    let loss64 = mixed(x64, w64, b64)?;
+    let g64 = tape.backward(loss64)?;
+
+    let to32 = |a: &ArrayD<f64>| a.mapv(|v| v as f32);
+    let tape32 = Tape::<f32>::new();
+    let (x32, w32, b32) = (tape32.var(to32(&x)), tape32.var(to32(&w)), tape32.var(to32(&b)));
+    let loss32 = mixed(x32, w32, b32)?;
+    let g32 = tape32.backward(loss32)?;
+
+    assert!((f64::from(loss32.item()?) - loss64.item()?).abs() < 1e-5);
+    for (name, v64, v32) in [("x", x64, x32), ("w", w64, w32), ("b", b64, b32)] {
+        let widened = g32.wrt(v32).unwrap().mapv(f64::from);
+        assert_close(
+            &widened,
+            g64.wrt(v64).unwrap(),
+            1e-4,
+            1e-5,
+            &format!("f32 vs f64 d/d{name}"),
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn tapes_move_between_threads_and_gradients_are_shareable() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<Tape<f32>>();
+    send_sync::<tapeloss::Gradients<f64>>();
+}
