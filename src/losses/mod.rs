@@ -24,9 +24,12 @@
 //! # Ok(()) }
 //! ```
 
+mod contrastive;
+mod embedding;
 mod mse;
 pub(crate) mod pointwise;
 mod slices;
+mod triplet;
 pub(crate) mod validate;
 
 use ndarray::ArrayD;
@@ -35,7 +38,9 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::tape::{Tape, Var};
 
+pub use contrastive::ContrastiveLoss;
 pub use mse::MeanSquaredError;
+pub use triplet::TripletLoss;
 
 /// How per-element (or per-sample) terms are combined into one number.
 ///
