@@ -46,11 +46,14 @@
 //! ```
 
 mod binary_cross_entropy;
+mod contrastive;
 mod cross_entropy;
+mod embedding;
 mod focal;
 pub(crate) mod pointwise;
 mod regression;
 mod slices;
+mod triplet;
 pub(crate) mod validate;
 
 use ndarray::ArrayD;
@@ -60,9 +63,11 @@ use crate::float::Float;
 use crate::tape::{Tape, Var};
 
 pub use binary_cross_entropy::BinaryCrossEntropyLoss;
+pub use contrastive::ContrastiveLoss;
 pub use cross_entropy::CrossEntropyLoss;
 pub use focal::FocalLoss;
 pub use regression::{HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss};
+pub use triplet::TripletLoss;
 
 /// How per-element (or per-sample) terms are combined into one number.
 ///

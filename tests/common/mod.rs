@@ -241,3 +241,21 @@ pub fn assert_f32_agrees<L: Loss<f32> + Loss<f64>>(
         &format!("{what}: f32 gradient"),
     );
 }
+
+/// Central finite differences of a scalar function: `(f(x + h·eᵢ) − f(x − h·eᵢ)) / 2h`
+/// for every element `i` of `x`. An independent check on any gradient; keep
+/// inputs at least `h` away from kinks.
+pub fn finite_difference_grad(f: impl Fn(&ArrayD<f64>) -> f64, x: &ArrayD<f64>, h: f64) -> ArrayD<f64> {
+    let mut probe = x.clone();
+    let mut grad = ArrayD::zeros(x.raw_dim());
+    for (i, slot) in grad.indexed_iter_mut() {
+        let original = probe[&i];
+        probe[&i] = original + h;
+        let plus = f(&probe);
+        probe[&i] = original - h;
+        let minus = f(&probe);
+        probe[&i] = original;
+        *slot = (plus - minus) / (2.0 * h);
+    }
+    grad
+}
