@@ -6,8 +6,8 @@
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn};
 use tapeloss::{
-    BinaryCrossEntropyLoss, Error, Float, FocalLoss, HuberLoss, Loss, MeanAbsoluteError, MeanSquaredError,
-    SmoothL1Loss, Tape,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HuberLoss, Loss,
+    MeanAbsoluteError, MeanSquaredError, SmoothL1Loss, Tape, TripletLoss,
 };
 
 /// A loss usable in both precisions, behind one name for the messages.
@@ -113,6 +113,36 @@ fn elementwise_losses() -> Vec<(&'static str, Box<dyn AnyLoss>)> {
     ]
 }
 
+/// A loss's name, the loss, and valid predictions and targets for it.
+type NamedCase = (&'static str, Box<dyn AnyLoss>, ArrayD<f64>, ArrayD<f64>);
+
+/// Every loss with valid inputs of its own layout, for the cases that apply
+/// to all of them (a gradient buffer of the wrong shape).
+fn every_loss_with_inputs() -> Vec<NamedCase> {
+    let mut all: Vec<_> = elementwise_losses()
+        .into_iter()
+        .map(|(name, loss)| {
+            let (p, t) = valid_pair(&[2, 3]);
+            (name, loss, p, t)
+        })
+        .collect();
+    let (x, y) = logits_and_classes();
+    all.push(("CrossEntropyLoss", Box::new(CrossEntropyLoss::new()), x, y));
+    all.push((
+        "ContrastiveLoss",
+        Box::new(ContrastiveLoss::new(1.0)),
+        points(&[2, 2, 3]),
+        array(&[2], &[1.0, 0.0]),
+    ));
+    all.push((
+        "TripletLoss",
+        Box::new(TripletLoss::new(1.0)),
+        points(&[2, 3, 1]),
+        array(&[2], &[0.0, 0.0]),
+    ));
+    all
+}
+
 // ---------------------------------------------------------------------------
 // Shapes
 // ---------------------------------------------------------------------------
@@ -162,14 +192,17 @@ fn empty_input() {
 
 #[test]
 fn gradient_buffer_of_the_wrong_shape() {
-    for (name, loss) in elementwise_losses() {
-        let (p, t) = valid_pair(&[2, 3]);
+    for (name, loss, p, t) in every_loss_with_inputs() {
+        let shape = format!("{:?}", p.shape());
         for wrong in [&[3, 2][..], &[6], &[2, 3, 1], &[]] {
+            if wrong == p.shape() {
+                continue;
+            }
             let mut grad = ArrayD::<f64>::zeros(IxDyn(wrong));
             let err = Loss::<f64>::value_and_grad_into(&*loss, &p, &t, &mut grad).unwrap_err();
             assert!(matches!(err, Error::ShapeMismatch { .. }), "{name}: {err:?}");
             let message = err.to_string();
-            for needle in ["gradient buffer", &format!("{wrong:?}"), "[2, 3]"] {
+            for needle in ["gradient buffer", &format!("{wrong:?}"), &shape] {
                 assert!(message.contains(needle), "{name}: {message:?} lacks {needle:?}");
             }
             assert!(grad.iter().all(|&g| g == 0.0), "{name}: the buffer was written");
@@ -302,6 +335,28 @@ fn a_finite_loss_with_an_overflowing_gradient_is_an_error() {
         assert!(
             message.contains("`gradient`") && message.contains("[0, 0]"),
             "{method}: {message}"
+        );
+    }
+
+    // Contrastive in f32 with a margin of 1e18 over a distance of 1e-22: the
+    // loss h² = 1e36 fits, the slope factor h/d = 1e40 does not (on the tape
+    // too: the derivative of √s at s = 1e-44 is 5e21).
+    let loss = ContrastiveLoss::new(1e18);
+    let p = ArrayD::from_shape_vec(IxDyn(&[1, 2, 1]), vec![0.0_f32, 1e-22]).unwrap();
+    let t = ArrayD::from_shape_vec(IxDyn(&[1]), vec![0.0_f32]).unwrap();
+    let value = loss.forward(&p, &t).expect("the value is finite");
+    assert!((value - 1e36).abs() < 1e30, "{value}");
+    for (method, result) in [
+        ("value_and_grad", loss.value_and_grad(&p, &t).map(drop)),
+        (
+            "value_and_grad_on_tape",
+            value_and_grad_on_tape(&loss, &p, &t).map(drop),
+        ),
+    ] {
+        let err = result.expect_err(method);
+        assert!(
+            matches!(err, Error::NonFinite { arg: "gradient", .. }),
+            "{method}: {err:?}"
         );
     }
 }
@@ -524,5 +579,326 @@ fn non_finite_hyperparameters() {
                 [&quoted, &shown]
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cross-entropy
+// ---------------------------------------------------------------------------
+
+/// Logits `[2, 3]` and class indices `[2]`.
+fn logits_and_classes() -> (ArrayD<f64>, ArrayD<f64>) {
+    (
+        array(&[2, 3], &[1.0, 2.0, 0.5, 0.8, 0.2, 1.5]),
+        array(&[2], &[1.0, 2.0]),
+    )
+}
+
+#[test]
+fn ce_targets_of_neither_layout() {
+    let (x, _) = logits_and_classes();
+    // [3] and [1, 3] would broadcast against [2, 3]; [2, 1] is neither layout.
+    for shape in [&[3][..], &[1, 3], &[2, 1], &[3, 2], &[2, 3, 1], &[]] {
+        let t = ArrayD::zeros(IxDyn(shape));
+        let shown = format!("{shape:?}");
+        assert_fails!(
+            "CrossEntropyLoss shapes",
+            CrossEntropyLoss::new(),
+            x,
+            t,
+            Error::ShapeMismatch { .. },
+            ["CrossEntropyLoss", "[2, 3]", &shown, "targets"]
+        );
+    }
+}
+
+#[test]
+fn ce_empty_batch_or_no_classes() {
+    for (logits, targets) in [
+        (&[0, 3][..], &[0][..]),
+        (&[2, 0], &[2]),
+        (&[0], &[]),
+        (&[2, 3, 0], &[2, 0]),
+    ] {
+        let shown = format!("{logits:?}");
+        assert_fails!(
+            "CrossEntropyLoss empty",
+            CrossEntropyLoss::new(),
+            ArrayD::zeros(IxDyn(logits)),
+            ArrayD::zeros(IxDyn(targets)),
+            Error::Empty { .. },
+            ["`predictions`", "empty", &shown]
+        );
+    }
+}
+
+#[test]
+fn ce_nan_in_logits_or_targets() {
+    let (mut x, y) = logits_and_classes();
+    x[[1, 1]] = f64::NAN;
+    assert_fails!(
+        "CrossEntropyLoss NaN logit",
+        CrossEntropyLoss::new(),
+        x,
+        y,
+        Error::NonFinite { arg: "predictions", .. },
+        ["`predictions`", "NaN", "[1, 1]"]
+    );
+    let (x, mut y) = logits_and_classes();
+    y[[1]] = f64::NAN;
+    assert_fails!(
+        "CrossEntropyLoss NaN class",
+        CrossEntropyLoss::new(),
+        x,
+        y,
+        Error::NonFinite { arg: "targets", .. },
+        ["`targets`", "NaN", "[1]"]
+    );
+    let (x, _) = logits_and_classes();
+    let mut soft = ArrayD::from_elem(IxDyn(&[2, 3]), 0.25);
+    soft[[0, 2]] = f64::NAN;
+    assert_fails!(
+        "CrossEntropyLoss NaN probability",
+        CrossEntropyLoss::new(),
+        x,
+        soft,
+        Error::NonFinite { arg: "targets", .. },
+        ["`targets`", "NaN", "[0, 2]"]
+    );
+}
+
+#[test]
+fn ce_class_index_out_of_range_negative_or_fractional() {
+    for (bad, why) in [(3.0, "< 3"), (7.0, "< 3"), (-1.0, "≥ 0"), (0.5, "whole number")] {
+        let (x, mut y) = logits_and_classes();
+        y[[1]] = bad;
+        let shown = format!("invalid target {bad} at index [1]");
+        assert_fails!(
+            "CrossEntropyLoss class index",
+            CrossEntropyLoss::new(),
+            x,
+            y,
+            Error::InvalidTarget { .. },
+            [&shown, "class index", why]
+        );
+    }
+}
+
+#[test]
+fn ce_class_weights_of_the_wrong_length_or_negative() {
+    let (x, y) = logits_and_classes();
+    for weights in [vec![1.0, 2.0], vec![1.0; 4], vec![]] {
+        let len = format!("= {}", weights.len());
+        assert_fails!(
+            "class_weights length",
+            CrossEntropyLoss::new().with_class_weights(weights),
+            x,
+            y,
+            Error::InvalidParameter { .. },
+            ["`class_weights.len()`", &len, "one weight per class"]
+        );
+    }
+    for (bad, shown) in [(-0.5, "-0.5"), (f64::NAN, "NaN"), (f64::INFINITY, "inf")] {
+        assert_fails!(
+            "class_weights value",
+            CrossEntropyLoss::new().with_class_weights(vec![1.0, bad, 1.0]),
+            x,
+            y,
+            Error::InvalidParameter { .. },
+            ["`class_weights[1]`", shown, "≥ 0"]
+        );
+    }
+}
+
+#[test]
+fn ce_label_smoothing_outside_the_unit_interval() {
+    let (x, y) = logits_and_classes();
+    for (bad, shown) in [(-0.1, "-0.1"), (1.5, "1.5"), (f64::NAN, "NaN"), (f64::INFINITY, "inf")] {
+        assert_fails!(
+            "label_smoothing",
+            CrossEntropyLoss::new().with_label_smoothing(bad),
+            x,
+            y,
+            Error::InvalidParameter { .. },
+            ["`label_smoothing`", shown, "[0, 1]"]
+        );
+    }
+}
+
+#[test]
+fn ce_every_target_ignored() {
+    let (x, _) = logits_and_classes();
+    let y = array(&[2], &[2.0, 2.0]);
+    assert_fails!(
+        "all ignored",
+        CrossEntropyLoss::new().with_ignore_index(2),
+        x,
+        y,
+        Error::AllTargetsIgnored { ignore_index: 2, .. },
+        ["CrossEntropyLoss", "ignore_index = 2"]
+    );
+    // ignore_index has no meaning for probability targets.
+    let soft = ArrayD::from_elem(IxDyn(&[2, 3]), 0.25);
+    assert_fails!(
+        "ignore_index with probabilities",
+        CrossEntropyLoss::new().with_ignore_index(0),
+        x,
+        soft,
+        Error::InvalidParameter { .. },
+        ["`ignore_index`", "probability targets"]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Contrastive and triplet
+// ---------------------------------------------------------------------------
+
+/// Points of the given shape, all distinct.
+fn points(shape: &[usize]) -> ArrayD<f64> {
+    let n: usize = shape.iter().product();
+    array(shape, &(0..n).map(|i| (i as f64 * 0.37).sin()).collect::<Vec<_>>())
+}
+
+#[test]
+fn contrastive_input_that_is_not_n_by_2_by_d() {
+    for shape in [&[3, 3, 2][..], &[4, 2], &[2, 2, 2, 1], &[6], &[]] {
+        let shown = format!("{shape:?}");
+        assert_fails!(
+            "ContrastiveLoss layout",
+            ContrastiveLoss::new(1.0),
+            points(shape),
+            array(&[3], &[1.0, 0.0, 1.0]),
+            Error::InvalidShape { arg: "predictions", .. },
+            ["`predictions`", &shown, "[N, 2, D]"]
+        );
+    }
+}
+
+#[test]
+fn triplet_input_that_is_neither_n_by_3_by_d_nor_3_by_d() {
+    for shape in [&[2, 2, 4][..], &[4, 4], &[2, 4, 3], &[3], &[2, 3, 4, 1], &[]] {
+        let shown = format!("{shape:?}");
+        assert_fails!(
+            "TripletLoss layout",
+            TripletLoss::new(1.0),
+            points(shape),
+            ArrayD::zeros(IxDyn(&[0])),
+            Error::InvalidShape { arg: "predictions", .. },
+            ["`predictions`", &shown, "[N, 3, D]", "[3, D]"]
+        );
+    }
+}
+
+#[test]
+fn contrastive_label_count_not_n() {
+    for labels in [&[2][..], &[4], &[3, 2], &[1, 3], &[]] {
+        let shown = format!("{labels:?}");
+        assert_fails!(
+            "ContrastiveLoss labels",
+            ContrastiveLoss::new(1.0),
+            points(&[3, 2, 4]),
+            ArrayD::zeros(IxDyn(labels)),
+            Error::ShapeMismatch { .. },
+            ["[3, 2, 4]", &shown, "targets", "one label per pair"]
+        );
+    }
+}
+
+#[test]
+fn contrastive_labels_outside_the_unit_interval_or_nan() {
+    let x = points(&[3, 2, 4]);
+    assert_fails!(
+        "ContrastiveLoss label",
+        ContrastiveLoss::new(1.0),
+        x,
+        array(&[3, 1], &[1.0, 2.0, 0.0]),
+        Error::InvalidTarget { .. },
+        ["invalid target 2 at index [1, 0]", "[0, 1]"]
+    );
+    assert_fails!(
+        "ContrastiveLoss NaN label",
+        ContrastiveLoss::new(1.0),
+        x,
+        array(&[3], &[1.0, 0.0, f64::NAN]),
+        Error::NonFinite { arg: "targets", .. },
+        ["`targets`", "NaN", "[2]"]
+    );
+}
+
+#[test]
+fn metric_losses_on_empty_input() {
+    for shape in [&[0, 2, 3][..], &[2, 2, 0]] {
+        let shown = format!("{shape:?}");
+        let labels = ArrayD::zeros(IxDyn(&shape[..1]));
+        assert_fails!(
+            "ContrastiveLoss empty",
+            ContrastiveLoss::new(1.0),
+            ArrayD::zeros(IxDyn(shape)),
+            labels,
+            Error::Empty { .. },
+            ["`predictions`", &shown]
+        );
+    }
+    for shape in [&[0, 3, 3][..], &[2, 3, 0], &[3, 0]] {
+        let shown = format!("{shape:?}");
+        assert_fails!(
+            "TripletLoss empty",
+            TripletLoss::new(1.0),
+            ArrayD::zeros(IxDyn(shape)),
+            ArrayD::zeros(IxDyn(&[0])),
+            Error::Empty { .. },
+            ["`predictions`", &shown]
+        );
+    }
+}
+
+#[test]
+fn metric_losses_with_non_finite_points() {
+    let mut x = points(&[3, 2, 4]);
+    x[[1, 1, 2]] = f64::NAN;
+    assert_fails!(
+        "ContrastiveLoss NaN",
+        ContrastiveLoss::new(1.0),
+        x,
+        array(&[3], &[1.0, 0.0, 1.0]),
+        Error::NonFinite { arg: "predictions", .. },
+        ["`predictions`", "NaN", "[1, 1, 2]"]
+    );
+    let mut x = points(&[2, 3, 4]);
+    x[[1, 2, 0]] = f64::INFINITY;
+    assert_fails!(
+        "TripletLoss inf",
+        TripletLoss::new(1.0),
+        x,
+        ArrayD::zeros(IxDyn(&[2])),
+        Error::NonFinite { arg: "predictions", .. },
+        ["`predictions`", "inf", "[1, 2, 0]"]
+    );
+}
+
+#[test]
+fn negative_or_non_finite_margin() {
+    for (bad, shown) in [
+        (-1.0, "-1"),
+        (-1e-9, "-0.000000001"),
+        (f64::NAN, "NaN"),
+        (f64::INFINITY, "inf"),
+    ] {
+        assert_fails!(
+            "ContrastiveLoss margin",
+            ContrastiveLoss::new(bad),
+            points(&[3, 2, 4]),
+            array(&[3], &[1.0, 0.0, 1.0]),
+            Error::InvalidParameter { .. },
+            ["`margin`", shown, "≥ 0"]
+        );
+        assert_fails!(
+            "TripletLoss margin",
+            TripletLoss::new(bad),
+            points(&[2, 3, 4]),
+            ArrayD::zeros(IxDyn(&[2])),
+            Error::InvalidParameter { .. },
+            ["`margin`", shown, "≥ 0"]
+        );
     }
 }

@@ -7,18 +7,26 @@
 //!   in f64) and on p ∈ {0, 1} (closed form in f32 and f64, by hand; tape in
 //!   f64): `tests/binary_cross_entropy.rs`, `huge_logits_are_finite` and
 //!   `probabilities_of_zero_and_one_are_finite`;
-//! - focal loss at p ∈ {0, 1}: `tests/focal_loss.rs`.
+//! - focal loss at p ∈ {0, 1}: `tests/focal_loss.rs`;
+//! - cross-entropy on logits of ±1e4 with every option (closed form in f32
+//!   and f64, tape in f64): `tests/cross_entropy.rs`;
+//! - contrastive and triplet with identical points (closed form and tape, f32
+//!   and f64): `tests/metric_losses.rs`.
 //!
 //! What this file adds: the tape route (`record`, `value_and_grad_on_tape`) in
-//! `f32` too, logits far beyond ±1e4, and thresholds that overflow or
-//! underflow when converted to `f32`.
+//! `f32` too, logits far beyond ±1e4, points that are nearly (not exactly)
+//! identical, and thresholds that overflow or underflow when converted to
+//! `f32`.
 
 mod common;
 
 use common::assert_close;
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn};
-use tapeloss::{BinaryCrossEntropyLoss, Float, HuberLoss, Loss, Reduction, SmoothL1Loss, Tape};
+use tapeloss::{
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Float, HuberLoss, Loss, Reduction, SmoothL1Loss, Tape,
+    TripletLoss,
+};
 
 fn array(shape: &[usize], values: &[f64]) -> ArrayD<f64> {
     ArrayD::from_shape_vec(IxDyn(shape), values.to_vec()).expect("test array")
@@ -131,4 +139,50 @@ fn huber_with_a_delta_beyond_f32() {
     finite_in::<f64, _>(&loss, &p, &t, "δ = 1e300");
     // A δ that underflows to 0 in f32 gives the zero loss, finite on every route.
     finite_in_both(&HuberLoss::new(1e-50), &p, &t, "δ = 1e-50");
+}
+
+#[test]
+fn ce_logits_of_1e4_on_the_tape_in_f32_and_beyond_in_both() {
+    let e = 1e4;
+    // [N, C] with class indices and with probabilities, and [N, C, d] (spatial).
+    let logits = array(&[3, 3], &[e, -e, 0.0, -e, e, e - 3.0, e, e, -e]);
+    let classes = array(&[3], &[1.0, 2.0, 0.0]);
+    let soft = array(&[3, 3], &[0.5, 0.5, 0.0, 0.0, 0.25, 0.75, 1.0, 0.0, 0.0]);
+    let spatial = array(&[1, 3, 2], &[e, -e, -e, e, 0.0, 0.0]);
+    let spatial_classes = array(&[1, 2], &[1.0, 1.0]);
+    let options = [
+        CrossEntropyLoss::new(),
+        CrossEntropyLoss::new().with_label_smoothing(0.1),
+        CrossEntropyLoss::new().with_class_weights(vec![0.5, 2.0, 1.0]),
+    ];
+    for (i, loss) in options.iter().enumerate() {
+        finite_in_both(loss, &logits, &classes, &format!("options {i}: indices"));
+        finite_in_both(loss, &logits, &soft, &format!("options {i}: probabilities"));
+        finite_in_both(loss, &spatial, &spatial_classes, &format!("options {i}: spatial"));
+    }
+    // Far beyond: the loss is the gap, 2e30 in f32 and 2e300 in f64.
+    let (x, y) = (array(&[2], &[1e30, -1e30]), array(&[], &[1.0]));
+    let ((v, g), (tv, tg)) = finite_in::<f32, _>(&CrossEntropyLoss::new(), &x, &y, "±1e30");
+    assert!((v - 2e30).abs() < 1e24 && (tv - 2e30).abs() < 1e24, "{v}, {tv}");
+    assert_eq!((&g, &tg), (&array(&[2], &[1.0, -1.0]), &array(&[2], &[1.0, -1.0])));
+    let (x, y) = (array(&[2], &[1e300, -1e300]), array(&[], &[1.0]));
+    let ((v, _), _) = finite_in::<f64, _>(&CrossEntropyLoss::new(), &x, &y, "±1e300");
+    assert_eq!(v, 2e300);
+}
+
+#[test]
+fn metric_losses_with_nearly_identical_points() {
+    // Distances of 1e-20 (f32: the squared distance is subnormal) and 1e-200
+    // (f64): the hinge's slope h/d is huge, but times the difference it is
+    // bounded by the margin, so the gradient stays finite.
+    for gap in [1e-20, 1e-200] {
+        let pairs = array(&[2, 2, 2], &[0.0, 0.0, gap, 0.0, 1.0, 1.0, 1.0, 1.0 + gap]);
+        let labels = array(&[2], &[0.0, 1.0]);
+        let triplets = array(&[3, 2], &[0.0, 0.0, gap, 0.0, 0.0, gap]);
+        for margin in [0.0, 1.0] {
+            let what = format!("gap {gap:e}, margin {margin}");
+            finite_in_both(&ContrastiveLoss::new(margin), &pairs, &labels, &what);
+            finite_in_both(&TripletLoss::new(margin), &triplets, &labels, &what);
+        }
+    }
 }

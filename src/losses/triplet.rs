@@ -199,7 +199,10 @@ impl<F: Float> Loss<F> for TripletLoss {
             .sub(to_negative)?
             .add_scalar(F::from_f64(self.margin))?
             .relu()?;
-        self.reduction.record(terms)
+        let out = self.reduction.record(terms)?;
+        // The targets are ignored, so only the predictions can be blamed.
+        let no_targets = ArrayD::zeros(ndarray::IxDyn(&[0]));
+        validate::finite_record(Self::NAME, out, &predictions.value(), &no_targets)
     }
 
     fn forward(&self, predictions: &ArrayD<F>, _targets: &ArrayD<F>) -> Result<F> {
