@@ -404,6 +404,11 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
     /// Negated, summed and divided by the mean's denominator.
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
         let shape = predictions.shape();
+        // The fused forward pass validates the call, so that `record` fails
+        // exactly where `forward` does: the masks below (`where_mask` on zero
+        // coefficients) would otherwise hide a NaN or +∞ logit, or a row of
+        // −∞, in a sample whose coefficients are all 0.
+        self.compute(&predictions.value(), targets, None)?;
         let plan = self.plan(&shape, targets.shape())?;
         let denominator = self.denominator(&plan, &elements(targets), targets.shape())?;
         let (axis, classes) = (plan.axis, plan.layout.classes);
