@@ -667,6 +667,39 @@ fn ce_nan_in_logits_or_targets() {
     );
 }
 
+/// Regression (found by the property tests): a sample whose soft targets are
+/// all 0 adds nothing to the loss, but a NaN or +∞ logit in it, or a row of
+/// −∞, is still an error, and `record` says so like `forward` (the tape's
+/// masks on zero coefficients used to hide it).
+#[test]
+fn ce_non_finite_logits_in_a_sample_with_zero_targets() {
+    let zero_row = array(&[2, 3], &[0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    for (bad, shown) in [(f64::NAN, "NaN"), (f64::INFINITY, "inf")] {
+        let (mut x, _) = logits_and_classes();
+        x[[0, 1]] = bad;
+        assert_fails!(
+            "CrossEntropyLoss zero row",
+            CrossEntropyLoss::new(),
+            x,
+            zero_row,
+            Error::NonFinite { arg: "predictions", .. },
+            ["`predictions`", shown, "[0, 1]"]
+        );
+    }
+    let (mut x, _) = logits_and_classes();
+    for c in 0..3 {
+        x[[0, c]] = f64::NEG_INFINITY;
+    }
+    assert_fails!(
+        "CrossEntropyLoss row of -inf",
+        CrossEntropyLoss::new(),
+        x,
+        zero_row,
+        Error::NonFinite { arg: "predictions", .. },
+        ["`predictions`", "-inf", "[0, 0]"]
+    );
+}
+
 #[test]
 fn ce_class_index_out_of_range_negative_or_fractional() {
     for (bad, why) in [(3.0, "< 3"), (7.0, "< 3"), (-1.0, "≥ 0"), (0.5, "whole number")] {
