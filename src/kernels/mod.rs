@@ -3,3 +3,4 @@
 
 pub(crate) mod pointwise;
 pub(crate) mod scalar;
+pub(crate) mod softmax;

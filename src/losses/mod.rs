@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cross_entropy;
 mod mse;
 pub(crate) mod pointwise;
 mod slices;
@@ -35,6 +36,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::tape::{Tape, Var};
 
+pub use cross_entropy::CrossEntropyLoss;
 pub use mse::MeanSquaredError;
 
 /// How per-element (or per-sample) terms are combined into one number.

@@ -27,3 +27,16 @@ pub(crate) fn write_elements<F: Clone + Default, R>(out: &mut ArrayD<F>, kernel:
     }
     result
 }
+
+/// The multi-index of element `flat` (row-major) of an array of `shape`, for
+/// error messages that point at one element of a slice.
+pub(crate) fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (slot, &size) in index.iter_mut().zip(shape).rev() {
+        if size > 0 {
+            *slot = flat % size;
+            flat /= size;
+        }
+    }
+    index
+}

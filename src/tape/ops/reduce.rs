@@ -63,8 +63,9 @@ pub(crate) fn logsumexp_keepdims<F: Float>(x: &ArrayD<F>, axis: usize) -> ArrayD
     let mut shift = max_keepdims(x, axis);
     shift.mapv_inplace(|m| if m.is_finite() { m } else { F::zero() });
     let mut sum = ArrayD::zeros(shift.raw_dim());
-    Zip::from(&mut sum)
-        .and(&shift)
+    // The lanes have the axis removed, so zip them with the kept axis's only index.
+    Zip::from(sum.index_axis_mut(Axis(axis), 0))
+        .and(shift.index_axis(Axis(axis), 0))
         .and(x.lanes(Axis(axis)))
         .for_each(|s, &m, lane| *s = lane.fold(F::zero(), |acc, &v| acc + (v - m).exp()));
     Zip::from(&mut sum).and(&shift).for_each(|s, &m| *s = m + s.ln());
@@ -304,4 +305,21 @@ pub(crate) fn softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, grad: &Arra
         .and(y)
         .and_broadcast(&weighted)
         .map_collect(|&g, &y, &s| y * (g - s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logsumexp_keeps_the_axis_for_any_rank() {
+        let x = ndarray::array![[1.0_f64, 2.0, 3.0], [1e4, -1e4, f64::NEG_INFINITY]].into_dyn();
+        let along_rows = logsumexp_keepdims(&x, 1);
+        assert_eq!(along_rows.shape(), &[2, 1]);
+        assert!((along_rows[[0, 0]] - (1f64.exp() + 2f64.exp() + 3f64.exp()).ln()).abs() < 1e-14);
+        assert_eq!(along_rows[[1, 0]], 1e4);
+        assert_eq!(logsumexp_keepdims(&x, 0).shape(), &[1, 3]);
+        let v = ndarray::array![0.0_f64, 0.0].into_dyn();
+        assert!((logsumexp_keepdims(&v, 0)[[0]] - 2f64.ln()).abs() < 1e-15);
+    }
 }
