@@ -93,7 +93,11 @@ struct Binary {
     labels: Vec<usize>,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_status(run())
+}
+
+fn run() -> AnyResult<()> {
     let flags = Flags::parse(
         "One digit against the rest at 1:9: binary cross-entropy against focal loss.",
         &[

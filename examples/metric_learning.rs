@@ -53,7 +53,11 @@ enum Objective {
     Contrastive,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_status(run())
+}
+
+fn run() -> AnyResult<()> {
     let flags = Flags::parse(
         "Learn a metric embedding of the UCI digits with TripletLoss or ContrastiveLoss.",
         &[

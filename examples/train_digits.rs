@@ -93,7 +93,11 @@ struct Epoch {
     seconds: f64,
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    common::exit_status(run())
+}
+
+fn run() -> AnyResult<()> {
     let flags = Flags::parse(
         "Train a 64-64-10 MLP on the UCI handwritten digits with tapeloss.",
         &[
@@ -110,6 +114,9 @@ fn main() -> AnyResult<()> {
         },
     };
     let (epochs, seed): (usize, u64) = (flags.get("epochs"), flags.get("seed"));
+    if epochs == 0 {
+        return Err("--epochs 0: expected at least one epoch".into());
+    }
 
     let (train, test) = Digits::load()?.stratified_split(0.2, SPLIT_SEED);
     println!(

@@ -13,8 +13,19 @@ use std::str::FromStr;
 use tapeloss::ndarray::{Array1, Array2, ArrayD, Axis, IxDyn};
 use tapeloss::{Gradients, Tape, Var};
 
-/// What `main` returns: any error, printed by the runtime.
+/// Any error, for the examples' `run` functions.
 pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The exit status of `run`: errors are printed as `error: message`.
+pub fn exit_status(outcome: AnyResult<()>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
 
 /// SplitMix64: tiny, seeded and portable, so every run draws the same numbers
 /// on every machine (the test suite uses the same generator).

@@ -1,52 +1,10 @@
 //! TEMPORARY stand-ins for losses not yet merged into this branch, with the
 //! pinned constructors of issue 3 and only `record` (all the examples call).
-//! Delete this file and import from `tapeloss` once `ce`, `pointwise` and
-//! `metric` are merged.
+//! Delete this file and import from `tapeloss` once `pointwise` and `metric`
+//! are merged.
 
 use tapeloss::ndarray::{ArrayD, IxDyn};
 use tapeloss::{Loss, Result, Tape, Var};
-
-/// `log_softmax(1)` of a `[N, C]` value from elementwise ops, because the
-/// library's `log_softmax`/`softmax`/`logsumexp_axis` currently panic on 2-D
-/// input (ndarray Zip shape assertion in `logsumexp_keepdims`).
-pub fn log_softmax_rows<'t>(x: Var<'t, f64>) -> Result<Var<'t, f64>> {
-    let v = x.value();
-    let max = v.map_axis(tapeloss::ndarray::Axis(1), |r| {
-        r.fold(f64::NEG_INFINITY, |a, &b| a.max(b))
-    });
-    let shift = x.tape().constant(max.insert_axis(tapeloss::ndarray::Axis(1)));
-    let z = x.sub(shift)?;
-    z.sub(z.exp()?.sum_axis(1, true)?.ln()?)
-}
-
-pub fn softmax_rows<'t>(x: Var<'t, f64>) -> Result<Var<'t, f64>> {
-    log_softmax_rows(x)?.exp()
-}
-
-pub struct CrossEntropyLoss {
-    smoothing: f64,
-}
-
-impl CrossEntropyLoss {
-    pub fn new() -> Self {
-        CrossEntropyLoss { smoothing: 0.0 }
-    }
-    pub fn with_label_smoothing(self, smoothing: f64) -> Self {
-        CrossEntropyLoss { smoothing }
-    }
-}
-
-impl Loss<f64> for CrossEntropyLoss {
-    fn record<'t>(&self, _tape: &'t Tape<f64>, logits: Var<'t, f64>, targets: &ArrayD<f64>) -> Result<Var<'t, f64>> {
-        let lp = log_softmax_rows(logits)?;
-        let idx = targets
-            .mapv(|t| t as usize)
-            .into_shape_with_order(IxDyn(&[targets.len(), 1]))?;
-        let nll = lp.gather(1, &idx)?.mean()?.mul_scalar(-(1.0 - self.smoothing))?;
-        let smooth = lp.mean_axis(1, false)?.mean()?.mul_scalar(-self.smoothing)?;
-        nll.add(smooth)
-    }
-}
 
 pub struct FocalLoss {
     gamma: f64,
