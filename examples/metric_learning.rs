@@ -29,11 +29,10 @@ mod common;
 
 use std::time::Instant;
 
-use common::pending::{ContrastiveLoss, TripletLoss};
 use common::svg::{self, Panel, ScatterPlot};
 use common::{AnyResult, CLASSES, Digits, Flags, Mlp, PIXELS, Rng, Sgd};
 use tapeloss::ndarray::{Array2, ArrayD, IxDyn};
-use tapeloss::{Loss, Tape};
+use tapeloss::{ContrastiveLoss, Loss, Tape, TripletLoss};
 
 const SPLIT_SEED: u64 = 2024;
 const HIDDEN: usize = 64;

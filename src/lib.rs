@@ -44,5 +44,5 @@ pub use ndarray;
 
 pub use error::{Error, Result};
 pub use float::Float;
-pub use losses::{CrossEntropyLoss, Loss, MeanSquaredError, Reduction};
+pub use losses::{ContrastiveLoss, CrossEntropyLoss, Loss, MeanSquaredError, Reduction, TripletLoss};
 pub use tape::{Gradients, Tape, Var};

@@ -24,10 +24,13 @@
 //! # Ok(()) }
 //! ```
 
+mod contrastive;
 mod cross_entropy;
+mod embedding;
 mod mse;
 pub(crate) mod pointwise;
 mod slices;
+mod triplet;
 pub(crate) mod validate;
 
 use ndarray::ArrayD;
@@ -36,8 +39,10 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::tape::{Tape, Var};
 
+pub use contrastive::ContrastiveLoss;
 pub use cross_entropy::CrossEntropyLoss;
 pub use mse::MeanSquaredError;
+pub use triplet::TripletLoss;
 
 /// How per-element (or per-sample) terms are combined into one number.
 ///
