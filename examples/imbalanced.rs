@@ -31,10 +31,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::pending::{BinaryCrossEntropyLoss, FocalLoss};
 use common::{AnyResult, Digits, Flags, Mlp, PIXELS, Rng, Sgd};
 use tapeloss::ndarray::{Array2, ArrayD, Axis, IxDyn};
-use tapeloss::{Loss, Tape, Var};
+use tapeloss::{BinaryCrossEntropyLoss, FocalLoss, Loss, Tape, Var};
 
 const SPLIT_SEED: u64 = 2024;
 const FOLDS: usize = 5;

@@ -25,10 +25,9 @@ mod common;
 
 use std::time::Instant;
 
-use common::pending::FocalLoss; // TEMPORARY until `pointwise` is merged
 use common::svg::{self, LineChart, PALETTE, Panel, Series};
 use common::{AnyResult, CLASSES, Digits, Flags, Mlp, PIXELS, Rng, Sgd};
-use tapeloss::{CrossEntropyLoss, Loss, Tape, Var};
+use tapeloss::{CrossEntropyLoss, FocalLoss, Loss, Tape, Var};
 
 /// The split is the same whatever `--seed` says, so runs with different
 /// seeds are judged on the same test images.

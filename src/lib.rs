@@ -33,9 +33,13 @@
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// `Var::add`, `sub`, `mul`, `div` and `neg` return `Result` (shape errors are values,
+// not panics), so they cannot be the `std::ops` traits that clippy suggests.
+#![allow(clippy::should_implement_trait)]
 
 mod error;
 mod float;
+pub mod gradcheck;
 mod kernels;
 pub mod losses;
 mod tape;
@@ -44,5 +48,13 @@ pub use ndarray;
 
 pub use error::{Error, Result};
 pub use float::Float;
-pub use losses::{ContrastiveLoss, CrossEntropyLoss, Loss, MeanSquaredError, Reduction, TripletLoss};
+pub use losses::{
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError,
+    MeanSquaredError, Reduction, SmoothL1Loss, TripletLoss,
+};
 pub use tape::{Gradients, Tape, Var};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

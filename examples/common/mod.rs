@@ -3,7 +3,6 @@
 //! hand-written SVG plotter (`svg`). Each example uses part of it.
 #![allow(dead_code)]
 
-pub mod pending; // TEMPORARY: see pending.rs
 pub mod svg;
 
 use std::collections::BTreeMap;

@@ -21,8 +21,9 @@ use crate::float::Float;
 /// Independent partial maxima and sums along a contiguous row.
 const LANES: usize = 8;
 /// Samples processed side by side when the class axis is strided; the state
-/// of one block lives on the stack.
-const BLOCK: usize = 16;
+/// of one block lives on the stack. 64 measured best on [32, 1000, 128] f32
+/// (CPU time: 16 lanes 1.25×, 32 lanes 1.1×; 128 and 256 no better).
+const BLOCK: usize = 64;
 
 /// Logits viewed as `[outer, classes, inner]` in row-major order: `[N, C]` is
 /// `(N, C, 1)`, `[N, C, d1, d2]` is `(N, C, d1·d2)` and a single sample `[C]`
@@ -391,14 +392,18 @@ fn strided<F: Float>(
                     }
                 }
             }
-            // Per sample: the loss, and the factor k = scale·A/Σe.
+            // Per sample: the loss, the factor k = scale·A/Σe and, for one-hot
+            // samples, the class and amount subtracted from it.
             let mut k = [F::zero(); BLOCK];
+            let mut live = [false; BLOCK];
+            let mut hot = [(usize::MAX, F::zero()); BLOCK];
             for j in 0..w {
                 let ln_sum = sum[j].ln();
                 let loss = match samples[j] {
                     Sample::Ignored => continue,
                     Sample::OneHot(y, w) => {
                         k[j] = scale * w / sum[j];
+                        hot[j] = (y, scale * w);
                         weighted(w, ln_sum - (x[y * inner + s0 + j] - m[j]))
                     }
                     Sample::Index { hit, .. } => {
@@ -411,21 +416,22 @@ fn strided<F: Float>(
                         a_total[j] * ln_sum - dot[j]
                     }
                 };
+                live[j] = true;
                 total += loss.as_f64();
             }
-            if let Some(g) = g.as_deref_mut() {
-                for c in 0..classes {
-                    let gs = &mut g[lanes(c)];
-                    for j in 0..w {
-                        let k_at = n * classes * inner + c * inner + s0 + j;
-                        gs[j] = match samples[j] {
-                            Sample::Ignored => F::zero(),
-                            Sample::OneHot(y, w) => {
-                                let hot = if c == y { scale * w } else { F::zero() };
-                                k[j] * gs[j] - hot
-                            }
-                            s => k[j] * gs[j] - scale * coefs.at(s, c, k_at),
-                        };
+            let Some(g) = g.as_deref_mut() else { continue };
+            for c in 0..classes {
+                let gs = &mut g[lanes(c)];
+                if coefs.one_hot {
+                    for (j, e) in gs.iter_mut().enumerate() {
+                        let (y, h) = hot[j];
+                        let v = k[j] * *e - if c == y { h } else { F::zero() };
+                        *e = if live[j] { v } else { F::zero() };
+                    }
+                } else {
+                    for (j, e) in gs.iter_mut().enumerate() {
+                        let a = coefs.at(samples[j], c, n * classes * inner + c * inner + s0 + j);
+                        *e = if live[j] { k[j] * *e - scale * a } else { F::zero() };
                     }
                 }
             }
@@ -477,7 +483,7 @@ mod tests {
     #[test]
     fn every_layout_and_option_matches_the_definition() {
         let weights = [0.5, 2.0, 1.0, 0.0, 1.5];
-        for (outer, inner) in [(3, 1), (2, 5), (2, 17), (1, 40)] {
+        for (outer, inner) in [(3, 1), (2, 5), (2, 17), (1, 40), (2, 150)] {
             let classes = 5;
             let layout = ClassLayout { outer, classes, inner };
             let x: Vec<f64> = (0..layout.len())

@@ -23,12 +23,35 @@
 //! assert!((gradients[0] - 2.0 * 0.5 / 3.0).abs() < 1e-12);
 //! # Ok(()) }
 //! ```
+//!
+//! # Handling class imbalance with focal loss
+//! ```
+//! use tapeloss::losses::{Loss, FocalLoss};
+//! use tapeloss::ndarray::Array;
+//! # fn main() -> tapeloss::Result<()> {
+//! // Focal loss with gamma = 2.0, alpha = 0.25 (typical values).
+//! let focal_loss = FocalLoss::new(2.0, Some(0.25), 1e-10);
+//! let predictions = Array::from_shape_vec((2, 2), vec![
+//!     0.9, 0.1, // high confidence prediction
+//!     0.6, 0.4, // lower confidence prediction
+//! ])?.into_dyn();
+//! let targets = Array::from_shape_vec((2, 2), vec![
+//!     1.0, 0.0, // correct prediction
+//!     1.0, 0.0, // hard example (gets the higher loss)
+//! ])?.into_dyn();
+//! let loss_value: f64 = focal_loss.forward(&predictions, &targets)?;
+//! // Mean over the 2 samples of 0.25·0.1²·(−ln 0.9) and 0.25·0.4²·(−ln 0.6).
+//! assert!((loss_value - 0.0103482131).abs() < 1e-10);
+//! # Ok(()) }
+//! ```
 
+mod binary_cross_entropy;
 mod contrastive;
 mod cross_entropy;
 mod embedding;
-mod mse;
+mod focal;
 pub(crate) mod pointwise;
+mod regression;
 mod slices;
 mod triplet;
 pub(crate) mod validate;
@@ -39,9 +62,11 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::tape::{Tape, Var};
 
+pub use binary_cross_entropy::BinaryCrossEntropyLoss;
 pub use contrastive::ContrastiveLoss;
 pub use cross_entropy::CrossEntropyLoss;
-pub use mse::MeanSquaredError;
+pub use focal::FocalLoss;
+pub use regression::{HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss};
 pub use triplet::TripletLoss;
 
 /// How per-element (or per-sample) terms are combined into one number.

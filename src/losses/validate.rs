@@ -103,6 +103,51 @@ pub(crate) fn first_where<F: Float>(array: &ArrayD<F>, mut bad: impl FnMut(F) ->
         .map(|(i, v)| (i.slice().to_vec(), *v))
 }
 
+/// Every element of `array` must be a probability in `[0, 1]`: a NaN is
+/// [`Error::NonFinite`], anything else outside is [`Error::InvalidInput`]
+/// naming `arg` and the first offending index.
+pub(crate) fn probabilities<F: Float>(op: &'static str, arg: &'static str, array: &ArrayD<F>) -> Result<()> {
+    if array.iter().all(|&v| is_probability(v)) {
+        return Ok(());
+    }
+    match first_where(array, |v| !is_probability(v)) {
+        Some((index, v)) if v.is_nan() => Err(Error::NonFinite {
+            op,
+            arg,
+            index,
+            value: v.as_f64(),
+        }),
+        Some((index, v)) => Err(Error::InvalidInput {
+            op,
+            arg,
+            index,
+            value: v.as_f64(),
+            expected: "a probability in [0, 1]",
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Every target must be a probability in `[0, 1]` (hard 0/1 labels or soft
+/// ones): a NaN is [`Error::NonFinite`], anything else outside is
+/// [`Error::InvalidTarget`] with the first offending index.
+pub(crate) fn probability_targets<F: Float>(op: &'static str, targets: &ArrayD<F>) -> Result<()> {
+    match probabilities(op, "targets", targets) {
+        Err(Error::InvalidInput { index, value, .. }) => Err(Error::InvalidTarget {
+            index,
+            value,
+            reason: format!("{op}: targets must be probabilities in [0, 1]"),
+        }),
+        other => other,
+    }
+}
+
+/// `0 ≤ v ≤ 1`, false for NaN.
+#[inline(always)]
+fn is_probability<F: Float>(v: F) -> bool {
+    v >= F::zero() && v <= F::one()
+}
+
 /// Passes a finite loss value through; for a non-finite one, finds its cause:
 /// the first NaN in the predictions, then in the targets, then the first
 /// infinity, or else blames the value itself (an overflow).

@@ -1,6 +1,11 @@
 //! The reverse sweep: one pass over the record, newest first, with one `match`
 //! over the op enum. Each arm hands the output gradient to the op's local
 //! backward rule, which lives beside the op's forward in `ops/`.
+//!
+//! Memory: a node's gradient is taken out of `pending` when the node is
+//! visited and dropped (or moved into an input's gradient, or overwritten in
+//! place) before the next node, so at any time only the gradients still to be
+//! passed on are alive. Nodes that no tracked leaf reaches never receive one.
 
 use ndarray::ArrayD;
 
@@ -33,6 +38,7 @@ impl<'a, F: Float> Sweep<'a, F> {
         if !self.needs(i) {
             return;
         }
+        debug_assert_eq!(grad.shape(), self.nodes[i].value.shape(), "gradient shape of node {i}");
         match &mut self.pending[i] {
             Some(acc) => *acc += &grad,
             slot @ None => *slot = Some(grad),
@@ -68,7 +74,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
         match node.op {
             Op::Leaf => {}
             Op::Unary { input, f } => {
-                let g = elementwise::backward(f, sweep.value(input), out, &grad);
+                let g = elementwise::backward(f, sweep.value(input), out, grad);
                 sweep.send(input, g);
             }
             Op::Binary { lhs, rhs, f } => binary::backward(&mut sweep, f, lhs, rhs, out, grad),
@@ -91,8 +97,8 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 let g = reduce::logsumexp_axis_backward(sweep.value(input), out, axis, keepdims, &grad);
                 sweep.send(input, g);
             }
-            Op::LogSoftmax { input, axis } => sweep.send(input, reduce::log_softmax_backward(out, axis, &grad)),
-            Op::Softmax { input, axis } => sweep.send(input, reduce::softmax_backward(out, axis, &grad)),
+            Op::LogSoftmax { input, axis } => sweep.send(input, reduce::log_softmax_backward(out, axis, grad)),
+            Op::Softmax { input, axis } => sweep.send(input, reduce::softmax_backward(out, axis, grad)),
             Op::MatMul { lhs, rhs } => structural::matmul_backward(&mut sweep, lhs, rhs, &grad),
             Op::Reshape { input } => {
                 let g = structural::reshape_backward(sweep.value(input), grad);
@@ -110,7 +116,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 on_true,
                 on_false,
                 ref mask,
-            } => structural::where_mask_backward(&mut sweep, on_true, on_false, mask, &grad),
+            } => structural::where_mask_backward(&mut sweep, on_true, on_false, mask, grad),
         }
     }
 

@@ -1,7 +1,7 @@
 //! NumPy broadcasting: the shape of a broadcast result, and the reduction of a
 //! gradient back to an operand's shape.
 
-use ndarray::{ArrayD, Axis};
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -31,21 +31,46 @@ pub(crate) fn broadcast_shape(op: &'static str, lhs: &[usize], rhs: &[usize]) ->
 }
 
 /// Sums a gradient of the broadcast shape back to `shape`: over the leading
-/// axes `shape` lacks, and over every axis where `shape` has size 1.
+/// axes `shape` lacks, and over every axis where `shape` has size 1. Moves
+/// `grad` through untouched when no axis was broadcast.
 pub(crate) fn reduce_to_shape<F: Float>(grad: ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
     if grad.shape() == shape {
-        return grad;
+        grad
+    } else {
+        sum_to_shape(grad.view(), shape)
     }
-    let mut grad = grad;
-    while grad.ndim() > shape.len() {
-        grad = grad.sum_axis(Axis(0));
+}
+
+/// Like [`reduce_to_shape`] but reading a view, for when the caller still
+/// needs `grad`: the only allocations are the (smaller) partial sums.
+///
+/// `grad`'s shape must be a broadcast of `shape` (the ops check this forward).
+pub(crate) fn sum_to_shape<F: Float>(grad: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
+    let lead = grad.ndim().saturating_sub(shape.len());
+    if shape.iter().product::<usize>() == 1 {
+        // A scalar-like operand: one pass, no intermediate arrays.
+        return ArrayD::from_elem(IxDyn(shape), grad.sum());
     }
-    for (d, &size) in shape.iter().enumerate() {
-        if size == 1 && grad.shape()[d] != 1 {
-            grad = grad.sum_axis(Axis(d)).insert_axis(Axis(d));
-        }
+    // The broadcast axes, counted in `grad`'s dimensions; summed with the axis
+    // kept so the others keep their positions, largest first so that every
+    // later pass reads a smaller array.
+    let mut axes: Vec<usize> = (0..grad.ndim())
+        .filter(|&d| grad.shape()[d] != 1 && (d < lead || shape[d - lead] == 1))
+        .collect();
+    axes.sort_by_key(|&d| std::cmp::Reverse(grad.shape()[d]));
+    let mut summed: Option<ArrayD<F>> = None;
+    for d in axes {
+        let next = match &summed {
+            None => grad.sum_axis(Axis(d)),
+            Some(partial) => partial.sum_axis(Axis(d)),
+        };
+        summed = Some(next.insert_axis(Axis(d)));
     }
-    grad
+    let mut out = summed.unwrap_or_else(|| grad.to_owned());
+    for _ in 0..lead {
+        out = out.remove_axis(Axis(0)); // a kept axis of size 1: free
+    }
+    out
 }
 
 #[cfg(test)]
@@ -68,8 +93,14 @@ mod tests {
         let r = reduce_to_shape(g.clone(), &[2, 1]);
         assert_eq!(r.shape(), &[2, 1]);
         assert!(r.iter().all(|&v| v == 12.0));
-        let s = reduce_to_shape(g, &[]);
+        let s = reduce_to_shape(g.clone(), &[]);
         assert_eq!(s.shape(), &[] as &[usize]);
         assert_eq!(s.sum(), 24.0);
+        let row = sum_to_shape(g.view(), &[1, 3]);
+        assert_eq!(row.shape(), &[1, 3]);
+        assert!(row.iter().all(|&v| v == 8.0));
+        // A zero-size broadcast axis sums to zeros of the operand's shape.
+        let empty = ArrayD::<f64>::ones(vec![0, 3]);
+        assert_eq!(reduce_to_shape(empty, &[1, 3]), ArrayD::zeros(vec![1, 3]));
     }
 }

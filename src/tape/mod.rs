@@ -37,7 +37,7 @@ use ndarray::ArrayD;
 use crate::error::{Error, Result};
 use crate::float::Float;
 
-pub(crate) use broadcast::{broadcast_shape, reduce_to_shape};
+pub(crate) use broadcast::{broadcast_shape, reduce_to_shape, sum_to_shape};
 pub(crate) use ops::Op;
 
 static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
@@ -54,7 +54,32 @@ struct Node<F> {
 ///
 /// `Tape` takes `&self` everywhere; recording goes through interior mutability,
 /// which is why a [`Var`] can be a `Copy` handle that merely borrows its tape.
-/// A tape is `Send` but not `Sync`: build one per thread and per step.
+/// A tape is `Send` but not `Sync`: build one per thread and per step. It holds
+/// every forward value until it is dropped, because the backward sweep needs
+/// them.
+///
+/// Each op computes its value immediately (there is no separate graph
+/// compilation), checks its arguments first and returns an [`Error`] rather
+/// than panicking; [`Tape::backward`] then runs one reverse sweep.
+///
+/// **Only first derivatives.** The backward sweep is not itself recorded, so
+/// higher-order gradients (Hessians, gradient penalties, differentiating
+/// through [`Tape::backward`]) are out of scope.
+///
+/// ```
+/// use tapeloss::{Tape, ndarray::array};
+///
+/// # fn main() -> tapeloss::Result<()> {
+/// let tape = Tape::<f64>::new();
+/// let w = tape.var(array![[0.5], [-1.0]].into_dyn()); // [2, 1] weights, tracked
+/// let x = tape.constant(array![[1.0, 2.0], [3.0, 4.0]].into_dyn()); // [2, 2] inputs
+/// let y = tape.constant(array![[0.0], [1.0]].into_dyn());
+/// let loss = x.matmul(w)?.sub(y)?.square()?.mean()?; // ((x·w − y)²).mean()
+/// let grads = tape.backward(loss)?;
+/// // d/dw = 2/N · xᵀ(x·w − y) with x·w − y = [−1.5, −3.5]
+/// assert_eq!(grads.wrt(w).unwrap(), &array![[-12.0], [-17.0]].into_dyn());
+/// # Ok(()) }
+/// ```
 pub struct Tape<F: Float> {
     id: u64,
     nodes: RefCell<Vec<Node<F>>>,
@@ -88,13 +113,16 @@ impl<F: Float> Tape<F> {
         }
     }
 
-    /// Records a tracked leaf: [`Tape::backward`] gives its gradient.
+    /// Records a tracked leaf: [`Tape::backward`] gives its gradient, and
+    /// [`Gradients::wrt`] returns it (zeros if the loss does not depend on it).
+    /// The array is moved onto the tape, not copied.
     pub fn var(&self, value: ArrayD<F>) -> Var<'_, F> {
         self.push(value, Op::Leaf, true)
     }
 
-    /// Records a constant: it takes part in operations but gets no gradient,
-    /// and branches that only reach constants are skipped by the sweep.
+    /// Records a constant: it takes part in operations but gets no gradient
+    /// ([`Gradients::wrt`] returns `None`), and branches that only reach
+    /// constants are skipped by the sweep.
     pub fn constant(&self, value: ArrayD<F>) -> Var<'_, F> {
         self.push(value, Op::Leaf, false)
     }
@@ -119,11 +147,27 @@ impl<F: Float> Tape<F> {
     ///
     /// Gradients of intermediate values are dropped as soon as they have been
     /// passed to their inputs, and values that no tracked leaf reaches are
-    /// skipped. A tracked leaf that `loss` does not depend on gets zeros.
+    /// skipped. A value used several times sums its gradients. A tracked leaf
+    /// that `loss` does not depend on gets zeros. The tape is left unchanged,
+    /// so `backward` may be called again (for another loss, say). The sweep is
+    /// not recorded: higher-order gradients are out of scope.
+    ///
+    /// ```
+    /// use tapeloss::{Tape, ndarray::array};
+    ///
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![1.0, 2.0, 3.0].into_dyn());
+    /// let loss = x.mul(x)?.sum()?; // x used twice: the gradient is 2x
+    /// let grads = tape.backward(loss)?;
+    /// assert_eq!(grads.wrt(x).unwrap(), &array![2.0, 4.0, 6.0].into_dyn());
+    /// assert!(tape.backward(x).is_err()); // three elements: not a loss
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::NotScalar`] when `loss` has more or fewer than one element;
-    /// [`Error::ForeignVar`] when `loss` belongs to another tape.
+    /// [`Error::NotScalar`] naming the shape when `loss` has more or fewer than
+    /// one element; [`Error::ForeignVar`] when `loss` belongs to another tape.
     pub fn backward(&self, loss: Var<'_, F>) -> Result<Gradients<F>> {
         if !std::ptr::eq(self, loss.tape) {
             return Err(Error::ForeignVar { op: "backward" });
@@ -174,7 +218,7 @@ impl<F: Float> fmt::Debug for Tape<F> {
 
 /// Reading values and checking provenance.
 impl<'t, F: Float> Var<'t, F> {
-    /// A copy of this value's current array.
+    /// A copy of this value's array (the forward result of the op that made it).
     pub fn value(&self) -> ArrayD<F> {
         self.value_ref().clone()
     }
@@ -199,7 +243,8 @@ impl<'t, F: Float> Var<'t, F> {
         }
     }
 
-    /// Whether this value is a tracked leaf or depends on one.
+    /// Whether this value is a tracked leaf or depends on one (only then does
+    /// the backward sweep visit it).
     pub fn requires_grad(&self) -> bool {
         self.tape.nodes.borrow()[self.index].requires_grad
     }
@@ -243,6 +288,21 @@ impl<F: Float> Gradients<F> {
     /// The gradient of the loss with respect to `v`, with `v`'s shape; `None`
     /// when `v` is not a tracked leaf (a constant or an intermediate value) or
     /// belongs to another tape.
+    ///
+    /// ```
+    /// use tapeloss::{Tape, ndarray::array};
+    ///
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![3.0].into_dyn());
+    /// let c = tape.constant(array![2.0].into_dyn());
+    /// let y = x.mul(c)?;
+    /// let grads = tape.backward(y.sum()?)?;
+    /// assert_eq!(grads.wrt(x).unwrap(), &array![2.0].into_dyn());
+    /// assert!(grads.wrt(c).is_none()); // a constant
+    /// assert!(grads.wrt(y).is_none()); // an intermediate value
+    /// # Ok(()) }
+    /// ```
     pub fn wrt(&self, v: Var<'_, F>) -> Option<&ArrayD<F>> {
         if v.tape.id != self.tape_id {
             return None;
@@ -250,7 +310,8 @@ impl<F: Float> Gradients<F> {
         self.by_node.get(v.index).and_then(Option::as_ref)
     }
 
-    /// Takes the gradient of `v` out of the set, without copying it.
+    /// Takes the gradient of `v` out of the set, without copying it; `None`
+    /// where [`Gradients::wrt`] would be `None`, or once it has been taken.
     pub fn take(&mut self, v: Var<'_, F>) -> Option<ArrayD<F>> {
         if v.tape.id != self.tape_id {
             return None;

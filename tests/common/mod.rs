@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use tapeloss::Loss;
+use tapeloss::gradcheck::{GradCheckConfig, check_loss};
 use tapeloss::ndarray::{ArrayD, IxDyn};
 
 /// SplitMix64: a tiny, seeded, portable generator, so every test input is
@@ -131,11 +132,19 @@ pub fn assert_close_scalar(actual: f64, expected: f64, rtol: f64, atol: f64, wha
     );
 }
 
-/// Checks a loss's three gradient derivations against each other: the
-/// closed-form `backward`, the tape-derived gradient of `record`, and central
-/// finite differences of `forward`; and that `value_and_grad` equals
-/// `forward` with `backward`. Inputs must be away from kinks.
-pub fn assert_gradients_agree<L: Loss<f64>>(loss: &L, predictions: &ArrayD<f64>, targets: &ArrayD<f64>, what: &str) {
+/// Checks a loss's three gradient derivations against each other with the
+/// public checker ([`tapeloss::gradcheck::check_loss`]): the closed-form
+/// `backward`, the tape-derived gradient of `record`, and central finite
+/// differences of `forward`, element by element, plus `forward` against the
+/// tape's value; and that `value_and_grad` equals `forward` with `backward`.
+/// Inputs should be away from kinks (elements at a kink are skipped by the
+/// checker, not compared).
+pub fn assert_gradients_agree<L: Loss<f64> + ?Sized>(
+    loss: &L,
+    predictions: &ArrayD<f64>,
+    targets: &ArrayD<f64>,
+    what: &str,
+) {
     let value = loss
         .forward(predictions, targets)
         .unwrap_or_else(|e| panic!("{what}: forward: {e}"));
@@ -160,39 +169,93 @@ pub fn assert_gradients_agree<L: Loss<f64>>(loss: &L, predictions: &ArrayD<f64>,
         &format!("{what}: value_and_grad grad vs backward"),
     );
 
-    let (tape_value, tape_grad) = tapeloss::losses::value_and_grad_on_tape(loss, predictions, targets)
-        .unwrap_or_else(|e| panic!("{what}: tape: {e}"));
-    assert_close_scalar(
-        tape_value,
-        value,
-        1e-10,
-        1e-12,
-        &format!("{what}: tape value vs forward"),
-    );
-    assert_close(
-        &tape_grad,
-        &closed,
-        1e-8,
-        1e-10,
-        &format!("{what}: tape grad vs closed form"),
-    );
+    let report = check_loss(loss, predictions, targets, &suite_gradcheck_config())
+        .unwrap_or_else(|e| panic!("{what}: gradient check: {e}"));
+    assert!(report.passed(), "{what}:\n{report}");
+}
 
-    let h = 1e-6;
-    let mut numeric = ArrayD::zeros(predictions.raw_dim());
-    for (i, slot) in numeric.indexed_iter_mut() {
-        let mut plus = predictions.clone();
-        plus[&i] += h;
-        let mut minus = predictions.clone();
-        minus[&i] -= h;
-        let fp = loss.forward(&plus, targets).expect("forward at p + h");
-        let fm = loss.forward(&minus, targets).expect("forward at p - h");
-        *slot = (fp - fm) / (2.0 * h);
+/// The suite's gradient-check configuration: every element probed, with
+/// tolerances 100 times tighter than `torch.autograd.gradcheck`'s
+/// (rtol 1e-5, atol 1e-7) at the same step 1e-6.
+pub fn suite_gradcheck_config() -> GradCheckConfig {
+    GradCheckConfig::elementwise().with_rtol(1e-5).with_atol(1e-7)
+}
+
+/// Sharding: `loss` (built with `Reduction::Sum`) over shards of the batch
+/// (axis 0, cut at `cuts`) adds back to the whole batch's value, and the
+/// shards' gradients, put side by side, are the whole batch's gradient. This is
+/// what lets data-parallel training split a batch across machines.
+pub fn assert_shards_add_up<L: Loss<f64> + ?Sized>(
+    loss: &L,
+    predictions: &ArrayD<f64>,
+    targets: &ArrayD<f64>,
+    cuts: &[usize],
+    what: &str,
+) {
+    use tapeloss::ndarray::{Axis, Slice};
+    let (whole_value, whole_grad) = loss
+        .value_and_grad(predictions, targets)
+        .unwrap_or_else(|e| panic!("{what}: whole batch: {e}"));
+    let n = predictions.shape()[0];
+    let mut bounds = vec![0];
+    bounds.extend(cuts.iter().copied().filter(|&c| c > 0 && c < n));
+    bounds.push(n);
+    assert!(bounds.len() > 2, "{what}: the cuts {cuts:?} must split a batch of {n}");
+    let mut value = 0.0;
+    let mut grad = ArrayD::zeros(predictions.raw_dim());
+    for w in bounds.windows(2) {
+        let range = Slice::from(w[0]..w[1]);
+        let p = predictions.slice_axis(Axis(0), range).to_owned();
+        let t = targets.slice_axis(Axis(0), range).to_owned();
+        let (v, g) = loss
+            .value_and_grad(&p, &t)
+            .unwrap_or_else(|e| panic!("{what}: shard {w:?}: {e}"));
+        value += v;
+        grad.slice_axis_mut(Axis(0), range).assign(&g);
     }
+    assert_close_scalar(value, whole_value, 1e-12, 0.0, &format!("{what}: sum of shard values"));
+    assert_close(&grad, &whole_grad, 1e-12, 0.0, &format!("{what}: shard gradients"));
+}
+
+/// `f32` against `f64`: on the same inputs (rounded to `f32` first, so only the
+/// arithmetic differs) the `f32` value lies within `1e-5` relative of the `f64`
+/// one, and each gradient element within `1e-5` relative, or `1e-5` of the
+/// gradient's largest element. For well-conditioned inputs.
+pub fn assert_f32_agrees<L: Loss<f32> + Loss<f64>>(
+    loss: &L,
+    predictions: &ArrayD<f64>,
+    targets: &ArrayD<f64>,
+    what: &str,
+) {
+    let (p32, t32) = (predictions.mapv(|v| v as f32), targets.mapv(|v| v as f32));
+    let (p64, t64) = (p32.mapv(f64::from), t32.mapv(f64::from));
+    let (v64, g64) = Loss::<f64>::value_and_grad(loss, &p64, &t64).unwrap_or_else(|e| panic!("{what}: f64: {e}"));
+    let (v32, g32) = Loss::<f32>::value_and_grad(loss, &p32, &t32).unwrap_or_else(|e| panic!("{what}: f32: {e}"));
+    assert_close_scalar(f64::from(v32), v64, 1e-5, 0.0, &format!("{what}: f32 value"));
+    let scale = g64.iter().fold(0.0_f64, |m, g| m.max(g.abs()));
     assert_close(
-        &closed,
-        &numeric,
+        &g32.mapv(f64::from),
+        &g64,
         1e-5,
-        1e-7,
-        &format!("{what}: closed form vs finite differences"),
+        1e-5 * scale,
+        &format!("{what}: f32 gradient"),
     );
+}
+
+/// Central finite differences of a scalar function: `(f(x + h·eᵢ) − f(x − h·eᵢ)) / 2h`
+/// for every element `i` of `x`. An independent check on any gradient; keep
+/// inputs at least `h` away from kinks.
+pub fn finite_difference_grad(f: impl Fn(&ArrayD<f64>) -> f64, x: &ArrayD<f64>, h: f64) -> ArrayD<f64> {
+    let mut probe = x.clone();
+    let mut grad = ArrayD::zeros(x.raw_dim());
+    for (i, slot) in grad.indexed_iter_mut() {
+        let original = probe[&i];
+        probe[&i] = original + h;
+        let plus = f(&probe);
+        probe[&i] = original - h;
+        let minus = f(&probe);
+        probe[&i] = original;
+        *slot = (plus - minus) / (2.0 * h);
+    }
+    grad
 }

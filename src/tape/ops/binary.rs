@@ -4,11 +4,11 @@
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
 
-use super::Op;
+use super::{Op, chain};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::tape::backprop::Sweep;
-use crate::tape::{Var, broadcast_shape, reduce_to_shape};
+use crate::tape::{Var, broadcast_shape, reduce_to_shape, sum_to_shape};
 
 /// An elementwise function of two inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +42,21 @@ impl Binary {
             Binary::Sub => a - b,
             Binary::Mul => a * b,
             Binary::Div => a / b,
-            Binary::Maximum => a.max(b),
-            Binary::Minimum => a.min(b),
+            // Unlike `F::max`, a NaN in either operand propagates (as in PyTorch).
+            Binary::Maximum => {
+                if a > b || a.is_nan() {
+                    a
+                } else {
+                    b
+                }
+            }
+            Binary::Minimum => {
+                if a < b || a.is_nan() {
+                    a
+                } else {
+                    b
+                }
+            }
         }
     }
 
@@ -80,8 +93,11 @@ pub(crate) fn broadcast_view<'a, F>(
         .ok_or_else(|| Error::shape_mismatch_because(op, array.shape(), shape, "cannot broadcast"))
 }
 
-/// The local backward rule: each operand receives `grad ⊙ ∂y/∂operand`,
-/// summed over the axes it was broadcast along.
+/// The local backward rule: each operand receives `grad ⊙ ∂y/∂operand` (a
+/// zero `grad` element stays zero, see [`chain`]), summed over the axes it was
+/// broadcast along. `grad` is moved on or overwritten in place, so at most one
+/// new array is made per operand that needs a gradient, and none for
+/// `add`/`sub` without broadcasting.
 pub(crate) fn backward<F: Float>(
     sweep: &mut Sweep<'_, F>,
     f: Binary,
@@ -90,44 +106,65 @@ pub(crate) fn backward<F: Float>(
     out: &ArrayD<F>,
     grad: ArrayD<F>,
 ) {
+    let (need_a, need_b) = (sweep.needs(lhs), sweep.needs(rhs));
     let (a, b) = (sweep.value(lhs), sweep.value(rhs));
+    if let Binary::Add | Binary::Sub = f {
+        // ∂y/∂a = 1 and ∂y/∂b = ±1: the gradient passes through.
+        let sign = |mut g: ArrayD<F>| {
+            if f == Binary::Sub {
+                g.mapv_inplace(|v| -v);
+            }
+            g
+        };
+        match (need_a, need_b) {
+            (true, true) => {
+                // `b` needs its own copy; `a` takes `grad` itself.
+                let gb = if f == Binary::Sub && b.shape() == grad.shape() {
+                    grad.mapv(|v| -v)
+                } else {
+                    sign(sum_to_shape(grad.view(), b.shape()))
+                };
+                sweep.send(rhs, gb);
+                sweep.send(lhs, reduce_to_shape(grad, a.shape()));
+            }
+            (true, false) => sweep.send(lhs, reduce_to_shape(grad, a.shape())),
+            (false, true) => sweep.send(rhs, sign(reduce_to_shape(grad, b.shape()))),
+            (false, false) => {}
+        }
+        return;
+    }
+
     let shape = out.shape();
     let (Ok(a_full), Ok(b_full)) = (broadcast_view(f.name(), a, shape), broadcast_view(f.name(), b, shape)) else {
         return; // unreachable: the forward pass checked these shapes
     };
-    let partial = |which: usize| -> ArrayD<F> {
-        match (f, which) {
-            (Binary::Add, _) | (Binary::Sub, 0) => grad.clone(),
-            (Binary::Sub, _) => grad.mapv(|g| -g),
-            _ => Zip::from(&grad)
-                .and(&a_full)
-                .and(&b_full)
-                .and(out)
-                .map_collect(|&g, &a, &b, &y| {
-                    let (da, db) = f.partials(a, b, y);
-                    g * if which == 0 { da } else { db }
-                }),
-        }
-    };
-    if sweep.needs(lhs) {
-        let g = reduce_to_shape(partial(0), a.shape());
-        sweep.send(lhs, g);
+    if need_b {
+        let gb = Zip::from(&grad)
+            .and(&a_full)
+            .and(&b_full)
+            .and(out)
+            .map_collect(|&g, &a, &b, &y| chain(g, f.partials(a, b, y).1));
+        sweep.send(rhs, reduce_to_shape(gb, b.shape()));
     }
-    if sweep.needs(rhs) {
-        let g = reduce_to_shape(partial(1), b.shape());
-        sweep.send(rhs, g);
+    if need_a {
+        let mut ga = grad;
+        Zip::from(&mut ga)
+            .and(&a_full)
+            .and(&b_full)
+            .and(out)
+            .for_each(|g, &a, &b, &y| *g = chain(*g, f.partials(a, b, y).0));
+        sweep.send(lhs, reduce_to_shape(ga, a.shape()));
     }
 }
 
 /// Elementwise functions of two values, with NumPy broadcasting.
 ///
 /// Shapes are aligned on the right and each pair of sizes must be equal or
-/// contain a 1 (a scalar broadcasts against anything). The gradient of a
-/// broadcast operand is summed back to its own shape.
-///
-/// # Errors
-/// [`Error::ShapeMismatch`] naming the op and both shapes when they cannot
-/// broadcast; [`Error::ForeignVar`] when `other` is on another tape.
+/// contain a 1 (a scalar broadcasts against anything; `[3]` and `[2, 4, 3]`
+/// give `[2, 4, 3]`). The gradient of a broadcast operand is summed back to
+/// its own shape.
+// The names are pinned by the API; returning `Result`, they cannot be `std::ops`.
+#[allow(clippy::should_implement_trait)]
 impl<'t, F: Float> Var<'t, F> {
     fn binary(self, other: Var<'t, F>, f: Binary) -> Result<Var<'t, F>> {
         self.same_tape(other, f.name())?;
@@ -135,6 +172,7 @@ impl<'t, F: Float> Var<'t, F> {
         let value = if a.shape() == b.shape() {
             Zip::from(&*a).and(&*b).map_collect(|&a, &b| f.apply(a, b))
         } else {
+            // Checked before `broadcast`, which would only say "no".
             let shape = broadcast_shape(f.name(), a.shape(), b.shape())?;
             let a_full = broadcast_view(f.name(), &a, &shape)?;
             let b_full = broadcast_view(f.name(), &b, &shape)?;
@@ -151,33 +189,74 @@ impl<'t, F: Float> Var<'t, F> {
         ))
     }
 
-    /// `a + b`.
+    /// `a + b`, broadcast.
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
+    /// let bias = tape.var(array![10.0, 20.0, 30.0].into_dyn()); // a row, broadcast down
+    /// let y = x.add(bias)?;
+    /// assert_eq!(y.value(), array![[11.0, 22.0, 33.0], [14.0, 25.0, 36.0]].into_dyn());
+    /// let grads = tape.backward(y.sum()?)?;
+    /// assert_eq!(grads.wrt(bias).unwrap(), &array![2.0, 2.0, 2.0].into_dyn()); // summed back
+    /// assert!(x.add(tape.constant(array![1.0, 2.0].into_dyn())).is_err()); // [2, 3] with [2]
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the op and both shapes when they cannot
+    /// broadcast; [`Error::ForeignVar`] when `other` is on another tape.
     pub fn add(self, other: Var<'t, F>) -> Result<Var<'t, F>> {
         self.binary(other, Binary::Add)
     }
 
-    /// `a − b`.
+    /// `a − b`, broadcast.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the op and both shapes when they cannot
+    /// broadcast; [`Error::ForeignVar`] when `other` is on another tape.
     pub fn sub(self, other: Var<'t, F>) -> Result<Var<'t, F>> {
         self.binary(other, Binary::Sub)
     }
 
-    /// `a · b` (elementwise); partials `b` and `a`.
+    /// `a · b` elementwise, broadcast; partials `b` and `a`.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the op and both shapes when they cannot
+    /// broadcast; [`Error::ForeignVar`] when `other` is on another tape.
     pub fn mul(self, other: Var<'t, F>) -> Result<Var<'t, F>> {
         self.binary(other, Binary::Mul)
     }
 
-    /// `a / b`; partials `1/b` and `−a/b²`.
+    /// `a / b` elementwise, broadcast; partials `1/b` and `−a/b²`. Division
+    /// by zero follows IEEE arithmetic (`±∞` or NaN).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the op and both shapes when they cannot
+    /// broadcast; [`Error::ForeignVar`] when `other` is on another tape.
     pub fn div(self, other: Var<'t, F>) -> Result<Var<'t, F>> {
         self.binary(other, Binary::Div)
     }
 
-    /// `max(a, b)` elementwise; at ties each operand receives half the gradient
-    /// (PyTorch's `torch.maximum` convention).
+    /// `max(a, b)` elementwise, broadcast. At ties each operand receives half
+    /// the gradient, and a NaN in either operand propagates (both as PyTorch's
+    /// `torch.maximum`).
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the op and both shapes when they cannot
+    /// broadcast; [`Error::ForeignVar`] when `other` is on another tape.
     pub fn maximum(self, other: Var<'t, F>) -> Result<Var<'t, F>> {
         self.binary(other, Binary::Maximum)
     }
 
-    /// `min(a, b)` elementwise; at ties each operand receives half the gradient.
+    /// `min(a, b)` elementwise, broadcast. At ties each operand receives half
+    /// the gradient, and a NaN in either operand propagates.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] naming the op and both shapes when they cannot
+    /// broadcast; [`Error::ForeignVar`] when `other` is on another tape.
     pub fn minimum(self, other: Var<'t, F>) -> Result<Var<'t, F>> {
         self.binary(other, Binary::Minimum)
     }

@@ -3,7 +3,7 @@
 
 use ndarray::{ArrayD, Zip};
 
-use super::Op;
+use super::{Op, chain};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::scalar::{log_sigmoid, sigmoid, softplus};
@@ -44,12 +44,27 @@ impl<F: Float> Unary<F> {
             Unary::Square => x * x,
             Unary::Powf(p) => x.powf(p),
             Unary::Abs => x.abs(),
-            Unary::Relu => x.max(zero),
+            // Comparisons rather than `F::max`, so that NaN propagates.
+            Unary::Relu => {
+                if x <= zero {
+                    zero
+                } else {
+                    x
+                }
+            }
             Unary::Sigmoid => sigmoid(x),
             Unary::Tanh => x.tanh(),
             Unary::Softplus => softplus(x),
             Unary::LogSigmoid => log_sigmoid(x),
-            Unary::Clamp(lo, hi) => x.max(lo).min(hi),
+            Unary::Clamp(lo, hi) => {
+                if x < lo {
+                    lo
+                } else if x > hi {
+                    hi
+                } else {
+                    x
+                }
+            }
             Unary::AddScalar(c) => x + c,
             Unary::MulScalar(c) => x * c,
         }
@@ -57,7 +72,7 @@ impl<F: Float> Unary<F> {
 
     /// `dy/dx` for one element, given `x` and `y = f(x)`. At kinks it takes
     /// PyTorch's choice: `relu'(0) = 0`, `abs'(0) = 0`, and clamp passes the
-    /// gradient on the closed interval `[min, max]`.
+    /// gradient only strictly inside `(min, max)` (torch 2.15, scalar bounds).
     #[inline(always)]
     fn derivative(self, x: F, y: F) -> F {
         let (zero, one) = (F::zero(), F::one());
@@ -90,7 +105,7 @@ impl<F: Float> Unary<F> {
             Unary::Softplus => sigmoid(x),
             Unary::LogSigmoid => sigmoid(-x),
             Unary::Clamp(lo, hi) => {
-                if x >= lo && x <= hi {
+                if x > lo && x < hi {
                     one
                 } else {
                     zero
@@ -102,15 +117,44 @@ impl<F: Float> Unary<F> {
     }
 }
 
-/// The local backward rule: `dx = grad ⊙ f'(x)`.
-pub(crate) fn backward<F: Float>(f: Unary<F>, x: &ArrayD<F>, y: &ArrayD<F>, grad: &ArrayD<F>) -> ArrayD<F> {
-    Zip::from(grad)
-        .and(x)
-        .and(y)
-        .map_collect(|&g, &x, &y| g * f.derivative(x, y))
+/// The local backward rule: `dx = grad ⊙ f'(x)` (a zero `grad` element stays
+/// zero, see [`chain`]), written over `grad` itself (it has `x`'s shape), so
+/// the sweep allocates nothing here.
+pub(crate) fn backward<F: Float>(f: Unary<F>, x: &ArrayD<F>, y: &ArrayD<F>, mut grad: ArrayD<F>) -> ArrayD<F> {
+    match f {
+        Unary::AddScalar(_) => {}
+        Unary::Neg => grad.mapv_inplace(|g| -g),
+        Unary::MulScalar(c) => grad.mapv_inplace(|g| chain(g, c)),
+        _ => Zip::from(&mut grad)
+            .and(x)
+            .and(y)
+            .for_each(|g, &x, &y| *g = chain(*g, f.derivative(x, y))),
+    }
+    grad
+}
+
+/// Fails with [`Error::InvalidParameter`] when a scalar argument is NaN.
+fn not_nan<F: Float>(name: &str, value: F) -> Result<()> {
+    if value.is_nan() {
+        Err(Error::InvalidParameter {
+            name: name.to_string(),
+            value: value.as_f64(),
+            expected: "a number that is not NaN",
+        })
+    } else {
+        Ok(())
+    }
 }
 
 /// Elementwise functions of one value.
+///
+/// These never fail on the array itself: they return `Result` so that
+/// compositions chain with `?`. Only the scalar arguments are checked:
+/// `clamp`, `powf`, `add_scalar` and `mul_scalar` reject NaN. Values follow
+/// IEEE arithmetic (`ln` of a negative is NaN, `exp` may overflow to `+∞`),
+/// and a NaN input gives a NaN output for every function here.
+// `neg` is a pinned name; returning `Result`, it cannot be `std::ops::Neg`.
+#[allow(clippy::should_implement_trait)]
 impl<'t, F: Float> Var<'t, F> {
     fn unary(self, f: Unary<F>) -> Result<Var<'t, F>> {
         let value = self.value_ref().mapv(|x| f.apply(x));
@@ -118,95 +162,181 @@ impl<'t, F: Float> Var<'t, F> {
     }
 
     /// `−x`.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn neg(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Neg)
     }
 
     /// `eˣ`; derivative `eˣ`.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn exp(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Exp)
     }
 
     /// Natural logarithm; derivative `1/x`. `ln 0 = −∞` and a negative input
     /// gives NaN, as in IEEE arithmetic: clamp first where that can happen.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn ln(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Ln)
     }
 
     /// `ln(1 + x)`, accurate for small `x`; derivative `1/(1 + x)`.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn log1p(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Log1p)
     }
 
     /// `√x`; derivative `1/(2√x)`, which is `+∞` at 0.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn sqrt(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Sqrt)
     }
 
     /// `x²`; derivative `2x`.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn square(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Square)
     }
 
-    /// `xᵖ`; derivative `p·xᵖ⁻¹`.
+    /// `xᵖ`; derivative `p·xᵖ⁻¹`. A negative `x` with a fractional `p` gives
+    /// NaN, as `f64::powf` does.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `p` is NaN.
     pub fn powf(self, p: F) -> Result<Var<'t, F>> {
+        not_nan("powf(p)", p)?;
         self.unary(Unary::Powf(p))
     }
 
     /// `|x|`; derivative `sign(x)`, taken as 0 at `x = 0` like PyTorch.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn abs(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Abs)
     }
 
-    /// `max(x, 0)`; derivative 1 for `x > 0`, else 0 (0 at the kink, like PyTorch).
+    /// `max(x, 0)`; derivative 1 for `x > 0`, else 0 (0 at the kink, like
+    /// PyTorch). NaN stays NaN.
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![-1.0, 0.0, 2.0].into_dyn());
+    /// let grads = tape.backward(x.relu()?.sum()?)?;
+    /// assert_eq!(grads.wrt(x).unwrap(), &array![0.0, 0.0, 1.0].into_dyn());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn relu(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Relu)
     }
 
     /// `σ(x) = 1/(1 + e⁻ˣ)`, stable for any `x`; derivative `σ(x)(1 − σ(x))`.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn sigmoid(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Sigmoid)
     }
 
     /// `tanh x`; derivative `1 − tanh² x`.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn tanh(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Tanh)
     }
 
     /// `ln(1 + eˣ)`, computed as `max(x, 0) + ln(1 + e^(−|x|))` so it is exact
     /// and finite for any finite `x`; derivative `σ(x)`.
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f32>::new();
+    /// let y = tape.var(array![1e4_f32, -1e4].into_dyn()).softplus()?;
+    /// assert_eq!(y.value(), array![1e4_f32, 0.0].into_dyn()); // no overflow
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn softplus(self) -> Result<Var<'t, F>> {
         self.unary(Unary::Softplus)
     }
 
     /// `ln σ(x) = −softplus(−x)`, finite for any finite `x`; derivative `σ(−x)`.
+    ///
+    /// # Errors
+    /// None: always `Ok`.
     pub fn log_sigmoid(self) -> Result<Var<'t, F>> {
         self.unary(Unary::LogSigmoid)
     }
 
-    /// Clamps into `[min, max]`; derivative 1 inside the closed interval, else 0
-    /// (PyTorch's convention at the bounds).
+    /// Clamps into `[min, max]`; derivative 1 strictly inside `(min, max)`,
+    /// else 0: at a bound the gradient is 0, as in PyTorch 2.15's `clamp` with
+    /// scalar bounds. Infinite bounds are allowed, so
+    /// `clamp(0, ∞)` bounds one side only; NaN stays NaN.
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![-2.0, 0.0, 1.0, 3.0].into_dyn());
+    /// let y = x.clamp(0.0, 1.0)?;
+    /// assert_eq!(y.value(), array![0.0, 0.0, 1.0, 1.0].into_dyn());
+    /// let grads = tape.backward(y.sum()?)?;
+    /// assert_eq!(grads.wrt(x).unwrap(), &array![0.0, 0.0, 0.0, 0.0].into_dyn()); // 0 at and beyond the bounds
+    /// assert!(x.clamp(1.0, 0.0).is_err());
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] when `min > max` or either bound is NaN.
     pub fn clamp(self, min: F, max: F) -> Result<Var<'t, F>> {
-        if min.is_nan() || max.is_nan() || min > max {
+        not_nan("clamp(min)", min)?;
+        not_nan("clamp(max)", max)?;
+        if min > max {
             return Err(Error::InvalidParameter {
                 name: format!("clamp(min = {min}, max = {max})"),
-                value: if min.is_nan() { min.as_f64() } else { max.as_f64() },
-                expected: "bounds that are not NaN, with min ≤ max",
+                value: min.as_f64(),
+                expected: "min ≤ max",
             });
         }
         self.unary(Unary::Clamp(min, max))
     }
 
     /// `x + c` for a scalar `c`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `c` is NaN.
     pub fn add_scalar(self, c: F) -> Result<Var<'t, F>> {
+        not_nan("add_scalar(c)", c)?;
         self.unary(Unary::AddScalar(c))
     }
 
     /// `c·x` for a scalar `c`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParameter`] when `c` is NaN.
     pub fn mul_scalar(self, c: F) -> Result<Var<'t, F>> {
+        not_nan("mul_scalar(c)", c)?;
         self.unary(Unary::MulScalar(c))
     }
 }

@@ -8,6 +8,8 @@ pub(crate) mod reduce;
 pub(crate) mod structural;
 
 use ndarray::ArrayD;
+
+use crate::float::Float;
 use smallvec::{SmallVec, smallvec};
 
 pub(crate) use binary::Binary;
@@ -55,6 +57,16 @@ pub(crate) enum Op<F> {
         on_false: usize,
         mask: ArrayD<bool>,
     },
+}
+
+/// `g · d` for an incoming gradient `g` and a local derivative `d`, except
+/// that a zero gradient stays zero even where `d` is infinite or NaN (0·∞ is
+/// taken as 0). A value that reaches the loss only through a masked-out
+/// branch (`where_mask`, a zero weight) thus gets a zero gradient rather than
+/// a NaN from, say, `sqrt` at 0 or a division by zero in the unused branch.
+#[inline(always)]
+pub(crate) fn chain<F: Float>(g: F, d: F) -> F {
+    if g == F::zero() { g } else { g * d }
 }
 
 impl<F> Op<F> {

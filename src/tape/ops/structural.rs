@@ -5,34 +5,51 @@ use ndarray::{ArrayD, ArrayView2, Axis, Dimension, Ix2, IxDyn, Zip};
 
 use super::Op;
 use super::binary::broadcast_view;
+use super::reduce::check_axis;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::tape::backprop::Sweep;
 use crate::tape::{Var, broadcast_shape, reduce_to_shape};
 
-/// A 2-D view, or an error naming `op` and the offending shape.
-fn as_matrix<'a, F>(op: &'static str, arg: &'static str, x: &'a ArrayD<F>) -> Result<ArrayView2<'a, F>> {
-    x.view().into_dimensionality::<Ix2>().map_err(|_| Error::InvalidShape {
-        op,
-        arg,
-        shape: x.shape().to_vec(),
-        expected: "a 2-D array [rows, columns]".into(),
-    })
+/// A 2-D view of an array already checked to be 2-D.
+fn as_matrix<F>(x: &ArrayD<F>) -> Option<ArrayView2<'_, F>> {
+    x.view().into_dimensionality::<Ix2>().ok()
 }
 
 /// Matrix product and reshaping.
 impl<'t, F: Float> Var<'t, F> {
-    /// The matrix product `a · b` of a `[m, k]` and a `[k, n]` value.
-    /// Backward: `da = g · bᵀ`, `db = aᵀ · g`.
+    /// The matrix product `a · b` of a `[m, k]` and a `[k, n]` value, giving
+    /// `[m, n]`. Backward: `da = g · bᵀ`, `db = aᵀ · g`.
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.constant(array![[1.0, 2.0]].into_dyn()); // [1, 2]
+    /// let w = tape.var(array![[1.0, 0.0, 2.0], [0.0, 1.0, 3.0]].into_dyn()); // [2, 3]
+    /// let y = x.matmul(w)?;
+    /// assert_eq!(y.value(), array![[1.0, 2.0, 8.0]].into_dyn());
+    /// let grads = tape.backward(y.sum()?)?;
+    /// assert_eq!(grads.wrt(w).unwrap(), &array![[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]].into_dyn());
+    /// assert!(w.matmul(w).is_err()); // inner sizes 3 and 2
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidShape`] when either operand is not 2-D;
-    /// [`Error::ShapeMismatch`] when the inner sizes differ;
-    /// [`Error::ForeignVar`] when `other` is on another tape.
+    /// [`Error::ShapeMismatch`] naming both shapes when either operand is not
+    /// 2-D or the inner sizes differ; [`Error::ForeignVar`] when `other` is on
+    /// another tape.
     pub fn matmul(self, other: Var<'t, F>) -> Result<Var<'t, F>> {
         self.same_tape(other, "matmul")?;
         let (a, b) = (self.value_ref(), other.value_ref());
-        let (a2, b2) = (as_matrix("matmul", "lhs", &a)?, as_matrix("matmul", "rhs", &b)?);
+        let (Some(a2), Some(b2)) = (as_matrix(&a), as_matrix(&b)) else {
+            return Err(Error::shape_mismatch_because(
+                "matmul",
+                a.shape(),
+                b.shape(),
+                format!("both operands must be 2-D, got {}-D and {}-D", a.ndim(), b.ndim()),
+            ));
+        };
         if a2.ncols() != b2.nrows() {
             return Err(Error::shape_mismatch_because(
                 "matmul",
@@ -52,29 +69,34 @@ impl<'t, F: Float> Var<'t, F> {
         ))
     }
 
-    /// The same elements, in row-major order, under a new shape.
+    /// The same elements, read in row-major (logical) order whatever the
+    /// memory layout, under a new shape. Backward reshapes the gradient back.
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
+    /// assert_eq!(x.reshape(&[3, 2])?.value(), array![[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]].into_dyn());
+    /// assert!(x.reshape(&[4, 2]).is_err()); // 6 elements cannot take 8 places
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] when the new shape holds a different number of
-    /// elements.
+    /// [`Error::ShapeMismatch`] naming both shapes when the new shape holds a
+    /// different number of elements (or so many that the count overflows).
     pub fn reshape(self, shape: &[usize]) -> Result<Var<'t, F>> {
         let x = self.value_ref();
-        if shape.iter().product::<usize>() != x.len() {
-            return Err(Error::shape_mismatch_because(
-                "reshape",
-                x.shape(),
-                shape,
-                format!(
-                    "{} elements cannot take a shape of {}",
-                    x.len(),
-                    shape.iter().product::<usize>()
-                ),
-            ));
+        let size = shape.iter().try_fold(1_usize, |acc, &d| acc.checked_mul(d));
+        if size != Some(x.len()) {
+            let why = match size {
+                Some(size) => format!("{} elements cannot take a shape of {size}", x.len()),
+                None => "the new shape's element count overflows usize".to_string(),
+            };
+            return Err(Error::shape_mismatch_because("reshape", x.shape(), shape, why));
         }
-        let value = x
-            .as_standard_layout()
-            .into_owned()
-            .into_shape_with_order(IxDyn(shape))?;
+        // One copy in row-major order: the new node owns its value.
+        let value = x.to_shape(IxDyn(shape))?.into_owned();
         drop(x);
         Ok(self.record(value, Op::Reshape { input: self.index }))
     }
@@ -82,11 +104,7 @@ impl<'t, F: Float> Var<'t, F> {
 
 pub(crate) fn matmul_backward<F: Float>(sweep: &mut Sweep<'_, F>, lhs: usize, rhs: usize, grad: &ArrayD<F>) {
     let (a, b) = (sweep.value(lhs), sweep.value(rhs));
-    let (Ok(a), Ok(b), Ok(g)) = (
-        as_matrix("matmul", "lhs", a),
-        as_matrix("matmul", "rhs", b),
-        as_matrix("matmul", "grad", grad),
-    ) else {
+    let (Some(a), Some(b), Some(g)) = (as_matrix(a), as_matrix(b), as_matrix(grad)) else {
         return; // unreachable: the forward pass checked the ranks
     };
     if sweep.needs(lhs) {
@@ -99,10 +117,14 @@ pub(crate) fn matmul_backward<F: Float>(sweep: &mut Sweep<'_, F>, lhs: usize, rh
     }
 }
 
+/// The gradient under the input's shape: free when it is in row-major layout.
 pub(crate) fn reshape_backward<F: Float>(x: &ArrayD<F>, grad: ArrayD<F>) -> ArrayD<F> {
-    let grad = grad.as_standard_layout().into_owned();
-    grad.into_shape_with_order(x.raw_dim())
-        .unwrap_or_else(|_| ArrayD::zeros(x.raw_dim())) // unreachable: sizes checked forward
+    let reshaped = if grad.is_standard_layout() {
+        grad.into_shape_with_order(x.raw_dim())
+    } else {
+        grad.to_shape(x.raw_dim()).map(|g| g.into_owned())
+    };
+    reshaped.unwrap_or_else(|_| ArrayD::zeros(x.raw_dim())) // unreachable: sizes checked forward
 }
 
 /// Picking elements by index and by mask.
@@ -112,24 +134,30 @@ impl<'t, F: Float> Var<'t, F> {
     ///
     /// `indices` has the same number of dimensions as `self` and the same size
     /// on every axis but `axis`; the result has `indices`' shape. This is how
-    /// class-index targets pick their log-probabilities:
-    /// `log_probs.gather(1, &targets_as_n_by_1)`. Backward scatters the gradient
-    /// back to the picked positions (adding where an index repeats).
+    /// class-index targets pick their log-probabilities. Backward scatters the
+    /// gradient back to the picked positions (adding where an index repeats).
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let log_p = tape.var(array![[-0.1, -2.0, -3.0], [-1.5, -0.5, -2.5]].into_dyn());
+    /// let targets = array![[0_usize], [1]].into_dyn(); // one class per row, as [N, 1]
+    /// let picked = log_p.gather(1, &targets)?;
+    /// assert_eq!(picked.value(), array![[-0.1], [-0.5]].into_dyn());
+    /// let grads = tape.backward(picked.sum()?)?;
+    /// assert_eq!(grads.wrt(log_p).unwrap(), &array![[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]].into_dyn());
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::AxisOutOfRange`] for a bad axis; [`Error::ShapeMismatch`] when
-    /// `indices` has another rank or another size off `axis`;
-    /// [`Error::InvalidTarget`] for an index `≥ shape[axis]`.
+    /// [`Error::AxisOutOfRange`] for an axis `≥ ndim`; [`Error::ShapeMismatch`]
+    /// naming both shapes when `indices` has another rank or another size off
+    /// `axis`; [`Error::InvalidTarget`] naming the first index `≥ shape[axis]`,
+    /// where it is, the axis and the input's shape.
     pub fn gather(self, axis: usize, indices: &ArrayD<usize>) -> Result<Var<'t, F>> {
         let x = self.value_ref();
-        if axis >= x.ndim() {
-            return Err(Error::AxisOutOfRange {
-                op: "gather",
-                axis,
-                ndim: x.ndim(),
-                shape: x.shape().to_vec(),
-            });
-        }
+        check_axis("gather", x.shape(), axis)?;
         let same_off_axis =
             indices.ndim() == x.ndim() && (0..x.ndim()).all(|d| d == axis || indices.shape()[d] == x.shape()[d]);
         if !same_off_axis {
@@ -145,7 +173,10 @@ impl<'t, F: Float> Var<'t, F> {
             return Err(Error::InvalidTarget {
                 index: at.slice().to_vec(),
                 value: bad as f64,
-                reason: format!("gather index must be < {size}, the size of axis {axis}"),
+                reason: format!(
+                    "gather along axis {axis} of an input of shape {:?} needs an index < {size}",
+                    x.shape()
+                ),
             });
         }
         let mut value = ArrayD::zeros(indices.raw_dim());
@@ -168,11 +199,28 @@ impl<'t, F: Float> Var<'t, F> {
 
     /// `mask ? self : otherwise`, elementwise, with `self`, `otherwise` and
     /// `mask` broadcast together (NumPy's `where`, PyTorch's `torch.where`).
-    /// Each branch receives the gradient only where it was chosen, so a NaN or
-    /// infinity in the branch not taken does not leak into the gradient.
+    /// Each branch receives the gradient only where it was chosen, and zero
+    /// elsewhere; a zero gradient stays zero through elementwise ops even where
+    /// their derivative is infinite or NaN. So `sqrt`, `ln` or a division
+    /// evaluated where the mask does not pick them add nothing to the gradient
+    /// (no "double where" is needed, unlike PyTorch and JAX).
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![-1.0, 4.0].into_dyn());
+    /// let mask = array![false, true].into_dyn();
+    /// let y = x.sqrt()?.where_mask(&mask, tape.scalar(0.0))?; // √−1 is NaN, but not taken
+    /// assert_eq!(y.value(), array![0.0, 2.0].into_dyn());
+    /// let grads = tape.backward(y.sum()?)?;
+    /// assert_eq!(grads.wrt(x).unwrap(), &array![0.0, 0.25].into_dyn());
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// [`Error::ShapeMismatch`] when the three shapes cannot broadcast;
+    /// [`Error::ShapeMismatch`] naming two shapes that cannot broadcast (the
+    /// operands', or their broadcast shape and the mask's);
     /// [`Error::ForeignVar`] when `otherwise` is on another tape.
     pub fn where_mask(self, mask: &ArrayD<bool>, otherwise: Var<'t, F>) -> Result<Var<'t, F>> {
         self.same_tape(otherwise, "where_mask")?;
@@ -214,23 +262,32 @@ pub(crate) fn gather_backward<F: Float>(
     dx
 }
 
+/// Each branch gets `grad` where it was chosen and 0 elsewhere; the `on_true`
+/// branch reuses `grad`'s memory.
 pub(crate) fn where_mask_backward<F: Float>(
     sweep: &mut Sweep<'_, F>,
     on_true: usize,
     on_false: usize,
     mask: &ArrayD<bool>,
-    grad: &ArrayD<F>,
+    mut grad: ArrayD<F>,
 ) {
     let Ok(m_full) = broadcast_view("where_mask", mask, grad.shape()) else {
         return; // unreachable: the forward pass checked the shapes
     };
-    for (input, taken) in [(on_true, true), (on_false, false)] {
-        if sweep.needs(input) {
-            let g = Zip::from(grad)
-                .and(&m_full)
-                .map_collect(|&g, &m| if m == taken { g } else { F::zero() });
-            let shape = sweep.value(input).shape().to_vec();
-            sweep.send(input, reduce_to_shape(g, &shape));
-        }
+    if sweep.needs(on_false) {
+        let g = Zip::from(&grad)
+            .and(&m_full)
+            .map_collect(|&g, &m| if m { F::zero() } else { g });
+        let shape = sweep.value(on_false).shape();
+        sweep.send(on_false, reduce_to_shape(g, shape));
+    }
+    if sweep.needs(on_true) {
+        Zip::from(&mut grad).and(&m_full).for_each(|g, &m| {
+            if !m {
+                *g = F::zero();
+            }
+        });
+        let shape = sweep.value(on_true).shape();
+        sweep.send(on_true, reduce_to_shape(grad, shape));
     }
 }

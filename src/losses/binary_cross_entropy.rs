@@ -1,0 +1,247 @@
+//! Binary cross-entropy, on probabilities and on logits.
+
+use ndarray::ArrayD;
+
+use super::Reduction;
+use super::pointwise::{Pointwise, impl_loss_via_pointwise};
+use super::validate::{self, Domain};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::kernels::scalar::{sigmoid, softplus};
+use crate::tape::Var;
+
+/// PyTorch's floor on each log in `binary_cross_entropy`, so that `p = 0` or
+/// `p = 1` gives a finite loss.
+const LOG_FLOOR: f64 = -100.0;
+
+/// PyTorch's floor on `p(1 − p)` in the gradient. ATen declares it as a
+/// `float`, so in `f64` it is `1e-12` rounded to `f32`.
+const SLOPE_FLOOR: f32 = 1e-12;
+
+/// Binary cross-entropy, for binary and multi-label classification.
+///
+/// One element is one independent binary decision. Two forms:
+///
+/// - [`BinaryCrossEntropyLoss::new`] takes **probabilities** `p ∈ [0, 1]`:
+///   each term is `−[t·max(ln p, −100) + (1 − t)·max(ln(1 − p), −100)]`. The
+///   floor is PyTorch's: `p = 0` or `p = 1` gives a finite loss (at most 100
+///   per element).
+/// - [`BinaryCrossEntropyLoss::with_logits`] takes **logits** `x ∈ ℝ`, with
+///   `p = σ(x)` applied inside: each term is
+///   `−[w·t·ln σ(x) + (1 − t)·ln(1 − σ(x))] = (1 − t)·softplus(x) + w·t·softplus(−x)`,
+///   with `w` the optional [`pos_weight`](Self::with_pos_weight) (1 by
+///   default). Both softplus terms are non-negative and computed stably, so
+///   logits up to `±1e4` (and beyond) give finite values and gradients in
+///   `f32` and `f64`.
+///
+/// `ℓ = reduce(terms)` over all elements.
+///
+/// **Inputs.** Predictions of any shape; targets of the identical shape
+/// (nothing is broadcast), each in `[0, 1]`: hard labels or soft ones.
+///
+/// **Gradient.**
+/// - Probabilities: `∂ℓ/∂pᵢ = s·(p − t)/max(p(1 − p), 1e-12)`, PyTorch's own
+///   backward, finite at `p ∈ {0, 1}`. (The tape composition differentiates the
+///   floored logs exactly, so it agrees wherever `p(1 − p) > 1e-12` and neither
+///   floor is active.)
+/// - Logits: `∂ℓ/∂xᵢ = s·[(1 − t)·σ(x) − w·t·σ(−x)]`, which is `s·(σ(x) − t)`
+///   without a `pos_weight`.
+///
+/// Here `s = 1/n` for [`Reduction::Mean`] (n = number of elements) and `s = 1`
+/// for [`Reduction::Sum`].
+///
+/// **Errors.** Probabilities outside `[0, 1]` are [`Error::InvalidInput`],
+/// targets outside `[0, 1]` are [`Error::InvalidTarget`], both with the first
+/// offending index; a NaN in either is [`Error::NonFinite`]. A negative or
+/// non-finite `pos_weight` is [`Error::InvalidParameter`], and so is a
+/// `pos_weight` on the probability form (PyTorch has none there).
+///
+/// **PyTorch.** `torch.nn.functional.binary_cross_entropy(p, t,
+/// reduction='mean'|'sum')` and
+/// `torch.nn.functional.binary_cross_entropy_with_logits(x, t,
+/// reduction='mean'|'sum', pos_weight=torch.tensor(w))` (here `pos_weight` is one
+/// scalar for every element).
+///
+/// ```
+/// use tapeloss::{BinaryCrossEntropyLoss, Loss, Reduction, ndarray::array};
+/// # fn main() -> tapeloss::Result<()> {
+/// // On probabilities; p = 0 and p = 1 stay finite.
+/// let p = array![0.8, 0.25, 0.0, 1.0].into_dyn();
+/// let t = array![1.0, 0.0, 1.0, 1.0].into_dyn();
+/// let bce = BinaryCrossEntropyLoss::new().with_reduction(Reduction::Sum);
+/// let value: f64 = bce.forward(&p, &t)?;
+/// let expected = -(0.8_f64.ln() + 0.75_f64.ln()) + 100.0 + 0.0;
+/// assert!((value - expected).abs() < 1e-12);
+///
+/// // On logits, with positive examples weighted 3×.
+/// let x = array![2.0, -1.0, 1e4].into_dyn();
+/// let t = array![1.0, 0.0, 0.0].into_dyn();
+/// let bce = BinaryCrossEntropyLoss::with_logits().with_pos_weight(3.0);
+/// let (value, grad) = bce.value_and_grad(&x, &t)?;
+/// let softplus = |z: f64| z.exp().ln_1p();
+/// let sigmoid = |z: f64| 1.0 / (1.0 + (-z).exp());
+/// assert!((value - (3.0 * softplus(-2.0) + softplus(-1.0) + 1e4) / 3.0).abs() < 1e-9);
+/// assert!((grad[0] - -3.0 * sigmoid(-2.0) / 3.0).abs() < 1e-15);
+/// assert!((grad[2] - 1.0 / 3.0).abs() < 1e-15);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BinaryCrossEntropyLoss {
+    on_logits: bool,
+    pos_weight: Option<f64>,
+    reduction: Reduction,
+}
+
+impl Default for BinaryCrossEntropyLoss {
+    /// [`BinaryCrossEntropyLoss::new`]: on probabilities.
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BinaryCrossEntropyLoss {
+    /// Binary cross-entropy on probabilities `p ∈ [0, 1]`, with
+    /// [`Reduction::Mean`]. PyTorch's `binary_cross_entropy`.
+    pub fn new() -> Self {
+        Self {
+            on_logits: false,
+            pos_weight: None,
+            reduction: Reduction::Mean,
+        }
+    }
+
+    /// Binary cross-entropy on logits (the sigmoid is applied inside, stably),
+    /// with [`Reduction::Mean`]. PyTorch's `binary_cross_entropy_with_logits`.
+    pub fn with_logits() -> Self {
+        Self {
+            on_logits: true,
+            ..Self::new()
+        }
+    }
+
+    /// Weighs the positive part `t·ln σ(x)` of every term by `pos_weight`
+    /// (≥ 0; checked when the loss computes): above 1 raises recall, below 1
+    /// precision. Only for the logits form; on probabilities it is reported as
+    /// an [`Error::InvalidParameter`].
+    pub fn with_pos_weight(self, pos_weight: f64) -> Self {
+        Self {
+            pos_weight: Some(pos_weight),
+            ..self
+        }
+    }
+
+    /// The same loss with another reduction.
+    pub fn with_reduction(self, reduction: Reduction) -> Self {
+        Self { reduction, ..self }
+    }
+
+    /// Whether the predictions are logits (else probabilities).
+    pub fn on_logits(&self) -> bool {
+        self.on_logits
+    }
+
+    /// The weight of positive examples, if one was set.
+    pub fn pos_weight(&self) -> Option<f64> {
+        self.pos_weight
+    }
+
+    /// The reduction in use.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    /// The positive weight as used: 1 when none was set.
+    fn w<F: Float>(&self) -> F {
+        F::from_f64(self.pos_weight.unwrap_or(1.0))
+    }
+}
+
+impl Pointwise for BinaryCrossEntropyLoss {
+    const NAME: &'static str = "BinaryCrossEntropyLoss";
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    fn check_parameters(&self) -> Result<()> {
+        match self.pos_weight {
+            Some(w) if !self.on_logits => Err(Error::InvalidParameter {
+                name: "pos_weight".into(),
+                value: w,
+                expected: "no pos_weight on probabilities (it is an option of BinaryCrossEntropyLoss::with_logits())",
+            }),
+            Some(w) => validate::parameter("pos_weight", w, Domain::NonNegative),
+            None => Ok(()),
+        }
+    }
+
+    fn check_domain<F: Float>(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<()> {
+        if !self.on_logits {
+            validate::probabilities(Self::NAME, "predictions", predictions)?;
+        }
+        validate::probability_targets(Self::NAME, targets)
+    }
+
+    fn term<F: Float>(&self, p: F, t: F) -> F {
+        if self.on_logits {
+            (F::one() - t) * softplus(p) + self.w::<F>() * t * softplus(-p)
+        } else {
+            let floor = F::from_f64(LOG_FLOOR);
+            // PyTorch's order of operations; NaN never gets here (checked), so
+            // `max` cannot hide one.
+            (t - F::one()) * (-p).ln_1p().max(floor) - t * p.ln().max(floor)
+        }
+    }
+
+    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+        let slope = if self.on_logits {
+            (F::one() - t) * sigmoid(p) - self.w::<F>() * t * sigmoid(-p)
+        } else {
+            (p - t) / ((F::one() - p) * p).max(F::from_f64(f64::from(SLOPE_FLOOR)))
+        };
+        (self.term(p, t), slope)
+    }
+
+    fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
+        let one_minus_t = t.neg()?.add_scalar(F::one())?;
+        if self.on_logits {
+            let positive = t.mul_scalar(self.w())?;
+            p.softplus()?.mul(one_minus_t)?.add(p.neg()?.softplus()?.mul(positive)?)
+        } else {
+            let log_p = record_floored_log(p, Log::Ln)?;
+            let log_1mp = record_floored_log(p.neg()?, Log::Log1p)?;
+            t.mul(log_p)?.add(one_minus_t.mul(log_1mp)?)?.neg()
+        }
+    }
+}
+
+impl_loss_via_pointwise!(BinaryCrossEntropyLoss);
+
+/// Which logarithm [`record_floored_log`] takes.
+#[derive(Clone, Copy)]
+enum Log {
+    /// `ln x`.
+    Ln,
+    /// `ln(1 + x)`.
+    Log1p,
+}
+
+/// `max(log x, −100)` on the tape. Where the floor is active the result is the
+/// constant −100 (slope 0), and the log is taken of a harmless stand-in instead
+/// of `x`: otherwise the log's infinite slope at its pole (`p = 0` for `ln p`,
+/// `p = 1` for `ln(1 − p)`) would meet that zero slope as `0·∞ = NaN`.
+fn record_floored_log<'t, F: Float>(x: Var<'t, F>, log: Log) -> Result<Var<'t, F>> {
+    let floor = F::from_f64(LOG_FLOOR);
+    let (apply, stand_in): (fn(F) -> F, F) = match log {
+        Log::Ln => (F::ln, F::one()),
+        Log::Log1p => (F::ln_1p, F::zero()),
+    };
+    let above_floor = x.value().mapv(|v| apply(v) > floor);
+    let tape = x.tape();
+    let safe = x.where_mask(&above_floor, tape.scalar(stand_in))?;
+    let logged = match log {
+        Log::Ln => safe.ln()?,
+        Log::Log1p => safe.log1p()?,
+    };
+    logged.where_mask(&above_floor, tape.scalar(floor))
+}

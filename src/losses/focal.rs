@@ -1,0 +1,297 @@
+//! Focal loss on probabilities.
+
+use ndarray::{ArrayD, Dimension};
+
+use super::slices::{elements, write_elements};
+use super::validate::{self, Domain};
+use super::{Loss, Reduction};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::kernels::pointwise::{sum_terms, sum_terms_and_grad};
+use crate::tape::{Tape, Var};
+
+/// Focal loss (Lin et al., 2017) on probabilities, for imbalanced
+/// classification: it down-weights the classes a sample already gets right, so
+/// training concentrates on hard examples.
+///
+/// **Formula.** `ℓ = (1/N)·Σₙ Σ_c −α·(1 − p_c)^γ·t_c·ln(clamp(p_c, ε, 1 − ε))`,
+/// the seed's form taken straight from the definition: `α = 1` when `alpha` is
+/// `None`, the clamp only guards the logarithm, and `γ = 0` is α-weighted
+/// cross-entropy on probabilities.
+///
+/// **Inputs.** Probabilities `[N, C]` (N samples over C classes; rows need not
+/// sum to 1) or `[C]` for one sample; targets of the identical shape, one-hot
+/// or soft, in `[0, 1]`. Hyperparameters: `gamma ≥ 0`, `alpha ∈ [0, 1]` and
+/// `epsilon ∈ (0, 0.5)`, all finite.
+///
+/// **Gradient.** The true derivative of the formula, element by element:
+/// `∂ℓ/∂p = s·α·t·[γ(1 − p)^(γ−1)·ln q − (1 − p)^γ·[ε ≤ p ≤ 1 − ε]/q]` with
+/// `q = clamp(p, ε, 1 − ε)`. Both parts are ≤ 0 (since `ln q < 0`): raising the
+/// probability of a target class always lowers the loss. Where the clamp is
+/// active, the log's part is 0. At `γ = 0` the first part is 0 and at `p = 1`
+/// (for `γ ≥ 1`) no `0·∞` arises. For `0 < γ < 1` the derivative of
+/// `(1 − p)^γ` is infinite at `p = 1`, so a probability of exactly 1 on a class
+/// with a positive target is an error for the gradient methods.
+///
+/// **Reduction.** Over samples, not elements: `s = 1/N` for
+/// [`Reduction::Mean`] (N = `shape[0]`, or 1 for a 1-D input) and `s = 1` for
+/// [`Reduction::Sum`], the sum over samples (and classes), so shards of a batch
+/// taken with `Sum` add up to the whole batch's `Sum`.
+///
+/// **Errors.** [`Error::InvalidParameter`] for a hyperparameter outside its
+/// domain; [`Error::InvalidShape`] for an input that is not 1-D or 2-D;
+/// [`Error::InvalidInput`] for probabilities outside `[0, 1]` and
+/// [`Error::InvalidTarget`] for targets outside `[0, 1]`, with the first
+/// offending index; [`Error::NonFinite`] for a NaN.
+///
+/// **PyTorch.** No built-in: it is
+/// `(-alpha * (1 - p)**gamma * t * torch.log(torch.clamp(p, eps, 1 - eps))).sum() / N`
+/// with autograd (`torchvision.ops.sigmoid_focal_loss` is another form, on
+/// logits).
+///
+/// ```
+/// use tapeloss::losses::{Loss, FocalLoss};
+/// use tapeloss::ndarray::Array;
+/// # fn main() -> tapeloss::Result<()> {
+/// // Focal loss with gamma = 2.0, alpha = 0.25 (typical values).
+/// let focal_loss = FocalLoss::new(2.0, Some(0.25), 1e-10);
+/// let predictions = Array::from_shape_vec((2, 2), vec![
+///     0.9, 0.1, // high confidence in the right class
+///     0.6, 0.4, // lower confidence
+/// ])?.into_dyn();
+/// let targets = Array::from_shape_vec((2, 2), vec![
+///     1.0, 0.0,
+///     1.0, 0.0,
+/// ])?.into_dyn();
+/// let loss_value: f64 = focal_loss.forward(&predictions, &targets)?;
+/// // The hard example dominates: 0.25·0.4²·(−ln 0.6) against 0.25·0.1²·(−ln 0.9).
+/// let easy = -0.25 * 0.1_f64.powi(2) * 0.9_f64.ln();
+/// let hard = -0.25 * 0.4_f64.powi(2) * 0.6_f64.ln();
+/// assert!((loss_value - (easy + hard) / 2.0).abs() < 1e-15);
+/// assert!((loss_value - 0.0103482131).abs() < 1e-10);
+///
+/// // Gradient: the target classes' probabilities should rise.
+/// let gradients = focal_loss.backward(&predictions, &targets)?;
+/// assert!(gradients[[0, 0]] < 0.0 && gradients[[1, 0]] < gradients[[0, 0]]);
+/// assert_eq!(gradients[[0, 1]], 0.0); // target 0: no term
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FocalLoss {
+    gamma: f64,
+    alpha: Option<f64>,
+    epsilon: f64,
+    reduction: Reduction,
+}
+
+impl FocalLoss {
+    const NAME: &'static str = "FocalLoss";
+
+    /// Focal loss with focusing parameter `gamma` (≥ 0), class weight `alpha`
+    /// (in `[0, 1]`, 1 when `None`) and log clamp `epsilon` (in `(0, 0.5)`),
+    /// with [`Reduction::Mean`] over samples. The values are checked when the
+    /// loss computes.
+    pub fn new(gamma: f64, alpha: Option<f64>, epsilon: f64) -> Self {
+        Self {
+            gamma,
+            alpha,
+            epsilon,
+            reduction: Reduction::Mean,
+        }
+    }
+
+    /// The same loss with another reduction.
+    pub fn with_reduction(self, reduction: Reduction) -> Self {
+        Self { reduction, ..self }
+    }
+
+    /// The focusing parameter γ.
+    pub fn gamma(&self) -> f64 {
+        self.gamma
+    }
+
+    /// The weight α, if one was set (else 1 is used).
+    pub fn alpha(&self) -> Option<f64> {
+        self.alpha
+    }
+
+    /// The clamp ε on the probabilities inside the logarithm.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
+    }
+
+    /// The reduction in use.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    /// Checks everything a computation needs; returns the scale `s` that the
+    /// sum of the terms is multiplied by.
+    fn check<F: Float>(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
+        validate::parameter("gamma", self.gamma, Domain::NonNegative)?;
+        if let Some(alpha) = self.alpha {
+            validate::parameter("alpha", alpha, Domain::UnitInterval)?;
+        }
+        validate::parameter("epsilon", self.epsilon, Domain::OpenHalf)?;
+        let shape = predictions.shape();
+        validate::same_shape(Self::NAME, shape, targets.shape())?;
+        if !matches!(shape.len(), 1 | 2) {
+            return Err(Error::InvalidShape {
+                op: Self::NAME,
+                arg: "predictions",
+                shape: shape.to_vec(),
+                expected: "[N, C] (N samples over C classes) or [C] (one sample)".into(),
+            });
+        }
+        validate::non_empty(Self::NAME, "predictions", shape)?;
+        validate::probabilities(Self::NAME, "predictions", predictions)?;
+        validate::probability_targets(Self::NAME, targets)?;
+        let samples = if shape.len() == 2 { shape[0] } else { 1 };
+        Ok(self.reduction.scale(samples))
+    }
+
+    /// For `0 < γ < 1` the derivative of `(1 − p)^γ` is infinite at `p = 1`:
+    /// report such an element (with a positive target and α) instead of
+    /// returning an infinite gradient.
+    fn check_slope_finite<F: Float>(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<()> {
+        if !(self.gamma > 0.0 && self.gamma < 1.0) || self.alpha == Some(0.0) {
+            return Ok(());
+        }
+        let found = predictions
+            .indexed_iter()
+            .zip(targets.iter())
+            .find(|((_, p), t)| **p == F::one() && **t > F::zero());
+        match found {
+            Some(((index, p), _)) => Err(Error::InvalidInput {
+                op: Self::NAME,
+                arg: "predictions",
+                index: index.slice().to_vec(),
+                value: p.as_f64(),
+                expected: "a probability below 1 where the target is positive when 0 < gamma < 1 \
+                           (the derivative of (1 − p)^gamma is infinite at p = 1)",
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The hyperparameters in `F`, converted once per call.
+struct Terms<F> {
+    gamma: F,
+    neg_alpha: F,
+    lo: F,
+    hi: F,
+}
+
+impl<F: Float> Terms<F> {
+    fn new(loss: &FocalLoss) -> Self {
+        Terms {
+            gamma: F::from_f64(loss.gamma),
+            neg_alpha: F::from_f64(-loss.alpha.unwrap_or(1.0)),
+            // An ε below f32's range must not become a clamp at 0 (ln 0 = −∞).
+            lo: F::from_f64(loss.epsilon).max(F::min_positive_value()),
+            hi: F::from_f64(1.0 - loss.epsilon),
+        }
+    }
+
+    /// `−α·(1 − p)^γ·t·ln q`, with `q = clamp(p, ε, 1 − ε)`.
+    #[inline(always)]
+    fn term(&self, p: F, t: F) -> F {
+        let weight = self.neg_alpha * t;
+        if weight == F::zero() {
+            return F::zero();
+        }
+        let focus = if self.gamma == F::zero() {
+            F::one()
+        } else {
+            (F::one() - p).powf(self.gamma)
+        };
+        weight * focus * p.max(self.lo).min(self.hi).ln()
+    }
+
+    /// The term and its derivative in p:
+    /// `−α·t·[−γ(1 − p)^(γ−1)·ln q + (1 − p)^γ·[ε ≤ p ≤ 1 − ε]/q]`.
+    #[inline(always)]
+    fn term_and_slope(&self, p: F, t: F) -> (F, F) {
+        let (zero, one) = (F::zero(), F::one());
+        let weight = self.neg_alpha * t;
+        if weight == zero {
+            return (zero, zero); // no term at all, whatever (1 − p)^γ does at p = 1
+        }
+        let q = p.max(self.lo).min(self.hi);
+        let ln_q = q.ln();
+        let one_minus_p = one - p;
+        // (1 − p)^γ and its derivative −γ(1 − p)^(γ−1) from one powf; γ = 0
+        // is the constant 1 (no 0·∞ at p = 1), and 0^γ = 0 for γ > 0.
+        let (focus, d_focus) = if self.gamma == zero {
+            (one, zero)
+        } else {
+            let r = one_minus_p.powf(self.gamma - one);
+            let focus = if one_minus_p == zero { zero } else { r * one_minus_p };
+            (focus, -self.gamma * r)
+        };
+        let d_ln_q = if p >= self.lo && p <= self.hi { one / q } else { zero };
+        (weight * focus * ln_q, weight * (d_focus * ln_q + focus * d_ln_q))
+    }
+}
+
+impl<F: Float> Loss<F> for FocalLoss {
+    /// `s·Σ −α·(1 − p)^γ·t·ln(clamp(p, ε, 1 − ε))` as tape ops.
+    fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
+        let scale = self.check(&predictions.value(), targets)?;
+        let k = Terms::<F>::new(self);
+        let ln_q = predictions.clamp(k.lo, k.hi)?.ln()?;
+        let log_term = if self.gamma == 0.0 {
+            ln_q // (1 − p)⁰ = 1: no pow, whose slope 0·(1 − p)⁻¹ would be NaN at p = 1
+        } else {
+            let one_minus_p = predictions.neg()?.add_scalar(F::one())?;
+            let focus = if self.gamma < 1.0 {
+                // (1 − p)^γ has an infinite slope at p = 1; take it of a stand-in
+                // there so it never meets a zero upstream gradient as 0·∞.
+                let positive = one_minus_p.value().mapv(|v| v > F::zero());
+                one_minus_p
+                    .where_mask(&positive, tape.scalar(F::one()))?
+                    .powf(k.gamma)?
+                    .where_mask(&positive, tape.scalar(F::zero()))?
+            } else {
+                one_minus_p.powf(k.gamma)?
+            };
+            focus.mul(ln_q)?
+        };
+        log_term
+            .mul(tape.constant(targets.clone()))?
+            .mul_scalar(k.neg_alpha)?
+            .sum()?
+            .mul_scalar(scale)
+    }
+
+    fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
+        let scale = self.check(predictions, targets)?;
+        let k = Terms::<F>::new(self);
+        let (p, t) = (elements(predictions), elements(targets));
+        let value = sum_terms(&p, &t, |p, t| k.term(p, t)) * scale;
+        validate::finite_value(Self::NAME, value, predictions, targets)
+    }
+
+    fn backward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<ArrayD<F>> {
+        self.value_and_grad(predictions, targets).map(|(_, grad)| grad)
+    }
+
+    fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
+        let mut grad = ArrayD::zeros(predictions.raw_dim());
+        let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
+        Ok((value, grad))
+    }
+
+    fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
+        let scale = self.check(predictions, targets)?;
+        validate::grad_buffer(predictions, grad)?;
+        self.check_slope_finite(predictions, targets)?;
+        let k = Terms::<F>::new(self);
+        let (p, t) = (elements(predictions), elements(targets));
+        let sum = write_elements(grad, |g| {
+            sum_terms_and_grad(&p, &t, g, scale, |p, t| k.term_and_slope(p, t))
+        });
+        validate::finite_value(Self::NAME, sum * scale, predictions, targets)
+    }
+}

@@ -1,0 +1,366 @@
+//! Regression losses on residuals `d = p − t`: mean squared error, mean
+//! absolute error, Huber and smooth L1, each PyTorch's function of the same
+//! name. All are [`Pointwise`]: a reduction of one term per element.
+
+use super::Reduction;
+use super::pointwise::{Pointwise, impl_loss_via_pointwise};
+use super::validate::{self, Domain};
+use crate::error::Result;
+use crate::float::Float;
+use crate::tape::Var;
+
+/// Mean squared error, for regression.
+///
+/// **Formula.** `ℓ = reduce((pᵢ − tᵢ)²)` over all elements.
+///
+/// **Inputs.** Predictions of any shape; targets of the identical shape
+/// (nothing is broadcast).
+///
+/// **Gradient.** `∂ℓ/∂pᵢ = 2(pᵢ − tᵢ)·s`, with `s = 1/n` for
+/// [`Reduction::Mean`] (n = number of elements) and `s = 1` for
+/// [`Reduction::Sum`].
+///
+/// **PyTorch.** `torch.nn.functional.mse_loss(p, t, reduction='mean'|'sum')`.
+///
+/// ```
+/// use tapeloss::{Loss, MeanSquaredError, Reduction, ndarray::array};
+/// # fn main() -> tapeloss::Result<()> {
+/// let p = array![[1.0, 2.0], [3.0, 4.0]].into_dyn();
+/// let t = array![[1.0, 0.0], [3.0, 5.0]].into_dyn();
+/// let (value, grad) = MeanSquaredError::new().value_and_grad(&p, &t)?;
+/// assert_eq!(value, (4.0 + 1.0) / 4.0);
+/// assert_eq!(grad, array![[0.0, 1.0], [0.0, -0.5]].into_dyn());
+/// let sum = MeanSquaredError::new().with_reduction(Reduction::Sum);
+/// assert_eq!(sum.forward(&p, &t)?, 5.0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MeanSquaredError {
+    reduction: Reduction,
+}
+
+impl MeanSquaredError {
+    /// Mean squared error with [`Reduction::Mean`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same loss with another reduction.
+    pub fn with_reduction(self, reduction: Reduction) -> Self {
+        Self { reduction }
+    }
+
+    /// The reduction in use.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+}
+
+impl Pointwise for MeanSquaredError {
+    const NAME: &'static str = "MeanSquaredError";
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    fn term<F: Float>(&self, p: F, t: F) -> F {
+        (p - t) * (p - t)
+    }
+
+    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+        let d = p - t;
+        (d * d, d + d)
+    }
+
+    fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
+        p.sub(t)?.square()
+    }
+}
+
+impl_loss_via_pointwise!(MeanSquaredError);
+
+/// Mean absolute error (L1 loss), for regression robust to outliers.
+///
+/// **Formula.** `ℓ = reduce(|pᵢ − tᵢ|)` over all elements.
+///
+/// **Inputs.** Predictions of any shape; targets of the identical shape
+/// (nothing is broadcast).
+///
+/// **Gradient.** `∂ℓ/∂pᵢ = sign(pᵢ − tᵢ)·s`, with `sign(0) = 0` as in
+/// PyTorch, `s = 1/n` for [`Reduction::Mean`] (n = number of elements) and
+/// `s = 1` for [`Reduction::Sum`].
+///
+/// **PyTorch.** `torch.nn.functional.l1_loss(p, t, reduction='mean'|'sum')`.
+///
+/// ```
+/// use tapeloss::{Loss, MeanAbsoluteError, Reduction, ndarray::array};
+/// # fn main() -> tapeloss::Result<()> {
+/// let p = array![1.5, 2.0, 0.5, 3.0].into_dyn();
+/// let t = array![1.0, 2.0, 1.0, 1.0].into_dyn();
+/// let (value, grad) = MeanAbsoluteError::new().value_and_grad(&p, &t)?;
+/// assert_eq!(value, (0.5 + 0.0 + 0.5 + 2.0) / 4.0);
+/// assert_eq!(grad, array![0.25, 0.0, -0.25, 0.25].into_dyn()); // sign(0) = 0
+/// let sum = MeanAbsoluteError::new().with_reduction(Reduction::Sum);
+/// assert_eq!(sum.forward(&p, &t)?, 3.0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MeanAbsoluteError {
+    reduction: Reduction,
+}
+
+impl MeanAbsoluteError {
+    /// Mean absolute error with [`Reduction::Mean`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same loss with another reduction.
+    pub fn with_reduction(self, reduction: Reduction) -> Self {
+        Self { reduction }
+    }
+
+    /// The reduction in use.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+}
+
+impl Pointwise for MeanAbsoluteError {
+    const NAME: &'static str = "MeanAbsoluteError";
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    fn term<F: Float>(&self, p: F, t: F) -> F {
+        (p - t).abs()
+    }
+
+    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+        let d = p - t;
+        (d.abs(), sign(d))
+    }
+
+    fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
+        p.sub(t)?.abs()
+    }
+}
+
+impl_loss_via_pointwise!(MeanAbsoluteError);
+
+/// Huber loss: quadratic for small residuals, linear for large ones.
+///
+/// **Formula.** With `d = pᵢ − tᵢ`, each term is `½d²` for `|d| ≤ δ` and
+/// `δ(|d| − ½δ)` otherwise; `ℓ = reduce(terms)` over all elements.
+///
+/// **Inputs.** Predictions of any shape; targets of the identical shape
+/// (nothing is broadcast). `delta` must be a finite number > 0.
+///
+/// **Gradient.** `∂ℓ/∂pᵢ = s·d` for `|d| ≤ δ` and `s·δ·sign(d)` otherwise
+/// (the two agree at `|d| = δ`), with `s = 1/n` for [`Reduction::Mean`]
+/// (n = number of elements) and `s = 1` for [`Reduction::Sum`]. On the tape it
+/// is composed from `c = min(|d|, δ)` as `½c² + δ(|d| − c)`.
+///
+/// **PyTorch.** `torch.nn.functional.huber_loss(p, t, reduction='mean'|'sum',
+/// delta=δ)`.
+///
+/// ```
+/// use tapeloss::{HuberLoss, Loss, Reduction, ndarray::array};
+/// # fn main() -> tapeloss::Result<()> {
+/// let p = array![0.5, 3.0, -2.0].into_dyn();
+/// let t = array![0.0, 0.0, 0.0].into_dyn();
+/// let huber = HuberLoss::new(1.0).with_reduction(Reduction::Sum);
+/// let (value, grad) = huber.value_and_grad(&p, &t)?;
+/// assert_eq!(value, 0.125 + 2.5 + 1.5); // ½·0.5², 1·(3 − ½), 1·(2 − ½)
+/// assert_eq!(grad, array![0.5, 1.0, -1.0].into_dyn());
+/// assert!(HuberLoss::new(0.0).forward(&p, &t).is_err()); // delta must be > 0
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HuberLoss {
+    delta: f64,
+    reduction: Reduction,
+}
+
+impl HuberLoss {
+    /// Huber loss with threshold `delta` (> 0; checked when the loss computes)
+    /// and [`Reduction::Mean`].
+    pub fn new(delta: f64) -> Self {
+        Self {
+            delta,
+            reduction: Reduction::Mean,
+        }
+    }
+
+    /// The same loss with another reduction.
+    pub fn with_reduction(self, reduction: Reduction) -> Self {
+        Self { reduction, ..self }
+    }
+
+    /// The threshold δ between the quadratic and the linear part.
+    pub fn delta(&self) -> f64 {
+        self.delta
+    }
+
+    /// The reduction in use.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+}
+
+impl Pointwise for HuberLoss {
+    const NAME: &'static str = "HuberLoss";
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    fn check_parameters(&self) -> Result<()> {
+        validate::parameter("delta", self.delta, Domain::Positive)
+    }
+
+    fn term<F: Float>(&self, p: F, t: F) -> F {
+        self.term_and_slope(p, t).0
+    }
+
+    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+        let (d, delta) = (p - t, F::from_f64(self.delta));
+        let a = d.abs();
+        if a <= delta {
+            (F::from_f64(0.5) * d * d, d)
+        } else {
+            (delta * (a - F::from_f64(0.5) * delta), delta * sign(d))
+        }
+    }
+
+    fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
+        let delta = F::from_f64(self.delta);
+        record_quadratic_then_linear(p.sub(t)?, delta, F::from_f64(0.5), delta)
+    }
+}
+
+impl_loss_via_pointwise!(HuberLoss);
+
+/// Smooth L1 loss: Huber divided by β, so its linear part has slope 1.
+///
+/// **Formula.** With `d = pᵢ − tᵢ`, each term is `½d²/β` for `|d| < β` and
+/// `|d| − ½β` otherwise; `β = 0` is exactly the L1 loss `|d|`.
+/// `ℓ = reduce(terms)` over all elements.
+///
+/// **Inputs.** Predictions of any shape; targets of the identical shape
+/// (nothing is broadcast). `beta` must be a finite number ≥ 0.
+///
+/// **Gradient.** `∂ℓ/∂pᵢ = s·d/β` for `|d| < β` and `s·sign(d)` otherwise
+/// (`sign(0) = 0`), with `s = 1/n` for [`Reduction::Mean`] (n = number of
+/// elements) and `s = 1` for [`Reduction::Sum`]. On the tape it is composed
+/// from `c = min(|d|, β)` as `c²/(2β) + (|d| − c)`, or `|d|` when `β = 0`.
+///
+/// **PyTorch.** `torch.nn.functional.smooth_l1_loss(p, t,
+/// reduction='mean'|'sum', beta=β)`.
+///
+/// ```
+/// use tapeloss::{Loss, Reduction, SmoothL1Loss, ndarray::array};
+/// # fn main() -> tapeloss::Result<()> {
+/// let p = array![0.5, 3.0, -2.0].into_dyn();
+/// let t = array![0.0, 0.0, 0.0].into_dyn();
+/// let smooth = SmoothL1Loss::new(2.0).with_reduction(Reduction::Sum);
+/// let (value, grad) = smooth.value_and_grad(&p, &t)?;
+/// assert_eq!(value, 0.0625 + 2.0 + 1.0); // ½·0.5²/2, 3 − 1, |−2| − 1
+/// assert_eq!(grad, array![0.25, 1.0, -1.0].into_dyn());
+/// // β = 0 is the L1 loss.
+/// assert_eq!(SmoothL1Loss::new(0.0).forward(&p, &t)?, (0.5 + 3.0 + 2.0) / 3.0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmoothL1Loss {
+    beta: f64,
+    reduction: Reduction,
+}
+
+impl SmoothL1Loss {
+    /// Smooth L1 loss with threshold `beta` (≥ 0, where 0 means L1; checked
+    /// when the loss computes) and [`Reduction::Mean`].
+    pub fn new(beta: f64) -> Self {
+        Self {
+            beta,
+            reduction: Reduction::Mean,
+        }
+    }
+
+    /// The same loss with another reduction.
+    pub fn with_reduction(self, reduction: Reduction) -> Self {
+        Self { reduction, ..self }
+    }
+
+    /// The threshold β between the quadratic and the linear part.
+    pub fn beta(&self) -> f64 {
+        self.beta
+    }
+
+    /// The reduction in use.
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+}
+
+impl Pointwise for SmoothL1Loss {
+    const NAME: &'static str = "SmoothL1Loss";
+
+    fn reduction(&self) -> Reduction {
+        self.reduction
+    }
+
+    fn check_parameters(&self) -> Result<()> {
+        validate::parameter("beta", self.beta, Domain::NonNegative)
+    }
+
+    fn term<F: Float>(&self, p: F, t: F) -> F {
+        self.term_and_slope(p, t).0
+    }
+
+    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+        let (d, beta) = (p - t, F::from_f64(self.beta));
+        let a = d.abs();
+        // With β = 0 the quadratic branch is never taken: no division by zero.
+        if a < beta {
+            (F::from_f64(0.5) * d * d / beta, d / beta)
+        } else {
+            (a - F::from_f64(0.5) * beta, sign(d))
+        }
+    }
+
+    fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
+        let d = p.sub(t)?;
+        if self.beta == 0.0 {
+            return d.abs();
+        }
+        let beta = F::from_f64(self.beta);
+        record_quadratic_then_linear(d, beta, F::from_f64(0.5) / beta, F::one())
+    }
+}
+
+impl_loss_via_pointwise!(SmoothL1Loss);
+
+/// `sign(x)` with `sign(0) = 0`: the slope PyTorch takes for `|x|` at its kink
+/// (`F::signum` would give ±1 for ±0).
+#[inline(always)]
+fn sign<F: Float>(x: F) -> F {
+    if x > F::zero() {
+        F::one()
+    } else if x < F::zero() {
+        -F::one()
+    } else {
+        F::zero()
+    }
+}
+
+/// The tape composition shared by Huber and smooth L1: with `c = min(|d|, k)`,
+/// `a·c² + b·(|d| − c)`, which is `a·d²` inside `|d| ≤ k` and
+/// `a·k² + b·(|d| − k)` outside. Huber is `(a, b) = (½, δ)`, smooth L1
+/// `(1/(2β), 1)`. The slope follows from the ops alone.
+fn record_quadratic_then_linear<'t, F: Float>(d: Var<'t, F>, k: F, a: F, b: F) -> Result<Var<'t, F>> {
+    let abs = d.abs()?;
+    let c = abs.clamp(F::zero(), k)?; // min(|d|, k), as |d| ≥ 0
+    c.square()?.mul_scalar(a)?.add(abs.sub(c)?.mul_scalar(b)?)
+}

@@ -1,0 +1,916 @@
+//! Every tape op in `f64`: its forward value against a plain-loop reference,
+//! and its tape gradient against central finite differences, on seeded random
+//! inputs. Then broadcasting, `keepdims`, kink conventions, fan-out, a long
+//! chain, numerical stability and which values receive gradients.
+
+mod common;
+
+use common::{Rng, assert_close, finite_difference_grad};
+use tapeloss::ndarray::{ArrayD, Dimension, IxDyn, array};
+use tapeloss::{Result, Tape, Var};
+
+/// Finite-difference step: inputs are kept much further than this from kinks.
+const H: f64 = 1e-6;
+
+/// Checks the tape gradient of `Σ w ⊙ op(inputs)` against central finite
+/// differences for every input. The random weights `w` give every output
+/// element's gradient its own factor, so a wrong element cannot hide.
+fn check_grad<Op>(what: &str, rng: &mut Rng, inputs: &[ArrayD<f64>], op: Op)
+where
+    Op: for<'t> Fn(&[Var<'t, f64>]) -> Result<Var<'t, f64>>,
+{
+    let tape = Tape::new();
+    let vars: Vec<_> = inputs.iter().map(|x| tape.var(x.clone())).collect();
+    let out = op(&vars).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let w = rng.array(&out.shape(), -1.0, 1.0);
+    let loss = out.mul(tape.constant(w.clone())).unwrap().sum().unwrap();
+    let grads = tape.backward(loss).unwrap();
+
+    for (k, x) in inputs.iter().enumerate() {
+        let loss_at = |xk: &ArrayD<f64>| -> f64 {
+            let tape = Tape::new();
+            let vars: Vec<_> = inputs
+                .iter()
+                .enumerate()
+                .map(|(j, x)| tape.constant(if j == k { xk.clone() } else { x.clone() }))
+                .collect();
+            let out = op(&vars).unwrap();
+            out.mul(tape.constant(w.clone()))
+                .unwrap()
+                .sum()
+                .unwrap()
+                .item()
+                .unwrap()
+        };
+        let numeric = finite_difference_grad(loss_at, x, H);
+        let tape_grad = grads
+            .wrt(vars[k])
+            .unwrap_or_else(|| panic!("{what}: no gradient for input {k}"));
+        assert_close(tape_grad, &numeric, 1e-6, 1e-7, &format!("{what}: d/d input {k}"));
+    }
+}
+
+/// The op's forward value on fresh constants.
+fn forward<Op>(inputs: &[ArrayD<f64>], op: Op) -> ArrayD<f64>
+where
+    Op: for<'t> Fn(&[Var<'t, f64>]) -> Result<Var<'t, f64>>,
+{
+    let tape = Tape::new();
+    let vars: Vec<_> = inputs.iter().map(|x| tape.constant(x.clone())).collect();
+    op(&vars).unwrap().value()
+}
+
+/// Magnitudes in `[lo, hi)` with random signs: away from a kink at 0.
+fn signed(rng: &mut Rng, shape: &[usize], lo: f64, hi: f64) -> ArrayD<f64> {
+    rng.array(shape, lo, hi)
+        .mapv_into(|v| v * if rng_sign(v) { 1.0 } else { -1.0 })
+}
+
+/// A sign that depends on the value's low digits: deterministic and mixed.
+fn rng_sign(v: f64) -> bool {
+    (v * 1e6) as u64 % 2 == 0
+}
+
+/// Distinct values (multiples of 0.1 in a shuffled order), so no two elements
+/// of a slice tie or nearly tie.
+fn distinct(rng: &mut Rng, shape: &[usize]) -> ArrayD<f64> {
+    let n: usize = shape.iter().product();
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    ArrayD::from_shape_vec(IxDyn(shape), order.into_iter().map(|k| k as f64 * 0.1 - 1.0).collect()).unwrap()
+}
+
+/// The shape NumPy broadcasting gives, worked out here independently.
+fn broadcast(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let n = a.len().max(b.len());
+    let pad = |s: &[usize]| -> Vec<usize> { std::iter::repeat_n(1, n - s.len()).chain(s.iter().copied()).collect() };
+    pad(a)
+        .iter()
+        .zip(pad(b))
+        .map(|(&x, y)| if x == 1 { y } else { x })
+        .collect()
+}
+
+/// Where output index `idx` reads an operand of shape `shape` under broadcasting.
+fn source_index(idx: &[usize], shape: &[usize]) -> Vec<usize> {
+    let offset = idx.len() - shape.len();
+    shape
+        .iter()
+        .enumerate()
+        .map(|(d, &s)| if s == 1 { 0 } else { idx[offset + d] })
+        .collect()
+}
+
+/// The values along `axis` through index `idx` (whose `axis` entry is ignored).
+fn lane(x: &ArrayD<f64>, idx: &[usize], axis: usize) -> Vec<f64> {
+    (0..x.shape()[axis])
+        .map(|k| {
+            let mut at = idx.to_vec();
+            at[axis] = k;
+            x[IxDyn(&at)]
+        })
+        .collect()
+}
+
+/// A reduction along `axis` worked out with plain loops.
+fn reduce_reference(x: &ArrayD<f64>, axis: usize, keepdims: bool, f: fn(&[f64]) -> f64) -> ArrayD<f64> {
+    let mut kept = x.shape().to_vec();
+    kept[axis] = 1;
+    let out = ArrayD::from_shape_fn(IxDyn(&kept), |idx| f(&lane(x, idx.slice(), axis)));
+    if keepdims {
+        out
+    } else {
+        let mut shape = x.shape().to_vec();
+        shape.remove(axis);
+        out.into_shape_with_order(IxDyn(&shape)).unwrap()
+    }
+}
+
+type UnaryOp = for<'t> fn(Var<'t, f64>) -> Result<Var<'t, f64>>;
+
+/// One unary op: its name, the op, a scalar reference and the input range.
+struct UnaryCase {
+    name: &'static str,
+    op: UnaryOp,
+    reference: fn(f64) -> f64,
+    inputs: fn(&mut Rng, &[usize]) -> ArrayD<f64>,
+}
+
+fn unary_cases() -> Vec<UnaryCase> {
+    fn any(rng: &mut Rng, s: &[usize]) -> ArrayD<f64> {
+        rng.array(s, -2.0, 2.0)
+    }
+    fn positive(rng: &mut Rng, s: &[usize]) -> ArrayD<f64> {
+        rng.array(s, 0.2, 3.0)
+    }
+    fn above_minus_one(rng: &mut Rng, s: &[usize]) -> ArrayD<f64> {
+        rng.array(s, -0.5, 2.0)
+    }
+    fn off_zero(rng: &mut Rng, s: &[usize]) -> ArrayD<f64> {
+        signed(rng, s, 0.1, 2.0)
+    }
+    fn off_clamp_bounds(rng: &mut Rng, s: &[usize]) -> ArrayD<f64> {
+        // Nudge values within 0.01 of a bound (−0.5, 0.8) away from it.
+        rng.array(s, -2.0, 2.0).mapv_into(|v| {
+            [-0.5, 0.8]
+                .iter()
+                .fold(v, |v, &b| if (v - b).abs() < 0.01 { b + 0.02 } else { v })
+        })
+    }
+    vec![
+        UnaryCase {
+            name: "neg",
+            op: |v| v.neg(),
+            reference: |x| -x,
+            inputs: any,
+        },
+        UnaryCase {
+            name: "exp",
+            op: |v| v.exp(),
+            reference: f64::exp,
+            inputs: any,
+        },
+        UnaryCase {
+            name: "ln",
+            op: |v| v.ln(),
+            reference: f64::ln,
+            inputs: positive,
+        },
+        UnaryCase {
+            name: "log1p",
+            op: |v| v.log1p(),
+            reference: f64::ln_1p,
+            inputs: above_minus_one,
+        },
+        UnaryCase {
+            name: "sqrt",
+            op: |v| v.sqrt(),
+            reference: f64::sqrt,
+            inputs: positive,
+        },
+        UnaryCase {
+            name: "square",
+            op: |v| v.square(),
+            reference: |x| x * x,
+            inputs: any,
+        },
+        UnaryCase {
+            name: "powf(2.5)",
+            op: |v| v.powf(2.5),
+            reference: |x| x.powf(2.5),
+            inputs: positive,
+        },
+        UnaryCase {
+            name: "powf(-1.3)",
+            op: |v| v.powf(-1.3),
+            reference: |x| x.powf(-1.3),
+            inputs: positive,
+        },
+        UnaryCase {
+            name: "powf(3)",
+            op: |v| v.powf(3.0),
+            reference: |x| x * x * x,
+            inputs: any,
+        },
+        UnaryCase {
+            name: "abs",
+            op: |v| v.abs(),
+            reference: f64::abs,
+            inputs: off_zero,
+        },
+        UnaryCase {
+            name: "relu",
+            op: |v| v.relu(),
+            reference: |x| if x > 0.0 { x } else { 0.0 },
+            inputs: off_zero,
+        },
+        UnaryCase {
+            name: "sigmoid",
+            op: |v| v.sigmoid(),
+            reference: |x| 1.0 / (1.0 + (-x).exp()),
+            inputs: any,
+        },
+        UnaryCase {
+            name: "tanh",
+            op: |v| v.tanh(),
+            reference: f64::tanh,
+            inputs: any,
+        },
+        UnaryCase {
+            name: "softplus",
+            op: |v| v.softplus(),
+            reference: |x| (1.0 + x.exp()).ln(),
+            inputs: any,
+        },
+        UnaryCase {
+            name: "log_sigmoid",
+            op: |v| v.log_sigmoid(),
+            reference: |x| -(1.0 + (-x).exp()).ln(),
+            inputs: any,
+        },
+        UnaryCase {
+            name: "clamp(-0.5, 0.8)",
+            op: |v| v.clamp(-0.5, 0.8),
+            reference: |x| x.clamp(-0.5, 0.8),
+            inputs: off_clamp_bounds,
+        },
+        UnaryCase {
+            name: "add_scalar(1.7)",
+            op: |v| v.add_scalar(1.7),
+            reference: |x| x + 1.7,
+            inputs: any,
+        },
+        UnaryCase {
+            name: "mul_scalar(-2.3)",
+            op: |v| v.mul_scalar(-2.3),
+            reference: |x| -2.3 * x,
+            inputs: any,
+        },
+    ]
+}
+
+const UNARY_SHAPES: [&[usize]; 4] = [&[], &[5], &[3, 4], &[2, 3, 2]];
+
+#[test]
+fn unary_ops_match_reference_and_finite_differences() {
+    let mut rng = Rng::new(11);
+    for case in unary_cases() {
+        for shape in UNARY_SHAPES {
+            let x = (case.inputs)(&mut rng, shape);
+            let what = format!("{} {shape:?}", case.name);
+            let op = case.op;
+            let value = forward(std::slice::from_ref(&x), |v| op(v[0]));
+            assert_close(&value, &x.mapv(case.reference), 1e-13, 1e-15, &what);
+            check_grad(&what, &mut rng, &[x], |v| op(v[0]));
+        }
+    }
+}
+
+type BinaryOp = for<'t> fn(Var<'t, f64>, Var<'t, f64>) -> Result<Var<'t, f64>>;
+
+/// Shape pairs covering every broadcasting pattern: equal, scalar with
+/// matrix, row with matrix (`[1, n]` and `[n]`), column with matrix, different
+/// ranks, both operands broadcast, each in both orders.
+const BROADCAST_PAIRS: [(&[usize], &[usize]); 14] = [
+    (&[3, 4], &[3, 4]),
+    (&[], &[3, 4]),
+    (&[3, 4], &[]),
+    (&[1, 4], &[3, 4]),
+    (&[3, 4], &[1, 4]),
+    (&[4], &[3, 4]),
+    (&[3, 4], &[4]),
+    (&[3, 1], &[3, 4]),
+    (&[3, 4], &[3, 1]),
+    (&[3], &[2, 4, 3]),
+    (&[2, 4, 3], &[3]),
+    (&[2, 1, 3], &[4, 1]),
+    (&[1], &[2, 3]),
+    (&[3, 1], &[1, 4]),
+];
+
+#[test]
+fn binary_ops_broadcast_and_match_finite_differences() {
+    type Reference = fn(f64, f64) -> f64;
+    let cases: [(&str, BinaryOp, Reference); 6] = [
+        ("add", |a, b| a.add(b), |a, b| a + b),
+        ("sub", |a, b| a.sub(b), |a, b| a - b),
+        ("mul", |a, b| a.mul(b), |a, b| a * b),
+        ("div", |a, b| a.div(b), |a, b| a / b),
+        ("maximum", |a, b| a.maximum(b), f64::max),
+        ("minimum", |a, b| a.minimum(b), f64::min),
+    ];
+    let mut rng = Rng::new(12);
+    for (name, op, reference) in cases {
+        for (sa, sb) in BROADCAST_PAIRS {
+            let (a, b) = match name {
+                // Divisors away from zero.
+                "div" => (rng.array(sa, -2.0, 2.0), signed(&mut rng, sb, 0.5, 2.0)),
+                // Operands on interleaved grids never tie: |a − b| ≥ 0.05.
+                "maximum" | "minimum" => (
+                    rng.array(sa, -2.0, 2.0).mapv_into(|v| (v * 10.0).round() / 10.0),
+                    rng.array(sb, -2.0, 2.0).mapv_into(|v| (v * 10.0).round() / 10.0 + 0.05),
+                ),
+                _ => (rng.array(sa, -2.0, 2.0), rng.array(sb, -2.0, 2.0)),
+            };
+            let what = format!("{name} {sa:?} with {sb:?}");
+            let shape = broadcast(sa, sb);
+            let expected = ArrayD::from_shape_fn(IxDyn(&shape), |idx| {
+                reference(
+                    a[IxDyn(&source_index(idx.slice(), sa))],
+                    b[IxDyn(&source_index(idx.slice(), sb))],
+                )
+            });
+            let value = forward(&[a.clone(), b.clone()], |v| op(v[0], v[1]));
+            assert_close(&value, &expected, 1e-15, 0.0, &what);
+            check_grad(&what, &mut rng, &[a, b], |v| op(v[0], v[1]));
+        }
+    }
+}
+
+#[test]
+fn binary_ops_accept_non_standard_layouts() {
+    // A transposed (column-major) operand and a broadcast one.
+    let mut rng = Rng::new(13);
+    let a = rng.array(&[4, 3], -2.0, 2.0).reversed_axes(); // [3, 4], not row-major
+    let b = rng.array(&[3, 1], 0.5, 2.0);
+    let expected = ArrayD::from_shape_fn(IxDyn(&[3, 4]), |idx| a[&idx] / b[IxDyn(&[idx[0], 0])]);
+    assert_close(
+        &forward(&[a.clone(), b.clone()], |v| v[0].div(v[1])),
+        &expected,
+        1e-15,
+        0.0,
+        "div",
+    );
+    check_grad("div transposed", &mut rng, &[a.clone(), b], |v| v[0].div(v[1]));
+    check_grad("mul transposed fan-out", &mut rng, &[a], |v| {
+        v[0].mul(v[0])?.reshape(&[12])
+    });
+}
+
+#[test]
+fn whole_reductions_match_finite_differences() {
+    let mut rng = Rng::new(14);
+    for shape in UNARY_SHAPES {
+        let x = rng.array(shape, -2.0, 2.0);
+        let n = x.len() as f64;
+        let sum: f64 = x.iter().sum();
+        let s = forward(std::slice::from_ref(&x), |v| v[0].sum());
+        let m = forward(std::slice::from_ref(&x), |v| v[0].mean());
+        assert_eq!(s.shape(), &[] as &[usize], "sum is zero-dimensional");
+        assert_close(&s, &ArrayD::from_elem(IxDyn(&[]), sum), 1e-14, 0.0, "sum");
+        assert_close(&m, &ArrayD::from_elem(IxDyn(&[]), sum / n), 1e-14, 0.0, "mean");
+        check_grad(&format!("sum {shape:?}"), &mut rng, std::slice::from_ref(&x), |v| {
+            v[0].sum()
+        });
+        check_grad(&format!("mean {shape:?}"), &mut rng, &[x], |v| v[0].mean());
+    }
+}
+
+type AxisOp = for<'t> fn(Var<'t, f64>, usize, bool) -> Result<Var<'t, f64>>;
+
+#[test]
+fn axis_reductions_every_axis_with_and_without_keepdims() {
+    type Reference = fn(&[f64]) -> f64;
+    let cases: [(&str, AxisOp, Reference); 4] = [
+        ("sum_axis", |v, a, k| v.sum_axis(a, k), |l| l.iter().sum()),
+        (
+            "mean_axis",
+            |v, a, k| v.mean_axis(a, k),
+            |l| l.iter().sum::<f64>() / l.len() as f64,
+        ),
+        (
+            "max_axis",
+            |v, a, k| v.max_axis(a, k),
+            |l| l.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        ),
+        (
+            "logsumexp_axis",
+            |v, a, k| v.logsumexp_axis(a, k),
+            |l| l.iter().map(|v| v.exp()).sum::<f64>().ln(),
+        ),
+    ];
+    let mut rng = Rng::new(15);
+    for (name, op, reference) in cases {
+        for shape in [&[5][..], &[3, 4], &[2, 3, 4]] {
+            for axis in 0..shape.len() {
+                for keepdims in [false, true] {
+                    let x = distinct(&mut rng, shape); // no ties for max_axis
+                    let what = format!("{name} {shape:?} axis {axis} keepdims {keepdims}");
+                    let value = forward(std::slice::from_ref(&x), |v| op(v[0], axis, keepdims));
+                    let expected = reduce_reference(&x, axis, keepdims, reference);
+                    assert_close(&value, &expected, 1e-13, 1e-15, &what);
+                    check_grad(&what, &mut rng, &[x], |v| op(v[0], axis, keepdims));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_pair_on_every_axis() {
+    type SoftOp = for<'t> fn(Var<'t, f64>, usize) -> Result<Var<'t, f64>>;
+    let cases: [(&str, SoftOp, bool); 2] = [
+        ("log_softmax", |v, a| v.log_softmax(a), true),
+        ("softmax", |v, a| v.softmax(a), false),
+    ];
+    let mut rng = Rng::new(16);
+    for (name, op, log) in cases {
+        for shape in [&[5][..], &[3, 4], &[2, 3, 4]] {
+            for axis in 0..shape.len() {
+                let x = rng.array(shape, -3.0, 3.0);
+                let what = format!("{name} {shape:?} axis {axis}");
+                let expected = ArrayD::from_shape_fn(x.raw_dim(), |idx| {
+                    let lse = lane(&x, idx.slice(), axis).iter().map(|v| v.exp()).sum::<f64>().ln();
+                    let log_p = x[&idx] - lse;
+                    if log { log_p } else { log_p.exp() }
+                });
+                let value = forward(std::slice::from_ref(&x), |v| op(v[0], axis));
+                assert_close(&value, &expected, 1e-13, 1e-15, &what);
+                check_grad(&what, &mut rng, &[x], |v| op(v[0], axis));
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_matches_loops_and_finite_differences() {
+    let mut rng = Rng::new(17);
+    for (m, k, n) in [(3, 4, 2), (1, 3, 1), (2, 1, 3), (4, 4, 4)] {
+        let a = rng.array(&[m, k], -2.0, 2.0);
+        let b = rng.array(&[k, n], -2.0, 2.0);
+        let expected = ArrayD::from_shape_fn(IxDyn(&[m, n]), |idx| {
+            (0..k).map(|j| a[IxDyn(&[idx[0], j])] * b[IxDyn(&[j, idx[1]])]).sum()
+        });
+        let what = format!("matmul [{m}, {k}] x [{k}, {n}]");
+        assert_close(
+            &forward(&[a.clone(), b.clone()], |v| v[0].matmul(v[1])),
+            &expected,
+            1e-14,
+            1e-15,
+            &what,
+        );
+        check_grad(&what, &mut rng, &[a, b], |v| v[0].matmul(v[1]));
+    }
+    // Fan-out through matmul: a · aᵀ-like use of one value on both sides.
+    let a = rng.array(&[3, 3], -1.0, 1.0);
+    check_grad("matmul a·a", &mut rng, &[a], |v| v[0].matmul(v[0]));
+}
+
+#[test]
+fn reshape_keeps_row_major_order_and_passes_gradients_back() {
+    let mut rng = Rng::new(18);
+    let x = rng.array(&[2, 3, 4], -2.0, 2.0);
+    for shape in [&[6, 4][..], &[24], &[4, 1, 6], &[2, 12]] {
+        let value = forward(std::slice::from_ref(&x), |v| v[0].reshape(shape));
+        assert_eq!(value.shape(), shape);
+        assert!(value.iter().eq(x.iter()), "reshape {shape:?} keeps row-major order");
+        check_grad(
+            &format!("reshape to {shape:?}"),
+            &mut rng,
+            std::slice::from_ref(&x),
+            |v| v[0].reshape(shape),
+        );
+    }
+    // A transposed input is read in its logical (row-major) order.
+    let t = array![[1.0, 2.0], [3.0, 4.0]].into_dyn().reversed_axes();
+    let flat = forward(std::slice::from_ref(&t), |v| v[0].reshape(&[4]));
+    assert_eq!(flat, array![1.0, 3.0, 2.0, 4.0].into_dyn());
+    check_grad("reshape of transposed", &mut rng, &[t], |v| {
+        v[0].reshape(&[4])?.mul_scalar(2.0)
+    });
+}
+
+#[test]
+fn gather_picks_by_index_and_scatters_gradients_back() {
+    let mut rng = Rng::new(19);
+    let x = rng.array(&[3, 4], -2.0, 2.0);
+    // Class-index style, with a repeated index so gradients must add up.
+    let cases: Vec<(usize, ArrayD<usize>)> = vec![
+        (1, array![[2], [0], [3]].into_dyn()),
+        (1, array![[1, 1, 3], [0, 2, 0], [3, 3, 3]].into_dyn()),
+        (0, array![[2, 0, 1, 1], [0, 0, 2, 1]].into_dyn()),
+    ];
+    for (axis, indices) in cases {
+        let what = format!("gather axis {axis} indices {:?}", indices.shape());
+        let expected = ArrayD::from_shape_fn(indices.raw_dim(), |idx| {
+            let mut src = idx.slice().to_vec();
+            src[axis] = indices[&idx];
+            x[IxDyn(&src)]
+        });
+        let value = forward(std::slice::from_ref(&x), |v| v[0].gather(axis, &indices));
+        assert_close(&value, &expected, 0.0, 0.0, &what);
+        check_grad(&what, &mut rng, std::slice::from_ref(&x), |v| {
+            v[0].gather(axis, &indices)
+        });
+    }
+    let x3 = rng.array(&[2, 3, 4], -2.0, 2.0);
+    let idx3 = ArrayD::from_shape_fn(IxDyn(&[2, 2, 4]), |i| (i[0] + 2 * i[1] + i[2]) % 3);
+    check_grad("gather 3-D axis 1", &mut rng, &[x3], |v| v[0].gather(1, &idx3));
+}
+
+#[test]
+fn where_mask_selects_and_broadcasts() {
+    let mut rng = Rng::new(20);
+    let cases: [(&[usize], &[usize], &[usize]); 5] = [
+        (&[3, 4], &[3, 4], &[3, 4]),
+        (&[4], &[], &[3, 4]),
+        (&[3, 4], &[3, 4], &[3, 1]),
+        (&[3, 1], &[1, 4], &[4]),
+        (&[2, 3], &[3], &[]),
+    ];
+    for (sa, sb, sm) in cases {
+        let a = rng.array(sa, -2.0, 2.0);
+        let b = rng.array(sb, -2.0, 2.0);
+        let mask = ArrayD::from_shape_simple_fn(IxDyn(sm), || rng.below(2) == 1);
+        let shape = broadcast(&broadcast(sa, sb), sm);
+        let expected = ArrayD::from_shape_fn(IxDyn(&shape), |idx| {
+            let i = idx.slice();
+            if mask[IxDyn(&source_index(i, sm))] {
+                a[IxDyn(&source_index(i, sa))]
+            } else {
+                b[IxDyn(&source_index(i, sb))]
+            }
+        });
+        let what = format!("where_mask a {sa:?} b {sb:?} mask {sm:?}");
+        let value = forward(&[a.clone(), b.clone()], |v| v[0].where_mask(&mask, v[1]));
+        assert_close(&value, &expected, 0.0, 0.0, &what);
+        check_grad(&what, &mut rng, &[a, b], |v| v[0].where_mask(&mask, v[1]));
+    }
+}
+
+#[test]
+fn where_mask_keeps_the_untaken_branch_out_of_the_gradient() -> Result<()> {
+    // ln and sqrt of a negative are NaN, sqrt′(0) and d(1/x)/dx at 0 are
+    // infinite, but only where the mask picks the other side: the gradient
+    // there is 0, not 0·NaN = NaN.
+    let tape = Tape::new();
+    let x = tape.var(array![-1.0, 0.0, 4.0].into_dyn());
+    let mask = array![false, false, true].into_dyn();
+    let zero = tape.scalar(0.0);
+    let safe_ln = x.ln()?.where_mask(&mask, zero)?;
+    let safe_sqrt = x.sqrt()?.where_mask(&mask, zero)?;
+    let safe_recip = tape.scalar(1.0).div(x)?.where_mask(&mask, zero)?;
+    let loss = safe_ln.add(safe_sqrt)?.add(safe_recip)?.sum()?;
+    let grads = tape.backward(loss)?;
+    // At 4: 1/4 + 1/(2·2) − 1/16.
+    assert_eq!(
+        grads.wrt(x).unwrap(),
+        &array![0.0, 0.0, 0.25 + 0.25 - 0.0625].into_dyn()
+    );
+    // The same through a zero weight instead of a mask.
+    let weighted = x.sqrt()?.mul(tape.constant(array![0.0, 0.0, 1.0].into_dyn()))?.sum()?;
+    assert_eq!(
+        tape.backward(weighted)?.wrt(x).unwrap(),
+        &array![0.0, 0.0, 0.25].into_dyn()
+    );
+    Ok(())
+}
+
+// --- kink conventions (PyTorch's), checked by hand ---
+
+/// The gradient of `Σ op(x)` with respect to `x`.
+fn grad_of_sum(x: ArrayD<f64>, op: UnaryOp) -> ArrayD<f64> {
+    let tape = Tape::new();
+    let v = tape.var(x);
+    let grads = tape.backward(op(v).unwrap().sum().unwrap()).unwrap();
+    grads.wrt(v).unwrap().clone()
+}
+
+#[test]
+fn relu_and_abs_have_zero_slope_at_zero() {
+    let x = array![-1.0, 0.0, -0.0, 2.0].into_dyn();
+    assert_eq!(
+        grad_of_sum(x.clone(), |v| v.relu()),
+        array![0.0, 0.0, 0.0, 1.0].into_dyn()
+    );
+    assert_eq!(grad_of_sum(x, |v| v.abs()), array![-1.0, 0.0, 0.0, 1.0].into_dyn());
+}
+
+#[test]
+fn clamp_passes_the_gradient_strictly_inside_its_bounds() -> Result<()> {
+    // Expected values from torch 2.15: torch.clamp(x, -0.5, 0.8).sum().backward()
+    // gives [0, 0, 1, 0, 0]; at a bound the gradient is 0.
+    let x = array![-1.0, -0.5, 0.0, 0.8, 1.0].into_dyn();
+    assert_eq!(
+        grad_of_sum(x.clone(), |v| v.clamp(-0.5, 0.8)),
+        array![0.0, 0.0, 1.0, 0.0, 0.0].into_dyn()
+    );
+    let tape = Tape::new();
+    let y = tape.constant(x).clamp(-0.5, 0.8)?;
+    assert_eq!(y.value(), array![-0.5, -0.5, 0.0, 0.8, 0.8].into_dyn());
+    // min == max is allowed: a constant, with no gradient anywhere (torch: [0, 0]).
+    assert_eq!(
+        grad_of_sum(array![0.5, 1.0].into_dyn(), |v| v.clamp(1.0, 1.0)),
+        array![0.0, 0.0].into_dyn()
+    );
+    Ok(())
+}
+
+#[test]
+fn maximum_and_minimum_split_ties_evenly() -> Result<()> {
+    let tape = Tape::new();
+    let a = tape.var(array![1.0, 2.0, 3.0].into_dyn());
+    let b = tape.var(array![1.0, 5.0, 0.0].into_dyn());
+    let loss = a.maximum(b)?.sum()?.add(a.minimum(b)?.mul_scalar(10.0)?.sum()?)?;
+    let grads = tape.backward(loss)?;
+    // max: tie → ½ each; b wins; a wins.   min (×10): tie → 5 each; a wins; b wins.
+    assert_eq!(grads.wrt(a).unwrap(), &array![5.5, 10.0, 1.0].into_dyn());
+    assert_eq!(grads.wrt(b).unwrap(), &array![5.5, 1.0, 10.0].into_dyn());
+    // A broadcast scalar tied with several elements collects each half.
+    let tape = Tape::new();
+    let s = tape.var(ndarray_scalar(2.0));
+    let m = tape.var(array![2.0, 2.0, 1.0].into_dyn());
+    let grads = tape.backward(s.maximum(m)?.sum()?)?;
+    assert_eq!(grads.wrt(s).unwrap(), &ndarray_scalar(2.0));
+    assert_eq!(grads.wrt(m).unwrap(), &array![0.5, 0.5, 0.0].into_dyn());
+    Ok(())
+}
+
+fn ndarray_scalar(v: f64) -> ArrayD<f64> {
+    ArrayD::from_elem(IxDyn(&[]), v)
+}
+
+#[test]
+fn max_axis_shares_the_gradient_among_ties() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(array![[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [0.0, -1.0, 4.0]].into_dyn());
+    for keepdims in [false, true] {
+        let weights = if keepdims {
+            array![[1.0], [3.0], [5.0]].into_dyn()
+        } else {
+            array![1.0, 3.0, 5.0].into_dyn()
+        };
+        let loss = x.max_axis(1, keepdims)?.mul(tape.constant(weights))?.sum()?;
+        let grads = tape.backward(loss)?;
+        let expected = array![[0.0, 0.5, 0.5], [1.0, 1.0, 1.0], [0.0, 0.0, 5.0]].into_dyn();
+        assert_eq!(grads.wrt(x).unwrap(), &expected, "keepdims {keepdims}");
+    }
+    Ok(())
+}
+
+#[test]
+fn nan_propagates_through_max_min_relu_and_clamp() -> Result<()> {
+    // Nothing silently turns a NaN into a number (PyTorch propagates it too).
+    let tape = Tape::new();
+    let x = tape.constant(array![f64::NAN, 1.0].into_dyn());
+    let one = tape.scalar(1.0);
+    for (name, y) in [
+        ("maximum", x.maximum(one)?),
+        ("maximum swapped", one.maximum(x)?),
+        ("minimum", x.minimum(one)?),
+        ("minimum swapped", one.minimum(x)?),
+        ("relu", x.relu()?),
+        ("clamp", x.clamp(0.0, 2.0)?),
+        ("max_axis", x.max_axis(0, false)?.reshape(&[1])?),
+    ] {
+        assert!(
+            y.value()[0].is_nan(),
+            "{name} of NaN should be NaN, got {:?}",
+            y.value()
+        );
+    }
+    Ok(())
+}
+
+// --- composition ---
+
+#[test]
+fn fan_out_accumulates_gradients() -> Result<()> {
+    // f(x) = x·x + eˣ·x + x: x is used five times.
+    let mut rng = Rng::new(21);
+    let x0 = rng.array(&[2, 3], -1.5, 1.5);
+    check_grad("fan-out", &mut rng, std::slice::from_ref(&x0), |v| {
+        let x = v[0];
+        x.mul(x)?.add(x.exp()?.mul(x)?)?.add(x)
+    });
+    // And against the derivative by hand: 2x + eˣ(1 + x) + 1.
+    let tape = Tape::new();
+    let x = tape.var(x0.clone());
+    let y = x.mul(x)?.add(x.exp()?.mul(x)?)?.add(x)?.sum()?;
+    let grads = tape.backward(y)?;
+    let expected = x0.mapv(|v| 2.0 * v + v.exp() * (1.0 + v) + 1.0);
+    assert_close(grads.wrt(x).unwrap(), &expected, 1e-14, 0.0, "fan-out by hand");
+    Ok(())
+}
+
+#[test]
+fn a_chain_of_more_than_twenty_ops() {
+    let mut rng = Rng::new(22);
+    let x = rng.array(&[3, 4], -1.0, 1.0);
+    let y = rng.array(&[4], -1.0, 1.0);
+    check_grad("chain", &mut rng, &[x, y], |v| {
+        let (x, y) = (v[0], v[1]);
+        let a = x.mul_scalar(0.5)?.add_scalar(0.1)?.tanh()?; // 3 ops
+        a.add(y)? // 4
+            .sigmoid()? // 5
+            .ln()? // 6
+            .neg()? // 7
+            .sqrt()? // 8
+            .exp()? // 9
+            .log1p()? // 10
+            .softplus()? // 11
+            .powf(1.5)? // 12
+            .mul(a)? // 13: a is used twice
+            .log_softmax(1)? // 14
+            .exp()? // 15
+            .sub(x)? // 16: x is used twice
+            .square()? // 17
+            .mean_axis(0, true)? // 18
+            .div(y.square()?.add_scalar(1.0)?)? // 19, 20, 21
+            .logsumexp_axis(1, false)? // 22
+            .add(y.max_axis(0, false)?)? // 23, 24
+            .sum() // 25
+    });
+}
+
+// --- numerical stability ---
+
+#[test]
+fn log_softmax_of_huge_logits_is_exact() -> Result<()> {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(array![1000.0, -1000.0, 0.0].into_dyn());
+    let y = x.log_softmax(0)?;
+    assert_eq!(y.value(), array![0.0, -2000.0, -1000.0].into_dyn());
+    let grads = tape.backward(y.sum()?)?;
+    // d Σ log_softmax / dx = 1 − 3·softmax = [−2, 1, 1] to rounding.
+    assert_close(
+        grads.wrt(x).unwrap(),
+        &array![-2.0, 1.0, 1.0].into_dyn(),
+        0.0,
+        1e-15,
+        "grad",
+    );
+    // softmax too: no overflow, exact one-hot to rounding.
+    assert_eq!(x.softmax(0)?.value(), array![1.0, 0.0, 0.0].into_dyn());
+
+    let tape = Tape::<f32>::new();
+    let x = tape.var(array![1000.0_f32, -1000.0, 0.0].into_dyn());
+    assert_eq!(x.log_softmax(0)?.value(), array![0.0_f32, -2000.0, -1000.0].into_dyn());
+    assert_eq!(x.softmax(0)?.value(), array![1.0_f32, 0.0, 0.0].into_dyn());
+    Ok(())
+}
+
+#[test]
+fn softplus_log_sigmoid_and_logsumexp_are_finite_at_extremes() -> Result<()> {
+    fn run<F: tapeloss::Float>() -> Result<()> {
+        let big = F::from_f64(1e4);
+        let tape = Tape::<F>::new();
+        let x = tape.var(ArrayD::from_shape_vec(IxDyn(&[2]), vec![big, -big]).unwrap());
+        let cases = [
+            ("softplus", x.softplus()?, [1e4, 0.0], [1.0, 0.0]),
+            ("log_sigmoid", x.log_sigmoid()?, [0.0, -1e4], [0.0, 1.0]),
+        ];
+        for (name, y, value, slope) in cases {
+            let grads = tape.backward(y.sum()?)?;
+            let v: Vec<f64> = y.value().iter().map(|v| v.as_f64()).collect();
+            let g: Vec<f64> = grads.wrt(x).unwrap().iter().map(|v| v.as_f64()).collect();
+            assert_eq!(v, value, "{} {name} value", F::NAME);
+            assert_eq!(g, slope, "{} {name} gradient", F::NAME);
+        }
+        let lse = x.logsumexp_axis(0, false)?;
+        assert_eq!(lse.item()?.as_f64(), 1e4, "{} logsumexp", F::NAME);
+        let g: Vec<f64> = tape.backward(lse)?.wrt(x).unwrap().iter().map(|v| v.as_f64()).collect();
+        assert_eq!(g, [1.0, 0.0], "{} logsumexp gradient", F::NAME);
+        // Every element −1e4: the shift keeps exp from underflowing to ln 0.
+        let low = tape
+            .constant(ArrayD::from_elem(IxDyn(&[3]), -big))
+            .logsumexp_axis(0, true)?;
+        let expected = -1e4 + 3.0_f64.ln();
+        assert!((low.item()?.as_f64() - expected).abs() <= 1e-3 * if F::NAME == "f32" { 1.0 } else { 1e-8 });
+        Ok(())
+    }
+    run::<f64>()?;
+    run::<f32>()
+}
+
+// --- which values get gradients ---
+
+#[test]
+fn untouched_leaf_gets_zeros_constant_and_foreign_get_none() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(array![1.0, 2.0].into_dyn());
+    let unused = tape.var(array![[1.0, 2.0, 3.0]].into_dyn());
+    let c = tape.constant(array![3.0, 4.0].into_dyn());
+    let hidden = x.mul(c)?;
+    let loss = hidden.sum()?;
+    let late = tape.var(array![7.0].into_dyn()); // recorded after the loss
+    let grads = tape.backward(loss)?;
+
+    assert_eq!(grads.wrt(x).unwrap(), &array![3.0, 4.0].into_dyn());
+    assert_eq!(grads.wrt(unused).unwrap(), &ArrayD::<f64>::zeros(IxDyn(&[1, 3])));
+    assert_eq!(grads.wrt(late).unwrap(), &ArrayD::<f64>::zeros(IxDyn(&[1])));
+    assert!(grads.wrt(c).is_none(), "a constant has no gradient");
+    assert!(grads.wrt(hidden).is_none(), "an intermediate value has no gradient");
+
+    let other = Tape::new();
+    let foreign = other.var(array![1.0, 2.0].into_dyn());
+    assert!(
+        grads.wrt(foreign).is_none(),
+        "a Var of another tape has no gradient here"
+    );
+
+    assert!(x.requires_grad() && hidden.requires_grad() && loss.requires_grad());
+    assert!(!c.requires_grad() && !c.exp()?.requires_grad());
+    Ok(())
+}
+
+#[test]
+fn loss_of_constants_only_gives_zero_gradients() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(array![1.0, 2.0].into_dyn());
+    let c = tape.constant(array![3.0, 4.0].into_dyn());
+    let grads = tape.backward(c.square()?.sum()?)?;
+    assert_eq!(grads.wrt(x).unwrap(), &array![0.0, 0.0].into_dyn());
+    // A tracked leaf can be the loss itself.
+    let s = tape.var(ndarray_scalar(3.0));
+    assert_eq!(tape.backward(s)?.wrt(s).unwrap(), &ndarray_scalar(1.0));
+    Ok(())
+}
+
+#[test]
+fn backward_can_run_twice_and_take_moves_the_gradient_out() -> Result<()> {
+    let tape = Tape::new();
+    let x = tape.var(array![1.0, -2.0].into_dyn());
+    let loss = x.square()?.sum()?;
+    let first = tape.backward(loss)?;
+    let mut second = tape.backward(loss)?;
+    assert_eq!(first.wrt(x), second.wrt(x));
+    assert_eq!(second.take(x).unwrap(), array![2.0, -4.0].into_dyn());
+    assert!(second.take(x).is_none(), "taken once");
+    Ok(())
+}
+
+// --- f32 and threads ---
+
+/// A composition touching broadcasting, reductions, softmax, matmul and gather.
+fn mixed<'t, F: tapeloss::Float>(x: Var<'t, F>, w: Var<'t, F>, b: Var<'t, F>) -> Result<Var<'t, F>> {
+    let classes = array![[1_usize], [0], [2]].into_dyn();
+    let h = x.matmul(w)?.add(b)?.sigmoid()?; // [3, 3]
+    let ce = h.log_softmax(1)?.gather(1, &classes)?.mean()?.neg()?;
+    let reg = w.square()?.sum_axis(0, true)?.max_axis(1, false)?.sum()?;
+    ce.add(reg.mul_scalar(F::from_f64(0.1))?)?
+        .add(h.logsumexp_axis(0, false)?.mean()?)
+}
+
+#[test]
+fn f32_gradients_agree_with_f64() -> Result<()> {
+    let mut rng = Rng::new(23);
+    let (x, w, b) = (
+        rng.array(&[3, 4], -1.0, 1.0),
+        distinct(&mut rng, &[4, 3]),
+        rng.array(&[3], -1.0, 1.0),
+    );
+    let tape = Tape::<f64>::new();
+    let (x64, w64, b64) = (tape.var(x.clone()), tape.var(w.clone()), tape.var(b.clone()));
+    let loss64 = mixed(x64, w64, b64)?;
+    let g64 = tape.backward(loss64)?;
+
+    let to32 = |a: &ArrayD<f64>| a.mapv(|v| v as f32);
+    let tape32 = Tape::<f32>::new();
+    let (x32, w32, b32) = (tape32.var(to32(&x)), tape32.var(to32(&w)), tape32.var(to32(&b)));
+    let loss32 = mixed(x32, w32, b32)?;
+    let g32 = tape32.backward(loss32)?;
+
+    assert!((f64::from(loss32.item()?) - loss64.item()?).abs() < 1e-5);
+    for (name, v64, v32) in [("x", x64, x32), ("w", w64, w32), ("b", b64, b32)] {
+        let widened = g32.wrt(v32).unwrap().mapv(f64::from);
+        assert_close(
+            &widened,
+            g64.wrt(v64).unwrap(),
+            1e-4,
+            1e-5,
+            &format!("f32 vs f64 d/d{name}"),
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn tapes_move_between_threads_and_gradients_are_shareable() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<Tape<f32>>();
+    send_sync::<tapeloss::Gradients<f64>>();
+}
