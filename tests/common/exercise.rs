@@ -15,7 +15,7 @@
 //! Bytes past the end read as 0, so every input decodes to some case.
 
 use tapeloss::losses::value_and_grad_on_tape;
-use tapeloss::ndarray::{ArrayD, IxDyn};
+use tapeloss::ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HuberLoss, Loss,
     MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, Tape, TripletLoss, Var,
@@ -126,6 +126,13 @@ impl<'a> Bytes<'a> {
 
 fn filled(shape: &[usize], mut value: impl FnMut() -> f64) -> ArrayD<f64> {
     ArrayD::from_shape_simple_fn(IxDyn(shape), &mut value)
+}
+
+/// The same values in column-major memory order.
+fn column_major<F: Float>(a: &ArrayD<F>) -> ArrayD<F> {
+    let mut f = ArrayD::from_elem(IxDyn(a.shape()).f(), F::zero());
+    f.assign(a);
+    f
 }
 
 /// What the decoder knows about a case.
@@ -250,6 +257,11 @@ pub struct LossCase {
     expect: Expect,
     /// A gradient buffer of another shape, for `value_and_grad_into`.
     wrong_buffer: Vec<usize>,
+    /// Inputs and gradient buffer in column-major order (the copy paths for
+    /// arrays that are not in standard layout).
+    column_major: bool,
+    /// Also run the public gradient checker (f64 only; it may fail, never panic).
+    gradcheck: bool,
 }
 
 /// A hyperparameter: from `valid` when the plan is valid (or the defect is
@@ -266,6 +278,15 @@ fn param(b: &mut Bytes<'_>, plan: Plan, defect_here: bool, valid: &[f64], invali
 const NON_FINITE: [f64; 3] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
 
 fn loss_case(b: &mut Bytes<'_>, which: usize) -> LossCase {
+    let column_major = b.eighths(1);
+    let gradcheck = b.byte() % 16 == 0;
+    let mut case = loss_case_in_order(b, which);
+    case.column_major = column_major;
+    case.gradcheck = gradcheck;
+    case
+}
+
+fn loss_case_in_order(b: &mut Bytes<'_>, which: usize) -> LossCase {
     let plan = Plan::decode(b);
     // Which part carries the defect; each builder maps it to one it has.
     let defect = match plan {
@@ -426,6 +447,8 @@ fn elementwise_case(b: &mut Bytes<'_>, which: usize, plan: Plan, defect: Option<
         targets: t,
         expect: plan.expect(),
         wrong_buffer,
+        column_major: false,
+        gradcheck: false,
     }
 }
 
@@ -499,6 +522,8 @@ fn focal_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -
         targets: t,
         expect: plan.expect(),
         wrong_buffer,
+        column_major: false,
+        gradcheck: false,
     }
 }
 
@@ -617,6 +642,8 @@ fn cross_entropy_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Redu
         targets: t,
         expect,
         wrong_buffer,
+        column_major: false,
+        gradcheck: false,
     }
 }
 
@@ -664,6 +691,8 @@ fn contrastive_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduct
         targets: y,
         expect: plan.expect(),
         wrong_buffer,
+        column_major: false,
+        gradcheck: false,
     }
 }
 
@@ -709,14 +738,26 @@ fn triplet_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction)
         targets,
         expect: plan.expect(),
         wrong_buffer,
+        column_major: false,
+        gradcheck: false,
     }
 }
 
 impl LossCase {
     /// Runs every method in precision `F` and checks the oracle.
     pub fn check<F: Float>(&self) {
-        let p = self.predictions.mapv(F::from_f64);
-        let t = self.targets.mapv(F::from_f64);
+        let (mut p, mut t) = (self.predictions.mapv(F::from_f64), self.targets.mapv(F::from_f64));
+        if self.column_major {
+            (p, t) = (column_major(&p), column_major(&t));
+        }
+        if self.gradcheck && F::NAME == "f64" {
+            self.loss.with::<f64, _>(|loss| {
+                let config = tapeloss::gradcheck::GradCheckConfig::default();
+                if let Ok(report) = tapeloss::gradcheck::check_loss(loss, &self.predictions, &self.targets, &config) {
+                    assert!(!report.to_string().is_empty());
+                }
+            });
+        }
         let expect = self.expect;
         self.loss.with::<F, _>(|loss| {
             let shape = p.shape();
@@ -756,6 +797,9 @@ impl LossCase {
                 Err(e) => outcomes.push(("value_and_grad", Some(e))),
             }
             let mut buffer = ArrayD::from_elem(p.raw_dim(), F::nan());
+            if self.column_major {
+                buffer = column_major(&buffer);
+            }
             match loss.value_and_grad_into(&p, &t, &mut buffer) {
                 Ok(v) => {
                     check_value("value_and_grad_into", v);
@@ -954,7 +998,7 @@ fn tape_program<F: Float>(b: &mut Bytes<'_>) {
             17 => (a.mean(), (len > 0).then(Vec::new)),
             18 => {
                 // Axis reductions: sum, mean, max, logsumexp.
-                let axis = b.below(ndim + 2);
+                let axis = if b.eighths(1) { usize::MAX } else { b.below(ndim + 2) };
                 let keepdims = b.eighths(4);
                 let which = b.below(4);
                 let result = match which {
@@ -1008,10 +1052,12 @@ fn tape_program<F: Float>(b: &mut Bytes<'_>) {
                         t.push(1);
                     }
                     t
+                } else if b.eighths(1) {
+                    vec![usize::MAX, 2, b.below(3)] // a size that overflows usize
                 } else {
                     b.shape()
                 };
-                let ok = target.iter().product::<usize>() == len;
+                let ok = target.iter().try_fold(1_usize, |acc, &d| acc.checked_mul(d)) == Some(len);
                 (a.reshape(&target), ok.then(|| target.clone()))
             }
             22 => {
@@ -1028,12 +1074,11 @@ fn tape_program<F: Float>(b: &mut Bytes<'_>) {
                     ishape.push(2);
                 }
                 let size = if axis < ndim { shape[axis] } else { 0 };
-                let indices = ArrayD::from_shape_simple_fn(IxDyn(&ishape), || {
-                    if b.eighths(7) && size > 0 {
-                        b.below(size)
-                    } else {
-                        size + b.below(2)
-                    }
+                let indices = ArrayD::from_shape_simple_fn(IxDyn(&ishape), || match b.byte() % 16 {
+                    0 => usize::MAX,
+                    1 | 2 => size + b.below(2),
+                    _ if size > 0 => b.below(size),
+                    _ => size,
                 });
                 let shape_ok =
                     axis < ndim && ishape.len() == ndim && (0..ndim).all(|d| d == axis || ishape[d] == shape[d]);
