@@ -84,6 +84,10 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
     let sum = write_elements(grad, |g| {
         sum_terms_and_grad(&p, &t, g, scale, |p, t| loss.term_and_slope(p, t))
     });
+    // A finite sum implies a finite gradient for every pointwise loss: each
+    // slope is bounded where its term is finite (MSE 2d with d² finite; MAE,
+    // Huber, smooth L1 and BCE on logits by 1, δ or 1 + pos_weight; BCE on
+    // probabilities by 1e12), and a NaN anywhere makes the sum NaN.
     validate::finite_value_and_grad(L::NAME, sum * scale, predictions, targets, grad)
 }
 

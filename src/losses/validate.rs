@@ -204,11 +204,10 @@ pub(crate) fn non_finite<F: Float>(
     }
 }
 
-/// [`finite_value`] for a value computed together with its gradient by a
-/// kernel that folds the gradient's finiteness into the value (see
-/// [`crate::kernels::pointwise::sum_terms_and_grad`]): a non-finite gradient
-/// element makes the value NaN, and the cause is then found in the inputs or
-/// the gradient.
+/// [`finite_value`] for a value computed together with its gradient, where a
+/// finite value implies a finite gradient (the slope is bounded, or its
+/// finiteness is folded into the value as `term + 0·slope`): the cause of a
+/// non-finite value is then sought in the inputs, then in the gradient.
 pub(crate) fn finite_value_and_grad<F: Float>(
     op: &'static str,
     value: F,
