@@ -15,7 +15,7 @@ use crate::kernels::pointwise::{sum_terms, sum_terms_and_grad};
 use crate::tape::{Tape, Var};
 
 /// A loss that is `reduce(ℓ(pᵢ, tᵢ))` over elements.
-pub(crate) trait Pointwise {
+pub(crate) trait Pointwise: Sync {
     /// The loss's type name, for error messages.
     const NAME: &'static str;
 
@@ -65,7 +65,12 @@ pub(crate) fn record<'t, L: Pointwise, F: Float>(
 pub(crate) fn forward<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
     check(loss, predictions, targets)?;
     let (p, t) = (elements(predictions), elements(targets));
-    let value = sum_terms(&p, &t, |p, t| loss.term(p, t)) * loss.reduction().scale::<F>(p.len());
+    let value = sum_terms(
+        &p,
+        &t,
+        #[inline(always)]
+        |p, t| loss.term(p, t),
+    ) * loss.reduction().scale::<F>(p.len());
     validate::finite_value(L::NAME, value, predictions, targets)
 }
 
@@ -80,7 +85,14 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
     let (p, t) = (elements(predictions), elements(targets));
     let scale = loss.reduction().scale::<F>(p.len());
     let sum = write_elements(grad, |g| {
-        sum_terms_and_grad(&p, &t, g, scale, |p, t| loss.term_and_slope(p, t))
+        sum_terms_and_grad(
+            &p,
+            &t,
+            g,
+            scale,
+            #[inline(always)]
+            |p, t| loss.term_and_slope(p, t),
+        )
     });
     validate::finite_value(L::NAME, sum * scale, predictions, targets)
 }

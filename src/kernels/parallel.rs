@@ -1,0 +1,349 @@
+//! Deterministic reductions on both cores.
+//!
+//! Work is cut into blocks of a fixed number of items, and the block results
+//! are combined by one pairwise tree whose shape depends only on the number of
+//! blocks: the left subtree always holds the largest power of two of blocks
+//! smaller than the whole. The serial path walks the same tree with a small
+//! stack (a binary counter), the parallel path splits the same tree with
+//! `rayon::join`. So the same input gives the same bits whether it runs on one
+//! thread or many, and small inputs never touch the thread pool.
+
+use super::simd;
+
+/// Work that can be cut at an item index into two independent parts: slices
+/// (one item per element), tuples of equally long parts, [`Rows`].
+pub(crate) trait Split: Send + Sized {
+    /// Number of items.
+    fn items(&self) -> usize;
+
+    /// The first `mid` items and the rest.
+    fn split_at(self, mid: usize) -> (Self, Self);
+}
+
+impl<T: Sync> Split for &[T] {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.len()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        <[T]>::split_at(self, mid)
+    }
+}
+
+impl<T: Send> Split for &mut [T] {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.len()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        self.split_at_mut(mid)
+    }
+}
+
+impl<A: Split, B: Split> Split for (A, B) {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.0.items()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (a0, a1) = self.0.split_at(mid);
+        let (b0, b1) = self.1.split_at(mid);
+        ((a0, b0), (a1, b1))
+    }
+}
+
+impl<A: Split, B: Split, C: Split> Split for (A, B, C) {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.0.items()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (a0, a1) = self.0.split_at(mid);
+        let (b0, b1) = self.1.split_at(mid);
+        let (c0, c1) = self.2.split_at(mid);
+        ((a0, b0, c0), (a1, b1, c1))
+    }
+}
+
+/// A row-major matrix as items of `width` elements each (a sample's logits,
+/// a triplet's vectors), so that splits fall between rows.
+#[derive(Debug)]
+#[allow(dead_code)] // for the row-wise kernels (cross-entropy, triplet, contrastive)
+pub(crate) struct Rows<S> {
+    /// The elements, `items() * width` of them.
+    pub(crate) data: S,
+    /// Elements per row.
+    pub(crate) width: usize,
+}
+
+impl<S: Split> Split for Rows<S> {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.data.items().checked_div(self.width).unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (a, b) = self.data.split_at(mid * self.width);
+        (
+            Rows {
+                data: a,
+                width: self.width,
+            },
+            Rows {
+                data: b,
+                width: self.width,
+            },
+        )
+    }
+}
+
+/// How a reduction is cut and when it may use the pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    /// Items per block: the unit the combining tree is built on. It fixes the
+    /// result's bits, so it never depends on the machine.
+    pub(crate) block: usize,
+    /// Below this many items a subtree runs on the calling thread.
+    pub(crate) min_parallel: usize,
+}
+
+/// Reduces `data`: `leaf` maps each block (at most `plan.block` items, only
+/// the last one shorter) to a partial result, and `combine` adds two partial
+/// results, left before right, along the fixed tree. An empty input gives
+/// `leaf` of the empty input.
+///
+/// Each serial stretch runs under [`simd::dispatch`], so `leaf` and `combine`
+/// should be `#[inline(always)]`-friendly closures.
+#[inline]
+pub(crate) fn reduce<D, A, L, C>(data: D, plan: Plan, leaf: L, combine: C) -> A
+where
+    D: Split,
+    A: Copy + Send,
+    L: Fn(D) -> A + Sync,
+    C: Fn(A, A) -> A + Sync,
+{
+    let block = plan.block.max(1);
+    if data.items() < plan.min_parallel || data.items() <= block || rayon::current_num_threads() < 2 {
+        return serial(data, block, &leaf, &combine);
+    }
+    split(data, block, plan.min_parallel, &leaf, &combine)
+}
+
+/// The parallel part of the tree: splits it where the serial walk would
+/// combine, and hands each half to the pool.
+fn split<D, A, L, C>(data: D, block: usize, min_parallel: usize, leaf: &L, combine: &C) -> A
+where
+    D: Split,
+    A: Copy + Send,
+    L: Fn(D) -> A + Sync,
+    C: Fn(A, A) -> A + Sync,
+{
+    let blocks = data.items().div_ceil(block);
+    if data.items() < min_parallel || blocks < 2 {
+        return serial(data, block, leaf, combine);
+    }
+    let (left, right) = data.split_at(left_blocks(blocks) * block);
+    let (a, b) = rayon::join(
+        || split(left, block, min_parallel, leaf, combine),
+        || split(right, block, min_parallel, leaf, combine),
+    );
+    combine(a, b)
+}
+
+/// The number of blocks in the left subtree of a tree over `blocks ≥ 2`
+/// blocks: the largest power of two below `blocks`.
+#[inline(always)]
+fn left_blocks(blocks: usize) -> usize {
+    1 << (blocks - 1).ilog2()
+}
+
+/// The tree over `data`'s blocks, compiled for the best SIMD level.
+fn serial<D, A, L, C>(data: D, block: usize, leaf: &L, combine: &C) -> A
+where
+    D: Split,
+    A: Copy + Send,
+    L: Fn(D) -> A + Sync,
+    C: Fn(A, A) -> A + Sync,
+{
+    simd::dispatch(Walk {
+        data,
+        block,
+        leaf,
+        combine,
+    })
+}
+
+/// [`walk`] as a SIMD kernel.
+struct Walk<'a, D, L, C> {
+    data: D,
+    block: usize,
+    leaf: &'a L,
+    combine: &'a C,
+}
+
+impl<D, A, L, C> simd::Kernel for Walk<'_, D, L, C>
+where
+    D: Split,
+    L: Fn(D) -> A,
+    C: Fn(A, A) -> A,
+    A: Copy,
+{
+    type Output = A;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> A {
+        walk(self.data, self.block, self.leaf, self.combine)
+    }
+}
+
+/// The tree over `data`'s blocks, walked in order with a stack of finished
+/// subtrees of decreasing size (one per power of two, like a binary counter).
+#[inline(always)]
+fn walk<D, A, L, C>(data: D, block: usize, leaf: &L, combine: &C) -> A
+where
+    D: Split,
+    L: Fn(D) -> A,
+    C: Fn(A, A) -> A,
+    A: Copy,
+{
+    if data.items() <= block {
+        return leaf(data);
+    }
+    let (head, mut rest) = data.split_at(block);
+    let first = leaf(head);
+    // `first` only fills the slots; stack[..depth] are the live ones.
+    let mut stack = [first; usize::BITS as usize];
+    let mut depth = 1;
+    let mut count: usize = 1;
+    while rest.items() > 0 {
+        let take = block.min(rest.items());
+        let (head, tail) = rest.split_at(take);
+        rest = tail;
+        let mut sum = leaf(head);
+        count += 1;
+        // Each trailing zero of `count` closes a pair of equal subtrees.
+        let mut k = count;
+        while k & 1 == 0 {
+            depth -= 1;
+            sum = combine(stack[depth], sum);
+            k >>= 1;
+        }
+        stack[depth] = sum;
+        depth += 1;
+    }
+    // The unfinished subtrees, combined from the right.
+    let mut acc = stack[depth - 1];
+    for &left in stack[..depth - 1].iter().rev() {
+        acc = combine(left, acc);
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree written out recursively, as the module docs define it.
+    fn reference(values: &[f64], block: usize) -> f64 {
+        let blocks = values.len().div_ceil(block);
+        if blocks <= 1 {
+            return values.iter().fold(0.0, |s, &v| s + v);
+        }
+        let (l, r) = values.split_at(left_blocks(blocks) * block);
+        reference(l, block) + reference(r, block)
+    }
+
+    fn values(n: usize) -> Vec<f64> {
+        // Magnitudes spread over many binades, so any change of order shows in the bits.
+        (0..n)
+            .map(|i| ((i as f64) * 0.7).sin() * 10f64.powi((i % 17) as i32 - 8))
+            .collect()
+    }
+
+    fn sum(values: &[f64], plan: Plan) -> f64 {
+        reduce(
+            values,
+            plan,
+            |b: &[f64]| b.iter().fold(0.0, |s, &v| s + v),
+            |a, b| a + b,
+        )
+    }
+
+    #[test]
+    fn serial_walk_is_the_recursive_tree() {
+        for n in [0, 1, 3, 4, 5, 8, 9, 31, 32, 33, 100, 257, 1000] {
+            let v = values(n);
+            for block in [1, 2, 3, 4, 7] {
+                let plan = Plan {
+                    block,
+                    min_parallel: usize::MAX,
+                };
+                assert_eq!(
+                    sum(&v, plan).to_bits(),
+                    reference(&v, block).to_bits(),
+                    "n = {n}, block = {block}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn same_bits_for_any_thread_count() {
+        let v = values(100_003);
+        let plan = Plan {
+            block: 64,
+            min_parallel: 1000,
+        };
+        let expected = reference(&v, 64);
+        for threads in [1, 2, 3, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            let got = pool.install(|| sum(&v, plan));
+            assert_eq!(got.to_bits(), expected.to_bits(), "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn small_inputs_stay_on_the_calling_thread() {
+        let v = values(1000);
+        let caller = std::thread::current().id();
+        let plan = Plan {
+            block: 16,
+            min_parallel: 4096,
+        };
+        let blocks = reduce(
+            &v[..],
+            plan,
+            |b: &[f64]| {
+                assert_eq!(std::thread::current().id(), caller, "a block ran on the pool");
+                b.len().min(1)
+            },
+            |a, b| a + b,
+        );
+        assert_eq!(blocks, 1000usize.div_ceil(16));
+    }
+
+    #[test]
+    fn rows_split_between_rows() {
+        let data: Vec<f64> = (0..60).map(f64::from).collect();
+        let rows = Rows {
+            data: &data[..],
+            width: 6,
+        };
+        assert_eq!(rows.items(), 10);
+        let (a, b) = rows.split_at(4);
+        assert_eq!((a.data.len(), b.data.len()), (24, 36));
+        assert_eq!(b.data[0], 24.0);
+    }
+}
