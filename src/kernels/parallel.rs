@@ -114,6 +114,9 @@ pub(crate) struct Plan {
     pub(crate) block: usize,
     /// Below this many items a subtree runs on the calling thread.
     pub(crate) min_parallel: usize,
+    /// Whether the work streams memory (compiled for AVX2 at most, see
+    /// [`simd::dispatch_streaming`]) rather than computes (widest SIMD).
+    pub(crate) streaming: bool,
 }
 
 /// Reduces `data`: `leaf` maps each block (at most `plan.block` items, only
@@ -131,30 +134,33 @@ where
     L: Fn(D) -> A + Sync,
     C: Fn(A, A) -> A + Sync,
 {
-    let block = plan.block.max(1);
-    if data.items() < plan.min_parallel || data.items() <= block || rayon::current_num_threads() < 2 {
-        return serial(data, block, &leaf, &combine);
+    let plan = Plan {
+        block: plan.block.max(1),
+        ..plan
+    };
+    if data.items() < plan.min_parallel || data.items() <= plan.block || rayon::current_num_threads() < 2 {
+        return serial(data, plan, &leaf, &combine);
     }
-    split(data, block, plan.min_parallel, &leaf, &combine)
+    split(data, plan, &leaf, &combine)
 }
 
 /// The parallel part of the tree: splits it where the serial walk would
 /// combine, and hands each half to the pool.
-fn split<D, A, L, C>(data: D, block: usize, min_parallel: usize, leaf: &L, combine: &C) -> A
+fn split<D, A, L, C>(data: D, plan: Plan, leaf: &L, combine: &C) -> A
 where
     D: Split,
     A: Copy + Send,
     L: Fn(D) -> A + Sync,
     C: Fn(A, A) -> A + Sync,
 {
-    let blocks = data.items().div_ceil(block);
-    if data.items() < min_parallel || blocks < 2 {
-        return serial(data, block, leaf, combine);
+    let blocks = data.items().div_ceil(plan.block);
+    if data.items() < plan.min_parallel || blocks < 2 {
+        return serial(data, plan, leaf, combine);
     }
-    let (left, right) = data.split_at(left_blocks(blocks) * block);
+    let (left, right) = data.split_at(left_blocks(blocks) * plan.block);
     let (a, b) = rayon::join(
-        || split(left, block, min_parallel, leaf, combine),
-        || split(right, block, min_parallel, leaf, combine),
+        || split(left, plan, leaf, combine),
+        || split(right, plan, leaf, combine),
     );
     combine(a, b)
 }
@@ -166,20 +172,25 @@ fn left_blocks(blocks: usize) -> usize {
     1 << (blocks - 1).ilog2()
 }
 
-/// The tree over `data`'s blocks, compiled for the best SIMD level.
-fn serial<D, A, L, C>(data: D, block: usize, leaf: &L, combine: &C) -> A
+/// The tree over `data`'s blocks, compiled for the plan's SIMD level.
+fn serial<D, A, L, C>(data: D, plan: Plan, leaf: &L, combine: &C) -> A
 where
     D: Split,
     A: Copy + Send,
     L: Fn(D) -> A + Sync,
     C: Fn(A, A) -> A + Sync,
 {
-    simd::dispatch(Walk {
+    let walk = Walk {
         data,
-        block,
+        block: plan.block,
         leaf,
         combine,
-    })
+    };
+    if plan.streaming {
+        simd::dispatch_streaming(walk)
+    } else {
+        simd::dispatch(walk)
+    }
 }
 
 /// [`walk`] as a SIMD kernel.
@@ -286,6 +297,7 @@ mod tests {
                 let plan = Plan {
                     block,
                     min_parallel: usize::MAX,
+                    streaming: false,
                 };
                 assert_eq!(
                     sum(&v, plan).to_bits(),
@@ -302,6 +314,7 @@ mod tests {
         let plan = Plan {
             block: 64,
             min_parallel: 1000,
+            streaming: true,
         };
         let expected = reference(&v, 64);
         for threads in [1, 2, 3, 4] {
@@ -321,6 +334,7 @@ mod tests {
         let plan = Plan {
             block: 16,
             min_parallel: 4096,
+            streaming: false,
         };
         let blocks = reduce(
             &v[..],

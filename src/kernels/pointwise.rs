@@ -2,10 +2,9 @@
 //! ℓ(pᵢ, tᵢ): the value, and the value with the gradient, reading each input
 //! once.
 //!
-//! Each block of [`PLAN`]`.block` elements is summed in `LANES` independent
-//! accumulators (one or two SIMD registers' worth, so the adds pipeline),
-//! folded pairwise; blocks are combined by the fixed tree of
-//! [`parallel::reduce`], on both cores above [`MIN_PARALLEL`] elements. The
+//! Each block of 4096 elements is summed in `LANES` independent accumulators
+//! (so the adds pipeline), folded pairwise; blocks are combined by the fixed
+//! tree of [`parallel::reduce`], on both cores above the plan's threshold. The
 //! loops are compiled for the CPU's best SIMD level ([`super::simd`]) and the
 //! order of every add is fixed by the input's length alone: the same input
 //! gives the same bits on any thread count and instruction set.
@@ -17,25 +16,55 @@ use crate::float::Float;
 /// registers of `f32` (more spill on SSE2 and measured no faster).
 const LANES: usize = 16;
 
-/// Elements from which a pointwise kernel splits its work over the rayon
-/// pool. Measured with MSE, the cheapest term, in docs/benchmarks.md:
-/// below it, waking a second thread costs more than it saves.
-pub(crate) const MIN_PARALLEL: usize = 1 << 16;
-
-/// How pointwise reductions are cut: 4096-element blocks (each lane sums 256
-/// terms before the pairwise tree takes over).
-pub(crate) const PLAN: Plan = Plan {
+/// For terms of a few arithmetic operations (MSE, MAE, Huber, smooth L1):
+/// memory-bound, so AVX2 at most, and both cores only from 2¹⁹ elements,
+/// about 50 µs of one thread's work, where handing half to a sleeping rayon
+/// worker (≈ 11 µs to wake on this machine) starts to pay (docs/benchmarks.md).
+pub(crate) const STREAMING: Plan = Plan {
     block: 4096,
-    min_parallel: MIN_PARALLEL,
+    min_parallel: 1 << 19,
+    streaming: true,
 };
 
-/// Σᵢ ℓ(pᵢ, tᵢ).
+/// For terms with exp, ln or divisions (BCE, softplus): compute-bound, so
+/// the widest SIMD, and both cores from 2¹⁵ elements (the same ≈ 50 µs of
+/// work at ≈ 1.5 ns per element).
+#[allow(dead_code)] // for binary cross-entropy on logits (another issue's loss)
+pub(crate) const COMPUTE: Plan = Plan {
+    block: 4096,
+    min_parallel: 1 << 15,
+    streaming: false,
+};
+
+/// Σᵢ ℓ(pᵢ, tᵢ), for a cheap term.
+#[allow(dead_code)] // the losses call the `_with` forms; kept for kernels to come
 #[inline]
 pub(crate) fn sum_terms<F: Float>(p: &[F], t: &[F], term: impl Fn(F, F) -> F + Sync) -> F {
+    sum_terms_with(STREAMING, p, t, term)
+}
+
+/// Σᵢ ℓ(pᵢ, tᵢ), writing `gradᵢ = scale · ∂ℓ/∂pᵢ` in the same pass, for a
+/// cheap term; `term` returns `(ℓ, ∂ℓ/∂p)`.
+#[allow(dead_code)]
+#[inline]
+pub(crate) fn sum_terms_and_grad<F: Float>(
+    p: &[F],
+    t: &[F],
+    grad: &mut [F],
+    scale: F,
+    term: impl Fn(F, F) -> (F, F) + Sync,
+) -> F {
+    sum_terms_and_grad_with(STREAMING, p, t, grad, scale, term)
+}
+
+/// [`sum_terms`] with a given plan ([`STREAMING`] or [`COMPUTE`]). The
+/// block size, hence the result's bits, is the same for both.
+#[inline]
+pub(crate) fn sum_terms_with<F: Float>(plan: Plan, p: &[F], t: &[F], term: impl Fn(F, F) -> F + Sync) -> F {
     debug_assert_eq!(p.len(), t.len());
     parallel::reduce(
         (p, t),
-        PLAN,
+        plan,
         #[inline(always)]
         |(p, t)| block_sum(p, t, &term),
         #[inline(always)]
@@ -43,10 +72,10 @@ pub(crate) fn sum_terms<F: Float>(p: &[F], t: &[F], term: impl Fn(F, F) -> F + S
     )
 }
 
-/// Σᵢ ℓ(pᵢ, tᵢ), writing `gradᵢ = scale · ∂ℓ/∂pᵢ` in the same pass; `term`
-/// returns `(ℓ, ∂ℓ/∂p)`.
+/// [`sum_terms_and_grad`] with a given plan.
 #[inline]
-pub(crate) fn sum_terms_and_grad<F: Float>(
+pub(crate) fn sum_terms_and_grad_with<F: Float>(
+    plan: Plan,
     p: &[F],
     t: &[F],
     grad: &mut [F],
@@ -56,7 +85,7 @@ pub(crate) fn sum_terms_and_grad<F: Float>(
     debug_assert!(p.len() == t.len() && p.len() == grad.len());
     parallel::reduce(
         (p, t, grad),
-        PLAN,
+        plan,
         #[inline(always)]
         |(p, t, g)| block_sum_and_grad(p, t, g, scale, &term),
         #[inline(always)]
@@ -164,7 +193,7 @@ mod tests {
 
     #[test]
     fn same_bits_on_any_thread_count() {
-        let n = 3 * MIN_PARALLEL + 12_345;
+        let n = 3 * STREAMING.min_parallel + 12_345;
         let (p, t) = inputs::<f32>(n);
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -185,8 +214,8 @@ mod tests {
 
     #[test]
     fn same_bits_with_and_without_simd() {
-        // Below MIN_PARALLEL, so the whole sum runs on this thread.
-        let n = MIN_PARALLEL - 1;
+        // Below the threshold, so the whole sum runs on this thread.
+        let n = STREAMING.min_parallel - 1;
         let (p, t) = inputs::<f32>(n);
         let run = || {
             let mut grad = vec![0.0_f32; n];
@@ -194,5 +223,7 @@ mod tests {
             (value.to_bits(), sum_terms(&p, &t, square).to_bits(), grad)
         };
         assert!(run() == simd::baseline(run));
+        let compute = sum_terms_with(COMPUTE, &p, &t, square);
+        assert_eq!(compute.to_bits(), sum_terms(&p, &t, square).to_bits());
     }
 }

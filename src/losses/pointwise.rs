@@ -11,13 +11,19 @@ use super::validate;
 use super::{Loss, Reduction};
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::pointwise::{sum_terms, sum_terms_and_grad};
+use crate::kernels::parallel::Plan;
+use crate::kernels::pointwise::{STREAMING, sum_terms_and_grad_with, sum_terms_with};
 use crate::tape::{Tape, Var};
 
 /// A loss that is `reduce(ℓ(pᵢ, tᵢ))` over elements.
 pub(crate) trait Pointwise: Sync {
     /// The loss's type name, for error messages.
     const NAME: &'static str;
+
+    /// How the kernels run the terms: [`STREAMING`] for a few arithmetic
+    /// operations per element, `kernels::pointwise::COMPUTE` for terms with
+    /// exp, ln or divisions.
+    const PLAN: Plan = STREAMING;
 
     /// How the terms are combined.
     fn reduction(&self) -> Reduction;
@@ -65,7 +71,8 @@ pub(crate) fn record<'t, L: Pointwise, F: Float>(
 pub(crate) fn forward<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
     check(loss, predictions, targets)?;
     let (p, t) = (elements(predictions), elements(targets));
-    let value = sum_terms(
+    let value = sum_terms_with(
+        L::PLAN,
         &p,
         &t,
         #[inline(always)]
@@ -85,7 +92,8 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
     let (p, t) = (elements(predictions), elements(targets));
     let scale = loss.reduction().scale::<F>(p.len());
     let sum = write_elements(grad, |g| {
-        sum_terms_and_grad(
+        sum_terms_and_grad_with(
+            L::PLAN,
             &p,
             &t,
             g,
