@@ -518,4 +518,61 @@ mod tests {
             assert!(worst <= bound, "{name}: {worst} ulp at {at:e}");
         }
     }
+
+    /// BCE-on-logits' per-element work (softplus and sigmoid) over 2²⁰ `f32`,
+    /// at each SIMD level, with these functions and with the standard
+    /// library's: `cargo test --release --lib -- --ignored speed --nocapture`.
+    #[test]
+    #[ignore = "a timing, not a check: run in release"]
+    fn speed_by_simd_level() {
+        struct Bce<'a> {
+            x: &'a [f32],
+            out: &'a mut [f32],
+            fast: bool,
+        }
+        impl pulp::WithSimd for Bce<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _: S) {
+                for (o, &x) in self.out.iter_mut().zip(self.x) {
+                    let z = if self.fast { exp_f32(-x.abs()) } else { (-x.abs()).exp() };
+                    let softplus = x.max(0.0) + if self.fast { ln_1p_f32(z) } else { z.ln_1p() };
+                    let sigmoid = if x >= 0.0 { 1.0 / (1.0 + z) } else { z / (1.0 + z) };
+                    *o = softplus + sigmoid;
+                }
+            }
+        }
+        let x: Vec<f32> = (0..1 << 20).map(|i| 8.0 * ((i as f32) * 0.37).sin()).collect();
+        let mut out = vec![0.0_f32; x.len()];
+        let mut time = |arch: pulp::Arch, fast: bool| {
+            let mut times: Vec<f64> = (0..30)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    arch.dispatch(Bce {
+                        x: &x,
+                        out: &mut out,
+                        fast,
+                    });
+                    start.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        };
+        let mut levels = vec![("baseline", pulp::Arch::Scalar)];
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        {
+            if let Some(v3) = pulp::x86::V3::try_new() {
+                levels.push(("avx2", pulp::Arch::V3(v3)));
+            }
+            if let Some(v4) = pulp::x86::V4::try_new() {
+                levels.push(("avx512", pulp::Arch::V4(v4)));
+            }
+        }
+        println!("| level | std exp, ln_1p (ms) | fastmath (ms) |");
+        println!("|---|---|---|");
+        for (name, arch) in levels {
+            println!("| {name} | {:.2} | {:.2} |", time(arch, false), time(arch, true));
+        }
+    }
 }
