@@ -82,7 +82,8 @@ def main():
     ctx = next((r for r in rows if r.get("peer") == "tapeloss" and "threads" in r), {})
     loads = [r["loadavg"] for r in rows if isinstance(r.get("loadavg"), (int, float))]
     print()
-    print(f"Medians in ms. tapeloss: {ctx.get('threads', '?')} rayon threads, SIMD level {ctx.get('simd', '?')}; "
+    print(f"Medians in ms. tapeloss: {ctx.get('threads', '?')} rayon threads, CPU SIMD level {ctx.get('simd', '?')} "
+          "(streaming kernels use AVX2 at most); "
           f"load average during the run {min(loads, default=float('nan')):.2f}–{max(loads, default=float('nan')):.2f}.")
 
 

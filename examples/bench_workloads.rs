@@ -14,6 +14,8 @@
 //! one), to show the fraction of memory bandwidth reached.
 //!
 //! Run: `cargo run --release --example bench_workloads [-- --scaling] [--min-seconds S]`
+//! (`--workloads mse,huber` and `--variants into,alloc,tape` select, e.g. to
+//! profile one with `perf record -e cpu-clock`)
 //! (`bench/compare.py` runs it with the peers and prints the ratio table).
 
 use std::hint::black_box;
@@ -179,7 +181,8 @@ fn row(workload: &str, peer: &str, variant: &str, s: &Stats) -> String {
     )
 }
 
-fn run_workloads(min_seconds: f64, only: Option<&str>) -> tapeloss::Result<()> {
+fn run_workloads(min_seconds: f64, only: Option<&str>, variants: &str) -> tapeloss::Result<()> {
+    let wanted = |v: &str| variants.split(',').any(|w| w == v);
     for w in workloads() {
         if only.is_some_and(|o| !o.split(',').any(|name| name == w.name)) {
             continue;
@@ -201,18 +204,24 @@ fn run_workloads(min_seconds: f64, only: Option<&str>) -> tapeloss::Result<()> {
         loss.value_and_grad_into(p, t, &mut grad)?;
         value_and_grad_on_tape(loss.as_ref(), p, t)?;
 
-        let s = measure(min_seconds, 50, || {
-            black_box(loss.value_and_grad_into(black_box(p), t, &mut grad).ok());
-        });
-        println!("{}", row(w.name, "tapeloss", "value_and_grad_into", &s));
-        let s = measure(min_seconds, 50, || {
-            black_box(loss.value_and_grad(black_box(p), t).ok());
-        });
-        println!("{}", row(w.name, "tapeloss", "value_and_grad", &s));
-        let s = measure(min_seconds, 20, || {
-            black_box(value_and_grad_on_tape(loss.as_ref(), black_box(p), t).ok());
-        });
-        println!("{}", row(w.name, "tapeloss_tape", "value_and_grad_on_tape", &s));
+        if wanted("into") {
+            let s = measure(min_seconds, 50, || {
+                black_box(loss.value_and_grad_into(black_box(p), t, &mut grad).ok());
+            });
+            println!("{}", row(w.name, "tapeloss", "value_and_grad_into", &s));
+        }
+        if wanted("alloc") {
+            let s = measure(min_seconds, 50, || {
+                black_box(loss.value_and_grad(black_box(p), t).ok());
+            });
+            println!("{}", row(w.name, "tapeloss", "value_and_grad", &s));
+        }
+        if wanted("tape") {
+            let s = measure(min_seconds, 20, || {
+                black_box(value_and_grad_on_tape(loss.as_ref(), black_box(p), t).ok());
+            });
+            println!("{}", row(w.name, "tapeloss_tape", "value_and_grad_on_tape", &s));
+        }
     }
     Ok(())
 }
@@ -312,6 +321,7 @@ fn main() -> tapeloss::Result<()> {
     if args.iter().any(|a| a == "--scaling") {
         run_scaling(min_seconds)
     } else {
-        run_workloads(min_seconds, value_of("--workloads").as_deref())
+        let variants = value_of("--variants").unwrap_or_else(|| "into,alloc,tape".to_string());
+        run_workloads(min_seconds, value_of("--workloads").as_deref(), &variants)
     }
 }
