@@ -364,4 +364,56 @@ mod tests {
         assert_eq!((a.data.len(), b.data.len()), (24, 36));
         assert_eq!(b.data[0], 24.0);
     }
+
+    /// The shape a row-wise loss uses: logits and gradient as rows, one
+    /// target per row, reduced to (loss, count) with a gradient written per
+    /// row, on any number of threads with the same bits.
+    #[test]
+    fn rows_with_per_row_targets_reduce_and_write_deterministically() {
+        let (rows, width) = (3001, 7);
+        let logits: Vec<f64> = values(rows * width);
+        let targets: Vec<f64> = (0..rows).map(|r| (r % width) as f64).collect();
+        let plan = Plan {
+            block: 64,
+            min_parallel: 256,
+            streaming: false,
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            let mut grad = vec![0.0; rows * width];
+            let (loss, count) = pool.install(|| {
+                reduce(
+                    (
+                        Rows {
+                            data: (&logits[..], &mut grad[..]),
+                            width,
+                        },
+                        &targets[..],
+                    ),
+                    plan,
+                    |(Rows { data: (x, g), width }, t): (Rows<(&[f64], &mut [f64])>, &[f64])| {
+                        let mut loss = 0.0;
+                        for ((row, grow), &target) in x.chunks(width).zip(g.chunks_mut(width)).zip(t) {
+                            let k = target as usize;
+                            loss += row[k] * row[k];
+                            grow[k] = 2.0 * row[k];
+                        }
+                        (loss, t.len())
+                    },
+                    |a: (f64, usize), b: (f64, usize)| (a.0 + b.0, a.1 + b.1),
+                )
+            });
+            (loss.to_bits(), count, grad)
+        };
+        let one = run(1);
+        assert_eq!(one.1, rows);
+        for r in 0..rows {
+            let k = r % width;
+            assert_eq!(one.2[r * width + k], 2.0 * logits[r * width + k]);
+        }
+        assert!(run(2) == one && run(3) == one);
+    }
 }
