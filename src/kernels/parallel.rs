@@ -365,6 +365,9 @@ mod tests {
         assert_eq!(b.data[0], 24.0);
     }
 
+    /// Rows of logits and of their gradient, with one target per row.
+    type RowWork<'a> = (Rows<(&'a [f64], &'a mut [f64])>, &'a [f64]);
+
     /// The shape a row-wise loss uses: logits and gradient as rows, one
     /// target per row, reduced to (loss, count) with a gradient written per
     /// row, on any number of threads with the same bits.
@@ -394,7 +397,7 @@ mod tests {
                         &targets[..],
                     ),
                     plan,
-                    |(Rows { data: (x, g), width }, t): (Rows<(&[f64], &mut [f64])>, &[f64])| {
+                    |(Rows { data: (x, g), width }, t): RowWork<'_>| {
                         let mut loss = 0.0;
                         for ((row, grow), &target) in x.chunks(width).zip(g.chunks_mut(width)).zip(t) {
                             let k = target as usize;
