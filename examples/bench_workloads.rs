@@ -9,6 +9,10 @@
 //! - `tapeloss_tape` / `value_and_grad_on_tape`: the gradient the tape derives
 //!   from the loss's `record`.
 //!
+//! `--memory` instead reports, per workload, the peak resident memory that one
+//! call adds (`VmHWM` of a fresh child process, after its inputs exist): the
+//! allocating closed form against the tape.
+//!
 //! `--scaling` instead times MSE from 1e3 to 1e7 elements next to a
 //! STREAM-like triad with the same memory traffic (read two arrays, write
 //! one), to show the fraction of memory bandwidth reached.
@@ -63,50 +67,58 @@ struct Workload {
 const N_POINTWISE: usize = 1 << 20;
 const MARGIN: f64 = 1.0;
 
-fn workloads() -> Vec<Workload> {
-    let mut rng = Rng(0);
+const NAMES: [&str; 6] = ["mse", "huber", "bce_logits", "cross_entropy", "triplet", "contrastive"];
+
+/// Every workload, each generated only when asked for (so that a memory
+/// measurement of one sees no other's inputs).
+fn workloads() -> impl Iterator<Item = Workload> {
+    NAMES.into_iter().filter_map(workload)
+}
+
+/// One workload by name, its inputs seeded by its position in [`NAMES`].
+fn workload(name: &str) -> Option<Workload> {
+    let seed = NAMES.iter().position(|&n| n == name)? as u64;
+    let mut rng = Rng(seed);
     let normal = |shape: &[usize], rng: &mut Rng| rng.array(shape, Rng::normal);
     let n = [N_POINTWISE];
-    // Each loss is one line: replace the `Err` by `Ok(Box::new(...))` once it exists.
-    let _ = MARGIN; // for TripletLoss::new(MARGIN) and ContrastiveLoss::new(MARGIN)
-    vec![
-        Workload {
-            name: "mse",
-            predictions: normal(&n, &mut rng),
-            targets: normal(&n, &mut rng),
-            loss: Ok(Box::new(MeanSquaredError::new())),
-        },
-        Workload {
-            name: "huber",
-            predictions: normal(&n, &mut rng),
-            targets: normal(&n, &mut rng),
-            loss: Err("HuberLoss::new(1.0)"),
-        },
-        Workload {
-            name: "bce_logits",
-            predictions: rng.array(&n, |r| 4.0 * r.normal()),
-            targets: rng.array(&n, Rng::unit),
-            loss: Err("BinaryCrossEntropyLoss::with_logits()"),
-        },
-        Workload {
-            name: "cross_entropy",
-            predictions: normal(&[4096, 1000], &mut rng),
-            targets: rng.array(&[4096], |r| (r.next() % 1000) as f64),
-            loss: Err("CrossEntropyLoss::new()"),
-        },
-        Workload {
-            name: "triplet",
-            predictions: normal(&[4096, 3, 128], &mut rng),
-            targets: ArrayD::zeros(IxDyn(&[4096])),
-            loss: Err("TripletLoss::new(MARGIN)"),
-        },
-        Workload {
-            name: "contrastive",
-            predictions: normal(&[4096, 2, 128], &mut rng),
-            targets: rng.array(&[4096], |r| (r.next() % 2) as f64),
-            loss: Err("ContrastiveLoss::new(MARGIN)"),
-        },
-    ]
+    // Each loss is one line: replace the `Err` by `Ok(Box::new(...))` once it
+    // exists (TripletLoss::new(MARGIN), ContrastiveLoss::new(MARGIN)).
+    let _ = MARGIN;
+    let (predictions, targets, loss): (_, _, Result<Box<dyn Loss<f32>>, _>) = match name {
+        "mse" => (
+            normal(&n, &mut rng),
+            normal(&n, &mut rng),
+            Ok(Box::new(MeanSquaredError::new())),
+        ),
+        "huber" => (normal(&n, &mut rng), normal(&n, &mut rng), Err("HuberLoss::new(1.0)")),
+        "bce_logits" => (
+            rng.array(&n, |r| 4.0 * r.normal()),
+            rng.array(&n, Rng::unit),
+            Err("BinaryCrossEntropyLoss::with_logits()"),
+        ),
+        "cross_entropy" => (
+            normal(&[4096, 1000], &mut rng),
+            rng.array(&[4096], |r| (r.next() % 1000) as f64),
+            Err("CrossEntropyLoss::new()"),
+        ),
+        "triplet" => (
+            normal(&[4096, 3, 128], &mut rng),
+            ArrayD::zeros(IxDyn(&[4096])),
+            Err("TripletLoss::new(MARGIN)"),
+        ),
+        "contrastive" => (
+            normal(&[4096, 2, 128], &mut rng),
+            rng.array(&[4096], |r| (r.next() % 2) as f64),
+            Err("ContrastiveLoss::new(MARGIN)"),
+        ),
+        _ => return None,
+    };
+    Some(Workload {
+        name: NAMES[seed as usize],
+        predictions,
+        targets,
+        loss,
+    })
 }
 
 /// Median, minimum and 90th percentile of single-call times, after warm-up,
@@ -309,6 +321,53 @@ fn run_scaling(min_seconds: f64) -> tapeloss::Result<()> {
     Ok(())
 }
 
+/// The peak resident set of this process so far, in bytes (Linux).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// In a fresh process: the peak memory one call of `variant` adds.
+fn memory_one(workload: &str, variant: &str) -> tapeloss::Result<()> {
+    let Some(w) = self::workload(workload) else {
+        return Ok(());
+    };
+    let Ok(loss) = &w.loss else { return Ok(()) };
+    let before = peak_rss();
+    match variant {
+        "tape" => drop(value_and_grad_on_tape(loss.as_ref(), &w.predictions, &w.targets)?),
+        _ => drop(loss.value_and_grad(&w.predictions, &w.targets)?),
+    }
+    if let (Some(before), Some(after)) = (before, peak_rss()) {
+        let input = (w.predictions.len() + w.targets.len()) * std::mem::size_of::<f32>();
+        println!(
+            r#"{{"mode": "memory", "workload": "{workload}", "variant": "{variant}", "peak_added_bytes": {}, "input_bytes": {input}}}"#,
+            after.saturating_sub(before)
+        );
+    }
+    Ok(())
+}
+
+/// Runs [`memory_one`] in a child process per workload and variant.
+fn run_memory() -> tapeloss::Result<()> {
+    let Ok(exe) = std::env::current_exe() else {
+        return Ok(());
+    };
+    for name in NAMES {
+        for variant in ["closed", "tape"] {
+            let out = std::process::Command::new(&exe)
+                .args(["--memory-one", name, variant])
+                .output();
+            if let Ok(out) = out {
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> tapeloss::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let value_of = |flag: &str| {
@@ -318,7 +377,13 @@ fn main() -> tapeloss::Result<()> {
             .cloned()
     };
     let min_seconds = value_of("--min-seconds").and_then(|s| s.parse().ok()).unwrap_or(1.0);
-    if args.iter().any(|a| a == "--scaling") {
+    if let Some(i) = args.iter().position(|a| a == "--memory-one") {
+        let arg = |k: usize| args.get(i + k).map(String::as_str).unwrap_or("");
+        return memory_one(arg(1), arg(2));
+    }
+    if args.iter().any(|a| a == "--memory") {
+        run_memory()
+    } else if args.iter().any(|a| a == "--scaling") {
         run_scaling(min_seconds)
     } else {
         let variants = value_of("--variants").unwrap_or_else(|| "into,alloc,tape".to_string());
