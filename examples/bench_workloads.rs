@@ -18,7 +18,7 @@
 //! one), to show the fraction of memory bandwidth reached.
 //!
 //! Run: `cargo run --release --example bench_workloads [-- --scaling] [--min-seconds S]`
-//! (`--workloads mse,huber` and `--variants into,alloc,tape` select, e.g. to
+//! (`--workloads mse,huber` and `--variants into,alloc,tape,forward` select, e.g. to
 //! profile one with `perf record -e cpu-clock`)
 //! (`bench/compare.py` runs it with the peers and prints the ratio table).
 
@@ -227,6 +227,12 @@ fn run_workloads(min_seconds: f64, only: Option<&str>, variants: &str) -> tapelo
                 black_box(loss.value_and_grad(black_box(p), t).ok());
             });
             println!("{}", row(w.name, "tapeloss", "value_and_grad", &s));
+        }
+        if wanted("forward") {
+            let s = measure(min_seconds, 50, || {
+                black_box(loss.forward(black_box(p), t).ok());
+            });
+            println!("{}", row(w.name, "tapeloss", "forward", &s));
         }
         if wanted("tape") {
             let s = measure(min_seconds, 20, || {
