@@ -124,8 +124,9 @@ pub(crate) struct Plan {
 /// results, left before right, along the fixed tree. An empty input gives
 /// `leaf` of the empty input.
 ///
-/// Each serial stretch runs under [`simd::dispatch`], so `leaf` and `combine`
-/// should be `#[inline(always)]`-friendly closures.
+/// Each serial stretch runs under the plan's SIMD dispatch: mark `leaf` and
+/// `combine` `#[inline(always)]` (allowed on a closure in argument position)
+/// so that they are compiled with its target features.
 #[inline]
 pub(crate) fn reduce<D, A, L, C>(data: D, plan: Plan, leaf: L, combine: C) -> A
 where
