@@ -58,9 +58,9 @@ pub(crate) fn dispatch<K: Kernel>(kernel: K) -> K::Output {
 }
 
 /// Runs `kernel` compiled for AVX2 at most: for kernels that stream memory
-/// with a few operations per element (MSE's), where 512-bit vectors
-/// measured 10–30% slower than 256-bit ones once the data leaves L2 (and no
-/// faster in it), on this AVX-512 machine.
+/// with a few operations per element (MSE's), where 512-bit vectors measured
+/// 2–16% slower than 256-bit ones in L3 and mostly slower from DRAM, and only
+/// about 5% faster in L2, on a Zen 4 (docs/benchmarks.md).
 #[inline(always)]
 pub(crate) fn dispatch_streaming<K: Kernel>(kernel: K) -> K::Output {
     #[cfg(test)]
