@@ -279,7 +279,7 @@ const NON_FINITE: [f64; 3] = [f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
 
 fn loss_case(b: &mut Bytes<'_>, which: usize) -> LossCase {
     let column_major = b.eighths(1);
-    let gradcheck = b.byte() % 16 == 0;
+    let gradcheck = b.byte().is_multiple_of(16);
     let mut case = loss_case_in_order(b, which);
     case.column_major = column_major;
     case.gradcheck = gradcheck;
@@ -1045,7 +1045,7 @@ fn tape_program<F: Float>(b: &mut Bytes<'_>) {
                 // reshape: often to the same size.
                 let target = if b.eighths(5) {
                     let mut t = vec![len];
-                    if len % 2 == 0 && len > 0 && b.eighths(4) {
+                    if len.is_multiple_of(2) && len > 0 && b.eighths(4) {
                         t = vec![2, len / 2];
                     }
                     if b.eighths(2) {
