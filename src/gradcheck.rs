@@ -1174,38 +1174,84 @@ fn unravel(shape: &[usize], mut pos: usize) -> Vec<usize> {
     index
 }
 
-/// SplitMix64, seeded: directions reproducible on every platform. Holds the
-/// second normal of each Box–Muller pair.
-struct SplitMix64(u64, Option<f64>);
+/// SplitMix64: a tiny, seeded generator that draws the same numbers on every
+/// platform. The checker draws its random directions from it; tests and
+/// examples can use it for reproducible inputs without another dependency.
+///
+/// ```
+/// use tapeloss::gradcheck::SplitMix64;
+/// let mut rng = SplitMix64::new(7);
+/// let x = rng.array(&[2, 3], -1.0, 1.0);
+/// assert_eq!(x.shape(), &[2, 3]);
+/// assert!(x.iter().all(|v| (-1.0..1.0).contains(v)));
+/// assert_eq!(SplitMix64::new(7).array(&[2, 3], -1.0, 1.0), x); // same seed, same numbers
+/// ```
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+    /// The second normal of the last Box–Muller pair.
+    spare_normal: Option<f64>,
+}
 
 impl SplitMix64 {
-    fn new(seed: u64) -> Self {
-        SplitMix64(seed, None)
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64 {
+            state: seed,
+            spare_normal: None,
+        }
     }
 
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^ (z >> 31)
     }
 
-    /// Uniform in (0, 1].
-    fn unit_open_below(&mut self) -> f64 {
-        ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64
+    /// Uniform in `[0, 1)`, with 53 random bits.
+    pub fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Standard normal (Box–Muller, both of the pair used).
-    fn normal(&mut self) -> f64 {
-        if let Some(z) = self.1.take() {
+    /// Uniform in `[lo, hi)`.
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    /// Uniform integer in `[0, n)` (`n > 0`; a modulo draw, whose bias is
+    /// negligible for the small `n` of tests and examples).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// Standard normal (Box–Muller, both of each pair used).
+    pub fn normal(&mut self) -> f64 {
+        if let Some(z) = self.spare_normal.take() {
             return z;
         }
-        let (u1, u2) = (self.unit_open_below(), self.unit_open_below());
+        // Uniform in (0, 1], so the logarithm is finite.
+        let mut open_below = || ((self.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        let (u1, u2) = (open_below(), open_below());
         let r = (-2.0 * u1.ln()).sqrt();
         let (sin, cos) = (std::f64::consts::TAU * u2).sin_cos();
-        self.1 = Some(r * sin);
+        self.spare_normal = Some(r * sin);
         r * cos
+    }
+
+    /// An array of the given shape, uniform in `[lo, hi)`, filled in row-major
+    /// order.
+    pub fn array(&mut self, shape: &[usize], lo: f64, hi: f64) -> ArrayD<f64> {
+        ArrayD::from_shape_simple_fn(IxDyn(shape), || self.uniform(lo, hi))
+    }
+
+    /// Shuffles `items` in place (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.below(i + 1));
+        }
     }
 }
 

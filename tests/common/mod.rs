@@ -10,43 +10,9 @@ use tapeloss::Loss;
 use tapeloss::gradcheck::{GradCheckConfig, check_loss};
 use tapeloss::ndarray::{ArrayD, IxDyn};
 
-/// SplitMix64: a tiny, seeded, portable generator, so every test input is
-/// reproducible.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform in [lo, hi).
-    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.unit()
-    }
-
-    /// Uniform integer in [0, n).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// An array of the given shape, uniform in [lo, hi).
-    pub fn array(&mut self, shape: &[usize], lo: f64, hi: f64) -> ArrayD<f64> {
-        ArrayD::from_shape_simple_fn(IxDyn(shape), || self.uniform(lo, hi))
-    }
-}
+/// The library's seeded generator: every test input is reproducible.
+#[allow(unused_imports)] // not every test binary draws random inputs
+pub use tapeloss::gradcheck::SplitMix64 as Rng;
 
 /// One case of a PyTorch fixture file.
 pub struct Fixture {
