@@ -73,7 +73,7 @@ type AxisOp = for<'t> fn(Var<'t, f64>, usize) -> Result<Var<'t, f64>>;
 
 #[test]
 fn axis_out_of_range() {
-    let ops: [(&str, AxisOp); 11] = [
+    let ops: [(&str, AxisOp); 13] = [
         ("sum_axis", |v, a| v.sum_axis(a, false)),
         ("sum_axis", |v, a| v.sum_axis(a, true)),
         ("mean_axis", |v, a| v.mean_axis(a, false)),
@@ -85,6 +85,8 @@ fn axis_out_of_range() {
         ("softmax", |v, a| v.softmax(a)),
         ("log_softmax", |v, a| v.log_softmax(a)),
         ("gather", |v, a| v.gather(a, &ArrayD::zeros(IxDyn(&[2, 3])))),
+        ("slice_axis", |v, a| v.slice_axis(a, 0, 0)),
+        ("index_axis", |v, a| v.index_axis(a, 0)),
     ];
     let tape = Tape::new();
     let x = tape.var(zeros(&[2, 3]));
@@ -206,6 +208,46 @@ fn gather_indices_of_the_wrong_shape() {
         let err = error_naming(x.gather(1, &indices), &["gather", "[2, 3]", &shape]);
         assert!(matches!(err, Error::ShapeMismatch { op: "gather", .. }), "{err:?}");
     }
+}
+
+#[test]
+fn slice_axis_range_outside_the_axis() {
+    let tape = Tape::new();
+    let x = tape.var(zeros(&[2, 3]));
+    let err = error_naming(
+        x.slice_axis(1, 2, 4),
+        &["slice_axis", "end", "4", "axis 1", "size 3", "[2, 3]"],
+    );
+    assert!(
+        matches!(&err, Error::InvalidParameter { value, .. } if *value == 4.0),
+        "{err:?}"
+    );
+    let err = error_naming(x.slice_axis(1, 2, 1), &["slice_axis", "start = 2", "end = 1"]);
+    assert!(
+        matches!(&err, Error::InvalidParameter { value, .. } if *value == 2.0),
+        "{err:?}"
+    );
+    // The whole axis and an empty range at its end are fine.
+    assert_eq!(x.slice_axis(1, 0, 3).unwrap().shape(), vec![2, 3]);
+    assert_eq!(x.slice_axis(1, 3, 3).unwrap().shape(), vec![2, 0]);
+}
+
+#[test]
+fn index_axis_index_outside_the_axis() {
+    let tape = Tape::new();
+    let x = tape.var(zeros(&[2, 3]));
+    let err = error_naming(
+        x.index_axis(0, 2),
+        &["index_axis", "index", "2", "axis 0", "size 2", "[2, 3]"],
+    );
+    assert!(
+        matches!(&err, Error::InvalidParameter { value, .. } if *value == 2.0),
+        "{err:?}"
+    );
+    // An axis of size 0 has no index at all.
+    let empty = tape.var(zeros(&[0, 3]));
+    let err = error_naming(empty.index_axis(0, 0), &["index_axis", "axis 0", "size 0", "[0, 3]"]);
+    assert!(matches!(err, Error::InvalidParameter { .. }), "{err:?}");
 }
 
 #[test]

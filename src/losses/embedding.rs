@@ -1,7 +1,6 @@
 //! What the losses on embeddings (contrastive, triplet) share: the layout
-//! `[N, k, D]` of their input, the margin, the differences of its `k` parts on
-//! the tape, a Euclidean distance whose gradient at 0 is 0, and the diagnosis
-//! of a non-finite result.
+//! `[N, k, D]` of their input, the margin, a Euclidean distance on the tape
+//! whose gradient at 0 is 0, and the diagnosis of a non-finite result.
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -44,26 +43,6 @@ pub(crate) fn check_margin(margin: f64) -> Result<()> {
     validate::parameter("margin", margin, Domain::NonNegative)
 }
 
-/// `x[:, i, :] − x[:, j, :]` of a `[N, k, D]` value, as `[N, D]`: the sum over
-/// axis 1 weighted by +1 at `i`, −1 at `j` and 0 elsewhere. (The tape has no
-/// slicing op; this is exact, and cheaper on it than two `gather`s. A NaN or
-/// infinity anywhere in the group spreads into the difference rather than
-/// hiding in the gradient.)
-pub(crate) fn record_difference<'t, F: Float>(
-    tape: &'t Tape<F>,
-    x: Var<'t, F>,
-    k: usize,
-    i: usize,
-    j: usize,
-) -> Result<Var<'t, F>> {
-    let signs = ArrayD::from_shape_fn(IxDyn(&[k, 1]), |at| match at[0] {
-        p if p == i => F::one(),
-        p if p == j => -F::one(),
-        _ => F::zero(),
-    });
-    x.mul(tape.constant(signs))?.sum_axis(1, false)
-}
-
 /// Row-wise `s = ‖δ‖²` and `‖δ‖ = √s` of a `[N, D]` difference `δ`, both `[N]`.
 ///
 /// √ has an infinite derivative at 0, and `∞ · 0` would make the gradient NaN
@@ -74,7 +53,7 @@ pub(crate) fn record_difference<'t, F: Float>(
 /// branch, so it propagates rather than turning into 0.
 pub(crate) fn record_distance<'t, F: Float>(tape: &'t Tape<F>, delta: Var<'t, F>) -> Result<(Var<'t, F>, Var<'t, F>)> {
     let squared = delta.square()?.sum_axis(1, false)?;
-    let nonzero = squared.value().mapv(|s| s != F::zero());
+    let nonzero = squared.with_value(|s| s.mapv(|s| s != F::zero()));
     let distance = squared
         .where_mask(&nonzero, tape.scalar(F::one()))?
         .sqrt()?

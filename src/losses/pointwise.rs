@@ -57,7 +57,7 @@ pub(crate) fn record<'t, L: Pointwise, F: Float>(
     predictions: Var<'t, F>,
     targets: &ArrayD<F>,
 ) -> Result<Var<'t, F>> {
-    check(loss, &predictions.value(), targets)?;
+    predictions.with_value(|p| check(loss, p, targets))?;
     let terms = loss.record_terms(predictions, tape.constant(targets.clone()))?;
     loss.reduction().record(terms)
 }
