@@ -73,7 +73,7 @@ type AxisOp = for<'t> fn(Var<'t, f64>, usize) -> Result<Var<'t, f64>>;
 
 #[test]
 fn axis_out_of_range() {
-    let ops: [(&str, AxisOp); 13] = [
+    let ops: [(&str, AxisOp); 14] = [
         ("sum_axis", |v, a| v.sum_axis(a, false)),
         ("sum_axis", |v, a| v.sum_axis(a, true)),
         ("mean_axis", |v, a| v.mean_axis(a, false)),
@@ -85,6 +85,7 @@ fn axis_out_of_range() {
         ("softmax", |v, a| v.softmax(a)),
         ("log_softmax", |v, a| v.log_softmax(a)),
         ("gather", |v, a| v.gather(a, &ArrayD::zeros(IxDyn(&[2, 3])))),
+        ("norm_axis", |v, a| v.norm_axis(a, false)),
         ("slice_axis", |v, a| v.slice_axis(a, 0, 0)),
         ("index_axis", |v, a| v.index_axis(a, 0)),
     ];

@@ -397,7 +397,7 @@ type AxisOp = for<'t> fn(Var<'t, f64>, usize, bool) -> Result<Var<'t, f64>>;
 #[test]
 fn axis_reductions_every_axis_with_and_without_keepdims() {
     type Reference = fn(&[f64]) -> f64;
-    let cases: [(&str, AxisOp, Reference); 4] = [
+    let cases: [(&str, AxisOp, Reference); 5] = [
         ("sum_axis", |v, a, k| v.sum_axis(a, k), |l| l.iter().sum()),
         (
             "mean_axis",
@@ -413,6 +413,11 @@ fn axis_reductions_every_axis_with_and_without_keepdims() {
             "logsumexp_axis",
             |v, a, k| v.logsumexp_axis(a, k),
             |l| l.iter().map(|v| v.exp()).sum::<f64>().ln(),
+        ),
+        (
+            "norm_axis",
+            |v, a, k| v.norm_axis(a, k),
+            |l| l.iter().map(|v| v * v).sum::<f64>().sqrt(),
         ),
     ];
     let mut rng = Rng::new(15);
@@ -430,6 +435,32 @@ fn axis_reductions_every_axis_with_and_without_keepdims() {
             }
         }
     }
+}
+
+#[test]
+fn norm_axis_passes_no_gradient_where_the_norm_is_zero() -> Result<()> {
+    // Row 0 is a 3-4-5 triangle, row 1 is all zeros: the norm has no
+    // derivative there, and the gradient is 0 (PyTorch's choice), not NaN.
+    let tape = Tape::new();
+    let x = tape.var(array![[3.0, -4.0], [0.0, 0.0]].into_dyn());
+    let w = tape.constant(array![2.0, 7.0].into_dyn());
+    let y = x.norm_axis(1, false)?;
+    assert_eq!(y.value(), array![5.0, 0.0].into_dyn());
+    let grads = tape.backward(y.mul(w)?.sum()?)?;
+    let expected = array![[2.0 * 3.0 / 5.0, 2.0 * -4.0 / 5.0], [0.0, 0.0]].into_dyn();
+    assert_close(grads.wrt(x).unwrap(), &expected, 1e-15, 0.0, "norm_axis by hand");
+    assert!(
+        grads
+            .wrt(x)
+            .unwrap()
+            .slice(tapeloss::ndarray::s![1, ..])
+            .iter()
+            .all(|&g| g == 0.0)
+    );
+    // Along an empty axis the norm is 0, like the sum.
+    let empty = tape.var(ArrayD::zeros(IxDyn(&[2, 0])));
+    assert_eq!(empty.norm_axis(1, true)?.value(), ArrayD::<f64>::zeros(IxDyn(&[2, 1])));
+    Ok(())
 }
 
 #[test]

@@ -1,13 +1,13 @@
 //! What the losses on embeddings (contrastive, triplet) share: the layout
-//! `[N, k, D]` of their input, the margin, a Euclidean distance on the tape
-//! whose gradient at 0 is 0, and the diagnosis of a non-finite result.
+//! `[N, k, D]` of their input, the margin and the diagnosis of a non-finite
+//! result. (On the tape, their distances are `norm_axis`, whose gradient at
+//! 0 is 0, the closed forms' convention.)
 
 use ndarray::{ArrayD, IxDyn};
 
 use super::validate::{self, Domain};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tape::{Tape, Var};
 
 /// `(N, D)` of predictions laid out as `[N, k, D]`, or as `[k, D]` (one group,
 /// N = 1) when `one_group` allows it.
@@ -41,24 +41,6 @@ pub(crate) fn layout(
 /// The margin of either loss: a finite number ≥ 0.
 pub(crate) fn check_margin(margin: f64) -> Result<()> {
     validate::parameter("margin", margin, Domain::NonNegative)
-}
-
-/// Row-wise `s = ‖δ‖²` and `‖δ‖ = √s` of a `[N, D]` difference `δ`, both `[N]`.
-///
-/// √ has an infinite derivative at 0, and `∞ · 0` would make the gradient NaN
-/// for identical rows. So √ is taken only where `s ≠ 0` (elsewhere on the
-/// constant 1, and that branch is then replaced by 0): the value is exact
-/// everywhere and the gradient is exact away from 0 and 0 at 0, the same
-/// convention as the closed forms and PyTorch's `norm`. A NaN `s` takes the √
-/// branch, so it propagates rather than turning into 0.
-pub(crate) fn record_distance<'t, F: Float>(tape: &'t Tape<F>, delta: Var<'t, F>) -> Result<(Var<'t, F>, Var<'t, F>)> {
-    let squared = delta.square()?.sum_axis(1, false)?;
-    let nonzero = squared.with_value(|s| s.mapv(|s| s != F::zero()));
-    let distance = squared
-        .where_mask(&nonzero, tape.scalar(F::one()))?
-        .sqrt()?
-        .where_mask(&nonzero, tape.scalar(F::zero()))?;
-    Ok((squared, distance))
 }
 
 /// Passes `value` through when it and every distance are finite; otherwise

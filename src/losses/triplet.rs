@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::embedding::{check_margin, finite_result, layout, record_distance};
+use super::embedding::{check_margin, finite_result, layout};
 use super::slices::{elements, write_elements};
 use super::{Loss, Reduction, validate};
 use crate::error::Result;
@@ -184,8 +184,8 @@ fn term_and_factors<F: Float>(sp: F, sn: F, m: F) -> (F, F, F) {
 
 impl<F: Float> Loss<F> for TripletLoss {
     /// `relu(d⁺ − d⁻ + m)` on the tape, with `a`, `p` and `n` taken along
-    /// axis 1 and both distances taken with a zero gradient at 0.
-    fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, _targets: &ArrayD<F>) -> Result<Var<'t, F>> {
+    /// axis 1 and the distances as `norm_axis` (gradient 0 at 0).
+    fn record<'t>(&self, _tape: &'t Tape<F>, predictions: Var<'t, F>, _targets: &ArrayD<F>) -> Result<Var<'t, F>> {
         let shape = predictions.shape();
         let (_, d) = self.check(&shape)?;
         let x = if shape.len() == 2 {
@@ -194,8 +194,8 @@ impl<F: Float> Loss<F> for TripletLoss {
             predictions
         };
         let (a, p, n) = (x.index_axis(1, 0)?, x.index_axis(1, 1)?, x.index_axis(1, 2)?);
-        let (_, to_positive) = record_distance(tape, a.sub(p)?)?;
-        let (_, to_negative) = record_distance(tape, a.sub(n)?)?;
+        let to_positive = a.sub(p)?.norm_axis(1, false)?;
+        let to_negative = a.sub(n)?.norm_axis(1, false)?;
         let terms = to_positive
             .sub(to_negative)?
             .add_scalar(F::from_f64(self.margin))?

@@ -50,6 +50,12 @@ impl<'a, F: Float> Sweep<'a, F> {
         }
     }
 
+    /// Whether node `i` already has a gradient pending (some of its uses
+    /// have been swept).
+    pub(super) fn is_pending(&self, i: usize) -> bool {
+        self.pending[i].is_some()
+    }
+
     /// Lets `add` add a contribution into node `i`'s pending gradient, as a
     /// row-major slice of the node's shape, starting from zeros when nothing
     /// is pending yet. For backward rules that reach only some elements
@@ -109,6 +115,10 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
             }
             Op::MaxAxis { input, axis, .. } => {
                 let g = reduce::max_axis_backward(sweep.value(input), out, axis, &grad);
+                sweep.send(input, g);
+            }
+            Op::NormAxis { input, axis } => {
+                let g = reduce::norm_axis_backward(sweep.value(input), out, axis, &grad);
                 sweep.send(input, g);
             }
             Op::LogSumExpAxis { input, axis, .. } => {

@@ -50,6 +50,9 @@ pub(crate) fn reduce_to_shape<F: Float>(grad: ArrayD<F>, shape: &[usize]) -> Arr
 ///
 /// `grad`'s shape must be a broadcast of `shape` (the ops check this forward).
 pub(crate) fn sum_to_shape<F: Float>(grad: &ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
+    if grad.shape() == shape {
+        return layout::standard(grad.clone());
+    }
     let g = flat(grad);
     if shape.iter().product::<usize>() == 1 {
         // A scalar-like operand: one sum.

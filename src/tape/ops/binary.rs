@@ -223,8 +223,16 @@ pub(crate) fn backward<F: Float>(
         };
         match (need_a, need_b) {
             (true, true) => {
-                // `b` needs its own copy; `a` takes `grad` itself.
-                sweep.send(rhs, sign(sum_to_shape(&grad, b.shape())));
+                // `b` needs its own copy (negated in the same pass for `sub`);
+                // `a` takes `grad` itself.
+                let gb = if b.shape() != grad.shape() {
+                    sign(sum_to_shape(&grad, b.shape()))
+                } else if f == Binary::Sub {
+                    from_vec(b.shape(), flat(&grad).iter().map(|&g| -g).collect())
+                } else {
+                    grad.clone()
+                };
+                sweep.send(rhs, gb);
                 sweep.send(lhs, reduce_to_shape(grad, a.shape()));
             }
             (true, false) => sweep.send(lhs, reduce_to_shape(grad, a.shape())),

@@ -37,6 +37,8 @@ pub(crate) enum Op<F> {
     MeanAxis { input: usize, axis: usize },
     /// Maximum along one axis (ties share the gradient).
     MaxAxis { input: usize, axis: usize },
+    /// Euclidean norm along one axis (gradient 0 where it is 0).
+    NormAxis { input: usize, axis: usize },
     /// `ln Σ exp` along one axis.
     LogSumExpAxis { input: usize, axis: usize },
     /// `x − logsumexp(x)` along one axis.
@@ -91,6 +93,7 @@ impl<F> Op<F> {
             | Op::MeanAxis { input, .. }
             | Op::MaxAxis { input, .. }
             | Op::LogSumExpAxis { input, .. }
+            | Op::NormAxis { input, .. }
             | Op::LogSoftmax { input, .. }
             | Op::Softmax { input, .. }
             | Op::Reshape { input }

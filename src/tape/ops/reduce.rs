@@ -1,6 +1,6 @@
 //! Reductions: over all elements (`sum`, `mean`) and along one axis (`sum_axis`,
-//! `mean_axis`, `max_axis`, `logsumexp_axis`), and the softmax pair built on
-//! `logsumexp`. Each forward is followed by its backward rule.
+//! `mean_axis`, `max_axis`, `logsumexp_axis`, `norm_axis`), and the softmax
+//! pair built on `logsumexp`. Each forward is followed by its backward rule.
 
 use ndarray::ArrayD;
 
@@ -194,7 +194,7 @@ impl<'t, F: Float> Var<'t, F> {
     /// # Errors
     /// None: always `Ok`.
     pub fn sum(self) -> Result<Var<'t, F>> {
-        let value = ndarray::arr0(self.value_ref().sum()).into_dyn();
+        let value = ndarray::arr0(layout::sum(&flat(&self.value_ref()))).into_dyn();
         Ok(self.record(value, Op::Sum { input: self.index }))
     }
 
@@ -212,7 +212,7 @@ impl<'t, F: Float> Var<'t, F> {
                 shape: x.shape().to_vec(),
             });
         }
-        let value = ndarray::arr0(x.sum() / F::from_f64(x.len() as f64)).into_dyn();
+        let value = ndarray::arr0(layout::sum(&flat(&x)) / F::from_f64(x.len() as f64)).into_dyn();
         drop(x);
         Ok(self.record(value, Op::Mean { input: self.index }))
     }
@@ -245,7 +245,7 @@ impl<'t, F: Float> Var<'t, F> {
     ) -> Result<Var<'t, F>> {
         let x = self.value_ref();
         check_axis(op, x.shape(), axis)?;
-        let empty_is_undefined = op != "sum_axis";
+        let empty_is_undefined = !matches!(op, "sum_axis" | "norm_axis");
         if empty_is_undefined && x.shape()[axis] == 0 {
             return Err(Error::InvalidShape {
                 op,
@@ -344,6 +344,102 @@ impl<'t, F: Float> Var<'t, F> {
             Op::LogSumExpAxis { input, axis }
         })
     }
+
+    /// The Euclidean norm `‖x‖ = √Σ x²` along `axis` (0 over an empty axis),
+    /// as PyTorch's `x.norm(dim=axis)`: a distance, from the difference of two
+    /// points. The sum of squares is not rescaled, so it overflows to `+∞`
+    /// beyond about `1e154` in `f64` and `1e19` in `f32`.
+    ///
+    /// Backward: `g · x/‖x‖`. Where the norm is 0 it has no derivative; the
+    /// gradient is taken as 0 there (PyTorch's choice), so the distance
+    /// between two equal points passes no gradient rather than NaN.
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[3.0, 4.0], [0.0, 0.0]].into_dyn());
+    /// let norms = x.norm_axis(1, false)?;
+    /// assert_eq!(norms.value(), array![5.0, 0.0].into_dyn());
+    /// let grads = tape.backward(norms.sum()?)?;
+    /// assert_eq!(grads.wrt(x).unwrap(), &array![[0.6, 0.8], [0.0, 0.0]].into_dyn());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AxisOutOfRange`] when `axis ≥ ndim`.
+    pub fn norm_axis(self, axis: usize, keepdims: bool) -> Result<Var<'t, F>> {
+        self.axis_reduction(
+            "norm_axis",
+            axis,
+            keepdims,
+            |x, dims| norms(x, dims),
+            |input| Op::NormAxis { input, axis },
+        )
+    }
+}
+
+/// The Euclidean norm of every lane (see [`fold_lanes`]).
+fn norms<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
+    let (outer, n, inner) = dims;
+    if inner == 1 && n > 0 {
+        // Eight running sums per row, like `layout::sum`.
+        return xs
+            .chunks_exact(n)
+            .take(outer)
+            .map(|row| {
+                let mut partial = [F::zero(); 8];
+                let chunks = row.chunks_exact(8);
+                let tail = chunks.remainder().iter().fold(F::zero(), |s, &v| s + v * v);
+                for chunk in chunks {
+                    for (p, &v) in partial.iter_mut().zip(chunk) {
+                        *p += v * v;
+                    }
+                }
+                (partial.iter().fold(tail, |s, &p| s + p)).sqrt()
+            })
+            .collect();
+    }
+    let mut squares = fold_lanes(xs, dims, F::zero(), |s, v| s + v * v);
+    squares.iter_mut().for_each(|s| *s = s.sqrt());
+    squares
+}
+
+/// `g · x/‖x‖` along the axis, 0 where the norm is 0 (where every `x` is 0).
+pub(crate) fn norm_axis_backward<F: Float>(
+    x: &ArrayD<F>,
+    norm: &ArrayD<F>,
+    axis: usize,
+    grad: &ArrayD<F>,
+) -> ArrayD<F> {
+    let (outer, n, inner) = around(x.shape(), axis);
+    let (xs, norms, g) = (flat(x), flat(norm), flat(grad));
+    let slope = |x: F, g: F, norm: F| {
+        if norm == F::zero() {
+            F::zero()
+        } else {
+            chain(g, x / norm)
+        }
+    };
+    let mut out = Vec::with_capacity(x.len());
+    for o in 0..outer {
+        if inner == 1 {
+            let (g, norm) = (g[o], norms[o]);
+            out.extend(xs[o * n..(o + 1) * n].iter().map(|&x| slope(x, g, norm)));
+            continue;
+        }
+        let lanes = (&g[o * inner..][..inner], &norms[o * inner..][..inner]);
+        for k in 0..n {
+            let row = &xs[(o * n + k) * inner..][..inner];
+            out.extend(
+                row.iter()
+                    .zip(lanes.0)
+                    .zip(lanes.1)
+                    .map(|((&x, &g), &norm)| slope(x, g, norm)),
+            );
+        }
+    }
+    from_vec(x.shape(), out)
 }
 
 /// `scale · grad` broadcast back over the reduced axis (sum and mean).

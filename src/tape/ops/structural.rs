@@ -242,7 +242,8 @@ impl<'t, F: Float> Var<'t, F> {
 }
 
 /// The gradient of `start..end` along `axis` added into that block of the
-/// input's pending gradient.
+/// input's pending gradient; when none is pending yet, the input's gradient
+/// is written in one pass: the block, and zeros around it.
 pub(crate) fn slice_axis_backward<F: Float>(
     sweep: &mut Sweep<'_, F>,
     input: usize,
@@ -250,15 +251,28 @@ pub(crate) fn slice_axis_backward<F: Float>(
     (start, end): (usize, usize),
     grad: &ArrayD<F>,
 ) {
-    let (outer, n, inner) = around(sweep.value(input).shape(), axis);
+    let shape = sweep.value(input).shape();
+    let (outer, n, inner) = around(shape, axis);
     let g = flat(grad);
     let block = (end - start) * inner;
-    sweep.accumulate(input, |dx| {
-        for (o, g) in g.chunks_exact(block.max(1)).take(outer).enumerate() {
-            let dst = &mut dx[(o * n + start) * inner..(o * n + end) * inner];
-            dst.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
+    let blocks = g.chunks_exact(block.max(1)).take(if block == 0 { 0 } else { outer });
+    if sweep.is_pending(input) {
+        sweep.accumulate(input, |dx| {
+            for (o, g) in blocks.enumerate() {
+                let dst = &mut dx[(o * n + start) * inner..(o * n + end) * inner];
+                dst.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
+            }
+        });
+    } else {
+        let mut dx = Vec::with_capacity(outer * n * inner);
+        for o in 0..outer {
+            dx.resize(dx.len() + start * inner, F::zero());
+            dx.extend_from_slice(g.get(o * block..(o + 1) * block).unwrap_or_default());
+            dx.resize((o + 1) * n * inner, F::zero());
         }
-    });
+        let dx = from_vec(shape, dx);
+        sweep.send(input, dx);
+    }
 }
 
 /// Picking elements by index and by mask.
