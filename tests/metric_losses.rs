@@ -413,8 +413,9 @@ fn errors_name_the_argument() {
     let err = ContrastiveLoss::new(1.0)
         .forward(&ArrayD::zeros(IxDyn(&[4, 2, 2])), &nan)
         .unwrap_err();
+    // A NaN label is a non-finite target, as for every other loss.
     assert!(
-        matches!(&err, Error::InvalidTarget { index, .. } if index == &[1]),
+        matches!(&err, Error::NonFinite { arg: "targets", index, .. } if index == &[1]),
         "{err:?}"
     );
 

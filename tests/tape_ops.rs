@@ -68,7 +68,7 @@ fn signed(rng: &mut Rng, shape: &[usize], lo: f64, hi: f64) -> ArrayD<f64> {
 
 /// A sign that depends on the value's low digits: deterministic and mixed.
 fn rng_sign(v: f64) -> bool {
-    (v * 1e6) as u64 % 2 == 0
+    ((v * 1e6) as u64).is_multiple_of(2)
 }
 
 /// Distinct values (multiples of 0.1 in a shuffled order), so no two elements

@@ -202,14 +202,15 @@ impl Pointwise for BinaryCrossEntropyLoss {
         (self.term(p, t), slope)
     }
 
-    /// On logits, `(1 − t)·softplus(x) + w·t·softplus(−x)` is taken as
-    /// `(1 − t)·x + (1 − t + w·t)·softplus(−x)` (as `softplus(x) = x +
-    /// softplus(−x)`; PyTorch's form): one softplus per element instead of two.
+    /// On logits both softplus terms are kept: the shorter
+    /// `(1 − t)·x + (1 − t + w·t)·softplus(−x)` (PyTorch's form, one softplus)
+    /// cancels two huge terms when `x ≪ 0` and `t < 1`, and loses digits the
+    /// closed form keeps (at `x = −1e30`, `t = ¼` in `f32`).
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
         let one_minus_t = t.neg()?.add_scalar(F::one())?;
         if self.on_logits {
-            let weight = one_minus_t.add(t.mul_scalar(self.w())?)?;
-            p.mul(one_minus_t)?.add(p.neg()?.softplus()?.mul(weight)?)
+            let positive = t.mul_scalar(self.w())?;
+            p.softplus()?.mul(one_minus_t)?.add(p.neg()?.softplus()?.mul(positive)?)
         } else {
             let log_p = record_floored_log(p, Log::Ln)?;
             let log_1mp = record_floored_log(p.neg()?, Log::Log1p)?;

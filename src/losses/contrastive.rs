@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::embedding::{check_margin, finite_result, layout};
+use super::embedding::{check_margin, finite_record, finite_result, layout};
 use super::slices::{elements, write_elements};
 use super::{Loss, Reduction, validate};
 use crate::error::{Error, Result};
@@ -121,6 +121,14 @@ impl ContrastiveLoss {
             ));
         }
         if let Some((index, y)) = validate::first_where(targets, |y| !(y >= F::zero() && y <= F::one())) {
+            if y.is_nan() {
+                return Err(Error::NonFinite {
+                    op: Self::NAME,
+                    arg: "targets",
+                    index,
+                    value: y.as_f64(),
+                });
+            }
             return Err(Error::InvalidTarget {
                 index,
                 value: y.as_f64(),
@@ -131,13 +139,16 @@ impl ContrastiveLoss {
     }
 
     /// Σᵢ termᵢ over the pairs in f64, writing `scale · ∂termᵢ/∂x` into `grad`
-    /// when given; also whether every squared distance was finite. Row terms
-    /// are summed in f64: one conversion per D-element row costs nothing and
-    /// keeps the f32 mean of thousands of rows accurate.
-    fn sweep<F: Float>(&self, x: &[F], y: &[F], d: usize, scale: F, grad: Option<&mut [F]>) -> (f64, bool) {
+    /// when given; also whether every squared distance was finite, and
+    /// whether every gradient factor was (a huge margin over a tiny distance
+    /// overflows `h/d` while the loss stays finite; given finite distances, a
+    /// finite factor `c` makes every `c·(x₁ − x₂)` finite). Row terms are
+    /// summed in f64: one conversion per D-element row costs nothing and keeps
+    /// the f32 mean of thousands of rows accurate.
+    fn sweep<F: Float>(&self, x: &[F], y: &[F], d: usize, scale: F, grad: Option<&mut [F]>) -> (f64, bool, bool) {
         let m = F::from_f64(self.margin);
         let mut grad_rows = grad.map(|g| g.chunks_exact_mut(2 * d));
-        let (mut total, mut finite) = (0.0, true);
+        let (mut total, mut finite, mut factors_finite) = (0.0, true, true);
         for (pair, &y) in x.chunks_exact(2 * d).zip(y) {
             let (x1, x2) = pair.split_at(d);
             let s = squared_distance(x1, x2);
@@ -146,10 +157,12 @@ impl ContrastiveLoss {
             total += term.as_f64();
             if let Some(g) = grad_rows.as_mut().and_then(Iterator::next) {
                 let (g1, g2) = g.split_at_mut(d);
-                write_difference(x1, x2, scale * factor, g1, g2);
+                let c = scale * factor;
+                factors_finite &= c.is_finite();
+                write_difference(x1, x2, c, g1, g2);
             }
         }
-        (total, finite)
+        (total, finite, factors_finite)
     }
 }
 
@@ -180,12 +193,13 @@ impl<F: Float> Loss<F> for ContrastiveLoss {
             .constant(y)
             .mul(distance.square()?)?
             .add(tape.constant(dissimilar).mul(hinge.square()?)?)?;
-        self.reduction.record(terms)
+        let out = self.reduction.record(terms)?;
+        finite_record(Self::NAME, out, &[distance], predictions, Some(targets))
     }
 
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
         let (n, d) = self.check(predictions.shape(), targets)?;
-        let (total, finite) = self.sweep(&elements(predictions), &elements(targets), d, F::one(), None);
+        let (total, finite, _) = self.sweep(&elements(predictions), &elements(targets), d, F::one(), None);
         let value = F::from_f64(total * self.reduction.scale::<f64>(n));
         finite_result(Self::NAME, value, finite, predictions, Some(targets))
     }
@@ -205,8 +219,19 @@ impl<F: Float> Loss<F> for ContrastiveLoss {
         validate::grad_buffer(predictions, grad)?;
         let scale = self.reduction.scale::<F>(n);
         let (x, y) = (elements(predictions), elements(targets));
-        let (total, finite) = write_elements(grad, |g| self.sweep(&x, &y, d, scale, Some(g)));
+        let (total, finite, factors_finite) = write_elements(grad, |g| self.sweep(&x, &y, d, scale, Some(g)));
         let value = F::from_f64(total * self.reduction.scale::<f64>(n));
-        finite_result(Self::NAME, value, finite, predictions, Some(targets))
+        let value = finite_result(Self::NAME, value, finite, predictions, Some(targets))?;
+        if factors_finite {
+            Ok(value)
+        } else {
+            Err(validate::non_finite(
+                Self::NAME,
+                value,
+                predictions,
+                targets,
+                Some(grad),
+            ))
+        }
     }
 }

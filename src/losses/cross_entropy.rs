@@ -365,13 +365,23 @@ impl CrossEntropyLoss {
             weights: self.class_weights.as_deref(),
             smoothing: self.label_smoothing,
         };
-        let value = match grad {
-            Some(g) => write_elements(g, |g| {
-                softmax::cross_entropy(&x, plan.layout, labels, options, scale, Some(g))
-            }),
-            None => softmax::cross_entropy(&x, plan.layout, labels, options, scale, None),
-        };
-        validate::finite_value(NAME, value, logits, targets)
+        match grad {
+            Some(g) => {
+                let value = write_elements(g, |g| {
+                    softmax::cross_entropy(&x, plan.layout, labels, options, scale, Some(g))
+                });
+                let value = validate::finite_value(NAME, value, logits, targets)?;
+                // Each element is scale·(A·softmax − a): finite whenever the value
+                // is, short of an overflow in A or the scale; one branch-free pass
+                // (cheap beside the exp per logit) makes sure.
+                validate::finite_grad(NAME, value, g, logits, targets)?;
+                Ok(value)
+            }
+            None => {
+                let value = softmax::cross_entropy(&x, plan.layout, labels, options, scale, None);
+                validate::finite_value(NAME, value, logits, targets)
+            }
+        }
     }
 
     /// The weights as a constant that broadcasts along the class axis.
@@ -394,6 +404,11 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
     /// Negated, summed and divided by the mean's denominator.
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
         let shape = predictions.shape();
+        // The fused forward pass validates the call, so that `record` fails
+        // exactly where `forward` does: the masks below (`where_mask` on zero
+        // coefficients) would otherwise hide a NaN or +∞ logit, or a row of
+        // −∞, in a sample whose coefficients are all 0.
+        self.compute(&predictions.value(), targets, None)?;
         let plan = self.plan(&shape, targets.shape())?;
         let denominator = self.denominator(&plan, &elements(targets), targets.shape())?;
         let (axis, classes) = (plan.axis, plan.layout.classes);

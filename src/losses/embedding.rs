@@ -8,6 +8,7 @@ use ndarray::{ArrayD, IxDyn};
 use super::validate::{self, Domain};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::tape::Var;
 
 /// `(N, D)` of predictions laid out as `[N, k, D]`, or as `[k, D]` (one group,
 /// N = 1) when `one_group` allows it.
@@ -41,6 +42,26 @@ pub(crate) fn layout(
 /// The margin of either loss: a finite number ≥ 0.
 pub(crate) fn check_margin(margin: f64) -> Result<()> {
     validate::parameter("margin", margin, Domain::NonNegative)
+}
+
+/// The tape's twin of [`finite_result`]: `out` (the recorded loss) when it
+/// and every value in `distances` are finite, else the same error as the
+/// closed form. The distances are checked, not only the loss: an infinite
+/// one can vanish from it (`relu(d⁺ − ∞ + m) = 0`), and the closed form
+/// rejects it.
+pub(crate) fn finite_record<'t, F: Float>(
+    op: &'static str,
+    out: Var<'t, F>,
+    distances: &[Var<'t, F>],
+    predictions: Var<'t, F>,
+    targets: Option<&ArrayD<F>>,
+) -> Result<Var<'t, F>> {
+    let distances_finite = distances
+        .iter()
+        .all(|d| d.with_value(|v| v.iter().fold(true, |ok, s| ok & s.is_finite())));
+    let value = out.item()?;
+    predictions.with_value(|p| finite_result(op, value, distances_finite, p, targets))?;
+    Ok(out)
 }
 
 /// Passes `value` through when it and every distance are finite; otherwise

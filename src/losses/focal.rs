@@ -258,11 +258,12 @@ impl<F: Float> Loss<F> for FocalLoss {
             };
             focus.mul(ln_q)?
         };
-        log_term
+        let out = log_term
             .mul(tape.constant(targets.clone()))?
             .mul_scalar(k.neg_alpha)?
             .sum()?
-            .mul_scalar(scale)
+            .mul_scalar(scale)?;
+        predictions.with_value(|p| validate::finite_record(Self::NAME, out, p, targets))
     }
 
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
@@ -290,8 +291,15 @@ impl<F: Float> Loss<F> for FocalLoss {
         let k = Terms::<F>::new(self);
         let (p, t) = (elements(predictions), elements(targets));
         let sum = write_elements(grad, |g| {
-            sum_terms_and_grad(&p, &t, g, scale, |p, t| k.term_and_slope(p, t))
+            // A slope can overflow where the term does not (−γ·ln ε for a huge
+            // γ): adding 0·slope to each term turns the sum NaN exactly when a
+            // slope is not finite (0·∞ = 0·NaN = NaN), at the cost of one
+            // multiply-add beside a powf and a ln per element.
+            sum_terms_and_grad(&p, &t, g, scale, |p, t| {
+                let (term, slope) = k.term_and_slope(p, t);
+                (term + slope * F::zero(), slope)
+            })
         });
-        validate::finite_value(Self::NAME, sum * scale, predictions, targets)
+        validate::finite_value_and_grad(Self::NAME, sum * scale, predictions, targets, grad)
     }
 }

@@ -167,7 +167,9 @@ pub trait Loss<F: Float> {
     /// The value and the gradient together. Provided via the tape.
     ///
     /// # Errors
-    /// As [`Loss::forward`].
+    /// As [`Loss::forward`], and [`crate::Error::NonFinite`] naming the
+    /// `gradient` and its first non-finite element when the value is finite
+    /// but the gradient overflowed.
     fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
         value_and_grad_on_tape(self, predictions, targets)
     }
@@ -178,7 +180,9 @@ pub trait Loss<F: Float> {
     ///
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] when `grad` does not have the predictions'
-    /// shape, and everything [`Loss::value_and_grad`] returns.
+    /// shape (the buffer is then left untouched), and everything
+    /// [`Loss::value_and_grad`] returns (the buffer may then hold a partial
+    /// result).
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
         validate::grad_buffer(predictions, grad)?;
         let (value, computed) = self.value_and_grad(predictions, targets)?;
@@ -193,8 +197,8 @@ pub trait Loss<F: Float> {
 ///
 /// # Errors
 /// Whatever [`Loss::record`] returns; [`crate::Error::NotScalar`] when it records a
-/// value with more than one element; [`crate::Error::NonFinite`] when the value is not
-/// finite.
+/// value with more than one element; [`crate::Error::NonFinite`] when the value or
+/// the gradient is not finite.
 pub fn value_and_grad_on_tape<F: Float, L: Loss<F> + ?Sized>(
     loss: &L,
     predictions: &ArrayD<F>,
@@ -206,5 +210,6 @@ pub fn value_and_grad_on_tape<F: Float, L: Loss<F> + ?Sized>(
     let value = validate::finite_value("value_and_grad", out.item()?, predictions, targets)?;
     let mut grads = tape.backward(out)?;
     let grad = grads.take(x).unwrap_or_else(|| ArrayD::zeros(predictions.raw_dim()));
+    validate::finite_grad("value_and_grad", value, &grad, predictions, targets)?;
     Ok((value, grad))
 }

@@ -11,13 +11,19 @@ use super::validate;
 use super::{Loss, Reduction};
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::pointwise::{sum_terms, sum_terms_and_grad};
+use crate::kernels::parallel::Plan;
+use crate::kernels::pointwise::{STREAMING, sum_terms_and_grad_with, sum_terms_with};
 use crate::tape::{Tape, Var};
 
 /// A loss that is `reduce(ℓ(pᵢ, tᵢ))` over elements.
-pub(crate) trait Pointwise {
+pub(crate) trait Pointwise: Sync {
     /// The loss's type name, for error messages.
     const NAME: &'static str;
+
+    /// How the kernels run the terms: [`STREAMING`] for a few arithmetic
+    /// operations per element, `kernels::pointwise::COMPUTE` for terms with
+    /// exp, ln or divisions.
+    const PLAN: Plan = STREAMING;
 
     /// How the terms are combined.
     fn reduction(&self) -> Reduction;
@@ -59,13 +65,20 @@ pub(crate) fn record<'t, L: Pointwise, F: Float>(
 ) -> Result<Var<'t, F>> {
     predictions.with_value(|p| check(loss, p, targets))?;
     let terms = loss.record_terms(predictions, tape.constant(targets.clone()))?;
-    loss.reduction().record(terms)
+    let out = loss.reduction().record(terms)?;
+    predictions.with_value(|p| validate::finite_record(L::NAME, out, p, targets))
 }
 
 pub(crate) fn forward<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
     check(loss, predictions, targets)?;
     let (p, t) = (elements(predictions), elements(targets));
-    let value = sum_terms(&p, &t, |p, t| loss.term(p, t)) * loss.reduction().scale::<F>(p.len());
+    let value = sum_terms_with(
+        L::PLAN,
+        &p,
+        &t,
+        #[inline(always)]
+        |p, t| loss.term(p, t),
+    ) * loss.reduction().scale::<F>(p.len());
     validate::finite_value(L::NAME, value, predictions, targets)
 }
 
@@ -80,9 +93,21 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
     let (p, t) = (elements(predictions), elements(targets));
     let scale = loss.reduction().scale::<F>(p.len());
     let sum = write_elements(grad, |g| {
-        sum_terms_and_grad(&p, &t, g, scale, |p, t| loss.term_and_slope(p, t))
+        sum_terms_and_grad_with(
+            L::PLAN,
+            &p,
+            &t,
+            g,
+            scale,
+            #[inline(always)]
+            |p, t| loss.term_and_slope(p, t),
+        )
     });
-    validate::finite_value(L::NAME, sum * scale, predictions, targets)
+    // A finite sum implies a finite gradient for every pointwise loss: each
+    // slope is bounded where its term is finite (MSE 2d with d² finite; MAE,
+    // Huber, smooth L1 and BCE on logits by 1, δ or 1 + pos_weight; BCE on
+    // probabilities by 1e12), and a NaN anywhere makes the sum NaN.
+    validate::finite_value_and_grad(L::NAME, sum * scale, predictions, targets, grad)
 }
 
 /// Implements [`Loss`] for a [`Pointwise`] loss with the fused kernels.

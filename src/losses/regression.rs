@@ -236,7 +236,7 @@ impl Pointwise for HuberLoss {
 
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
         let delta = F::from_f64(self.delta);
-        record_quadratic_then_linear(p.sub(t)?, delta, F::from_f64(0.5), delta)
+        record_quadratic_then_linear(p.sub(t)?, delta, F::from_f64(0.5_f64.sqrt()), delta)
     }
 }
 
@@ -332,11 +332,14 @@ impl Pointwise for SmoothL1Loss {
 
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
         let d = p.sub(t)?;
-        if self.beta == 0.0 {
+        let beta = F::from_f64(self.beta);
+        // β = 0 is L1; so is a β that underflows to 0 in `F` (f32 below 1e-45).
+        if beta == F::zero() {
             return d.abs();
         }
-        let beta = F::from_f64(self.beta);
-        record_quadratic_then_linear(d, beta, F::from_f64(0.5) / beta, F::one())
+        // √(1/(2β)) taken in f64 as √½/√β: finite even where 1/(2β) overflows.
+        let root_a = F::from_f64(0.5_f64.sqrt() / self.beta.sqrt());
+        record_quadratic_then_linear(d, beta, root_a, F::one())
     }
 }
 
@@ -356,11 +359,18 @@ fn sign<F: Float>(x: F) -> F {
 }
 
 /// The tape composition shared by Huber and smooth L1: with `c = min(|d|, k)`,
-/// `a·c² + b·(|d| − c)`, which is `a·d²` inside `|d| ≤ k` and
-/// `a·k² + b·(|d| − k)` outside. Huber is `(a, b) = (½, δ)`, smooth L1
-/// `(1/(2β), 1)`. The slope follows from the ops alone.
-fn record_quadratic_then_linear<'t, F: Float>(d: Var<'t, F>, k: F, a: F, b: F) -> Result<Var<'t, F>> {
+/// `(√a·c)² + b·(|d| − c)`, which is `a·d²` inside `|d| ≤ k` and
+/// `a·k² + b·(|d| − k)` outside. Huber is `(√a, b) = (√½, δ)`, smooth L1
+/// `(1/√(2β), 1)`. The slope follows from the ops alone. Squaring `√a·c`
+/// rather than scaling `c²` by `a` keeps every intermediate finite when `a` is
+/// huge (a tiny β: `√a·c ≤ √(β/2)`). A threshold `k` that is infinite in `F`
+/// (a δ or β beyond `f32`'s range) leaves only the quadratic part, so that the
+/// linear part is not `∞·0 = NaN`.
+fn record_quadratic_then_linear<'t, F: Float>(d: Var<'t, F>, k: F, root_a: F, b: F) -> Result<Var<'t, F>> {
     let abs = d.abs()?;
+    if k.is_infinite() {
+        return abs.mul_scalar(root_a)?.square();
+    }
     let c = abs.clamp(F::zero(), k)?; // min(|d|, k), as |d| ≥ 0
-    c.square()?.mul_scalar(a)?.add(abs.sub(c)?.mul_scalar(b)?)
+    c.mul_scalar(root_a)?.square()?.add(abs.sub(c)?.mul_scalar(b)?)
 }

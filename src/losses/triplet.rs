@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::embedding::{check_margin, finite_result, layout};
+use super::embedding::{check_margin, finite_record, finite_result, layout};
 use super::slices::{elements, write_elements};
 use super::{Loss, Reduction, validate};
 use crate::error::Result;
@@ -200,7 +200,9 @@ impl<F: Float> Loss<F> for TripletLoss {
             .sub(to_negative)?
             .add_scalar(F::from_f64(self.margin))?
             .relu()?;
-        self.reduction.record(terms)
+        let out = self.reduction.record(terms)?;
+        // The targets are ignored, so only the predictions can be blamed.
+        finite_record(Self::NAME, out, &[to_positive, to_negative], predictions, None)
     }
 
     fn forward(&self, predictions: &ArrayD<F>, _targets: &ArrayD<F>) -> Result<F> {

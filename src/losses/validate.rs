@@ -6,6 +6,7 @@ use ndarray::{ArrayD, Dimension};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::tape::Var;
 
 /// Predictions and targets must have identical shapes: nothing is broadcast.
 pub(crate) fn same_shape(op: &'static str, predictions: &[usize], targets: &[usize]) -> Result<()> {
@@ -148,9 +149,8 @@ fn is_probability<F: Float>(v: F) -> bool {
     v >= F::zero() && v <= F::one()
 }
 
-/// Passes a finite loss value through; for a non-finite one, finds its cause:
-/// the first NaN in the predictions, then in the targets, then the first
-/// infinity, or else blames the value itself (an overflow).
+/// Passes a finite loss value through; for a non-finite one, finds its cause
+/// with [`non_finite`].
 pub(crate) fn finite_value<F: Float>(
     op: &'static str,
     value: F,
@@ -158,17 +158,37 @@ pub(crate) fn finite_value<F: Float>(
     targets: &ArrayD<F>,
 ) -> Result<F> {
     if value.is_finite() {
-        return Ok(value);
+        Ok(value)
+    } else {
+        Err(non_finite(op, value, predictions, targets, None))
     }
-    let culprit = [(predictions, "predictions"), (targets, "targets")]
+}
+
+/// The error for a loss whose value (or, when `grad` is given, whose value or
+/// gradient) came out non-finite. The cause is sought in this order: the first
+/// NaN in the predictions, then in the targets, then the first infinity in
+/// either, then the first non-finite element of the gradient (an overflow in
+/// the derivative); else the value itself overflowed and is blamed as
+/// `"loss value"`. Only called once a result is known to be non-finite, so
+/// the scans cost nothing on the happy path.
+pub(crate) fn non_finite<F: Float>(
+    op: &'static str,
+    value: F,
+    predictions: &ArrayD<F>,
+    targets: &ArrayD<F>,
+    grad: Option<&ArrayD<F>>,
+) -> Error {
+    let inputs = [(predictions, "predictions"), (targets, "targets")];
+    let culprit = inputs
         .into_iter()
         .find_map(|(a, arg)| first_where(a, F::is_nan).map(|found| (arg, found)))
         .or_else(|| {
-            [(predictions, "predictions"), (targets, "targets")]
+            inputs
                 .into_iter()
                 .find_map(|(a, arg)| first_where(a, F::is_infinite).map(|found| (arg, found)))
-        });
-    Err(match culprit {
+        })
+        .or_else(|| grad.and_then(|g| first_where(g, |v| !v.is_finite()).map(|found| ("gradient", found))));
+    match culprit {
         Some((arg, (index, bad))) => Error::NonFinite {
             op,
             arg,
@@ -181,5 +201,59 @@ pub(crate) fn finite_value<F: Float>(
             index: Vec::new(),
             value: value.as_f64(),
         },
-    })
+    }
+}
+
+/// [`finite_value`] for a value computed together with its gradient, where a
+/// finite value implies a finite gradient (the slope is bounded, or its
+/// finiteness is folded into the value as `term + 0·slope`): the cause of a
+/// non-finite value is then sought in the inputs, then in the gradient.
+pub(crate) fn finite_value_and_grad<F: Float>(
+    op: &'static str,
+    value: F,
+    predictions: &ArrayD<F>,
+    targets: &ArrayD<F>,
+    grad: &ArrayD<F>,
+) -> Result<F> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(non_finite(op, value, predictions, targets, Some(grad)))
+    }
+}
+
+/// A gradient must be finite too: a loss can be finite where a derivative of
+/// one of its ops is not (`√x` at 0 on the tape, `ln x` near 0 in `f32`). One
+/// branch-free pass over the gradient, for routes whose kernels do not fold
+/// the check into the value (the tape's own sweep, or an `exp` per element,
+/// dwarfs it).
+pub(crate) fn finite_grad<F: Float>(
+    op: &'static str,
+    value: F,
+    grad: &ArrayD<F>,
+    predictions: &ArrayD<F>,
+    targets: &ArrayD<F>,
+) -> Result<()> {
+    // A fold without early exit, so that it vectorises.
+    if grad.iter().fold(true, |ok, g| ok & g.is_finite()) {
+        Ok(())
+    } else {
+        Err(non_finite(op, value, predictions, targets, Some(grad)))
+    }
+}
+
+/// The recorded loss `out` of [`crate::Loss::record`], passed through when its
+/// one value is finite; otherwise the error names the first NaN (or infinity)
+/// in the inputs. A value that is not one element is left for the caller's
+/// `item()` or `backward` to report.
+pub(crate) fn finite_record<'t, F: Float>(
+    op: &'static str,
+    out: Var<'t, F>,
+    predictions: &ArrayD<F>,
+    targets: &ArrayD<F>,
+) -> Result<Var<'t, F>> {
+    match out.item() {
+        Ok(value) if !value.is_finite() => Err(non_finite(op, value, predictions, targets, None)),
+        _ => Ok(out),
+    }
 }

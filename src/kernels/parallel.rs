@@ -1,0 +1,423 @@
+//! Deterministic reductions on both cores.
+//!
+//! Work is cut into blocks of a fixed number of items, and the block results
+//! are combined by one pairwise tree whose shape depends only on the number of
+//! blocks: the left subtree always holds the largest power of two of blocks
+//! smaller than the whole. The serial path walks the same tree with a small
+//! stack (a binary counter), the parallel path splits the same tree with
+//! `rayon::join`. So the same input gives the same bits whether it runs on one
+//! thread or many, and small inputs never touch the thread pool.
+
+use super::simd;
+
+/// Work that can be cut at an item index into two independent parts: slices
+/// (one item per element), tuples of equally long parts, [`Rows`].
+pub(crate) trait Split: Send + Sized {
+    /// Number of items.
+    fn items(&self) -> usize;
+
+    /// The first `mid` items and the rest.
+    fn split_at(self, mid: usize) -> (Self, Self);
+}
+
+impl<T: Sync> Split for &[T] {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.len()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        <[T]>::split_at(self, mid)
+    }
+}
+
+impl<T: Send> Split for &mut [T] {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.len()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        self.split_at_mut(mid)
+    }
+}
+
+impl<A: Split, B: Split> Split for (A, B) {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.0.items()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (a0, a1) = self.0.split_at(mid);
+        let (b0, b1) = self.1.split_at(mid);
+        ((a0, b0), (a1, b1))
+    }
+}
+
+impl<A: Split, B: Split, C: Split> Split for (A, B, C) {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.0.items()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (a0, a1) = self.0.split_at(mid);
+        let (b0, b1) = self.1.split_at(mid);
+        let (c0, c1) = self.2.split_at(mid);
+        ((a0, b0, c0), (a1, b1, c1))
+    }
+}
+
+/// A row-major matrix as items of `width` elements each (a sample's logits,
+/// a triplet's vectors), so that splits fall between rows.
+#[derive(Debug)]
+#[allow(dead_code)] // for the row-wise kernels (cross-entropy, triplet, contrastive)
+pub(crate) struct Rows<S> {
+    /// The elements, `items() * width` of them.
+    pub(crate) data: S,
+    /// Elements per row.
+    pub(crate) width: usize,
+}
+
+impl<S: Split> Split for Rows<S> {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.data.items().checked_div(self.width).unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let (a, b) = self.data.split_at(mid * self.width);
+        (
+            Rows {
+                data: a,
+                width: self.width,
+            },
+            Rows {
+                data: b,
+                width: self.width,
+            },
+        )
+    }
+}
+
+/// How a reduction is cut and when it may use the pool.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Plan {
+    /// Items per block: the unit the combining tree is built on. It fixes the
+    /// result's bits, so it never depends on the machine.
+    pub(crate) block: usize,
+    /// Below this many items a subtree runs on the calling thread.
+    pub(crate) min_parallel: usize,
+    /// Whether the work streams memory (compiled for AVX2 at most, see
+    /// [`simd::dispatch_streaming`]) rather than computes (widest SIMD).
+    pub(crate) streaming: bool,
+}
+
+/// Reduces `data`: `leaf` maps each block (at most `plan.block` items, only
+/// the last one shorter) to a partial result, and `combine` adds two partial
+/// results, left before right, along the fixed tree. An empty input gives
+/// `leaf` of the empty input.
+///
+/// Each serial stretch runs under the plan's SIMD dispatch: mark `leaf` and
+/// `combine` `#[inline(always)]` (allowed on a closure in argument position)
+/// so that they are compiled with its target features.
+#[inline]
+pub(crate) fn reduce<D, A, L, C>(data: D, plan: Plan, leaf: L, combine: C) -> A
+where
+    D: Split,
+    A: Copy + Send,
+    L: Fn(D) -> A + Sync,
+    C: Fn(A, A) -> A + Sync,
+{
+    let plan = Plan {
+        block: plan.block.max(1),
+        ..plan
+    };
+    if data.items() < plan.min_parallel || data.items() <= plan.block || rayon::current_num_threads() < 2 {
+        return serial(data, plan, &leaf, &combine);
+    }
+    split(data, plan, &leaf, &combine)
+}
+
+/// The parallel part of the tree: splits it where the serial walk would
+/// combine, and hands each half to the pool.
+fn split<D, A, L, C>(data: D, plan: Plan, leaf: &L, combine: &C) -> A
+where
+    D: Split,
+    A: Copy + Send,
+    L: Fn(D) -> A + Sync,
+    C: Fn(A, A) -> A + Sync,
+{
+    let blocks = data.items().div_ceil(plan.block);
+    if data.items() < plan.min_parallel || blocks < 2 {
+        return serial(data, plan, leaf, combine);
+    }
+    let (left, right) = data.split_at(left_blocks(blocks) * plan.block);
+    let (a, b) = rayon::join(
+        || split(left, plan, leaf, combine),
+        || split(right, plan, leaf, combine),
+    );
+    combine(a, b)
+}
+
+/// The number of blocks in the left subtree of a tree over `blocks ≥ 2`
+/// blocks: the largest power of two below `blocks`.
+#[inline(always)]
+fn left_blocks(blocks: usize) -> usize {
+    1 << (blocks - 1).ilog2()
+}
+
+/// The tree over `data`'s blocks, compiled for the plan's SIMD level.
+fn serial<D, A, L, C>(data: D, plan: Plan, leaf: &L, combine: &C) -> A
+where
+    D: Split,
+    A: Copy + Send,
+    L: Fn(D) -> A + Sync,
+    C: Fn(A, A) -> A + Sync,
+{
+    let walk = Walk {
+        data,
+        block: plan.block,
+        leaf,
+        combine,
+    };
+    if plan.streaming {
+        simd::dispatch_streaming(walk)
+    } else {
+        simd::dispatch(walk)
+    }
+}
+
+/// [`walk`] as a SIMD kernel.
+struct Walk<'a, D, L, C> {
+    data: D,
+    block: usize,
+    leaf: &'a L,
+    combine: &'a C,
+}
+
+impl<D, A, L, C> simd::Kernel for Walk<'_, D, L, C>
+where
+    D: Split,
+    L: Fn(D) -> A,
+    C: Fn(A, A) -> A,
+    A: Copy,
+{
+    type Output = A;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) -> A {
+        walk(self.data, self.block, self.leaf, self.combine)
+    }
+}
+
+/// The tree over `data`'s blocks, walked in order with a stack of finished
+/// subtrees of decreasing size (one per power of two, like a binary counter).
+///
+/// `leaf` is called from one place only: each call site is an inlined copy
+/// of the kernel, and LLVM vectorised a second copy worse (seen in a
+/// profile: 2-float loads instead of 8).
+#[inline(always)]
+fn walk<D, A, L, C>(data: D, block: usize, leaf: &L, combine: &C) -> A
+where
+    D: Split,
+    L: Fn(D) -> A,
+    C: Fn(A, A) -> A,
+    A: Copy,
+{
+    let mut rest = data;
+    // stack[..depth] are finished subtrees; all of them are `Some`.
+    let mut stack: [Option<A>; usize::BITS as usize] = [None; usize::BITS as usize];
+    let mut depth = 0;
+    let mut count: usize = 0;
+    let last = loop {
+        let take = block.min(rest.items());
+        let (head, tail) = rest.split_at(take);
+        rest = tail;
+        let mut sum = leaf(head);
+        count += 1;
+        // Each trailing zero of `count` closes a pair of equal subtrees.
+        let mut k = count;
+        while k & 1 == 0 && depth > 0 {
+            depth -= 1;
+            if let Some(left) = stack[depth] {
+                sum = combine(left, sum);
+            }
+            k >>= 1;
+        }
+        if rest.items() == 0 {
+            break sum;
+        }
+        stack[depth] = Some(sum);
+        depth += 1;
+    };
+    // The unfinished subtrees, combined from the right.
+    stack[..depth]
+        .iter()
+        .rev()
+        .fold(last, |acc, left| left.map_or(acc, |left| combine(left, acc)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree written out recursively, as the module docs define it.
+    fn reference(values: &[f64], block: usize) -> f64 {
+        let blocks = values.len().div_ceil(block);
+        if blocks <= 1 {
+            return values.iter().fold(0.0, |s, &v| s + v);
+        }
+        let (l, r) = values.split_at(left_blocks(blocks) * block);
+        reference(l, block) + reference(r, block)
+    }
+
+    fn values(n: usize) -> Vec<f64> {
+        // Magnitudes spread over many binades, so any change of order shows in the bits.
+        (0..n)
+            .map(|i| ((i as f64) * 0.7).sin() * 10f64.powi((i % 17) as i32 - 8))
+            .collect()
+    }
+
+    fn sum(values: &[f64], plan: Plan) -> f64 {
+        reduce(
+            values,
+            plan,
+            |b: &[f64]| b.iter().fold(0.0, |s, &v| s + v),
+            |a, b| a + b,
+        )
+    }
+
+    #[test]
+    fn serial_walk_is_the_recursive_tree() {
+        for n in [0, 1, 3, 4, 5, 8, 9, 31, 32, 33, 100, 257, 1000] {
+            let v = values(n);
+            for block in [1, 2, 3, 4, 7] {
+                let plan = Plan {
+                    block,
+                    min_parallel: usize::MAX,
+                    streaming: false,
+                };
+                assert_eq!(
+                    sum(&v, plan).to_bits(),
+                    reference(&v, block).to_bits(),
+                    "n = {n}, block = {block}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn same_bits_for_any_thread_count() {
+        let v = values(100_003);
+        let plan = Plan {
+            block: 64,
+            min_parallel: 1000,
+            streaming: true,
+        };
+        let expected = reference(&v, 64);
+        for threads in [1, 2, 3, 4] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            let got = pool.install(|| sum(&v, plan));
+            assert_eq!(got.to_bits(), expected.to_bits(), "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn small_inputs_stay_on_the_calling_thread() {
+        let v = values(1000);
+        let caller = std::thread::current().id();
+        let plan = Plan {
+            block: 16,
+            min_parallel: 4096,
+            streaming: false,
+        };
+        let blocks = reduce(
+            &v[..],
+            plan,
+            |b: &[f64]| {
+                assert_eq!(std::thread::current().id(), caller, "a block ran on the pool");
+                b.len().min(1)
+            },
+            |a, b| a + b,
+        );
+        assert_eq!(blocks, 1000usize.div_ceil(16));
+    }
+
+    #[test]
+    fn rows_split_between_rows() {
+        let data: Vec<f64> = (0..60).map(f64::from).collect();
+        let rows = Rows {
+            data: &data[..],
+            width: 6,
+        };
+        assert_eq!(rows.items(), 10);
+        let (a, b) = rows.split_at(4);
+        assert_eq!((a.data.len(), b.data.len()), (24, 36));
+        assert_eq!(b.data[0], 24.0);
+    }
+
+    /// Rows of logits and of their gradient, with one target per row.
+    type RowWork<'a> = (Rows<(&'a [f64], &'a mut [f64])>, &'a [f64]);
+
+    /// The shape a row-wise loss uses: logits and gradient as rows, one
+    /// target per row, reduced to (loss, count) with a gradient written per
+    /// row, on any number of threads with the same bits.
+    #[test]
+    fn rows_with_per_row_targets_reduce_and_write_deterministically() {
+        let (rows, width) = (3001, 7);
+        let logits: Vec<f64> = values(rows * width);
+        let targets: Vec<f64> = (0..rows).map(|r| (r % width) as f64).collect();
+        let plan = Plan {
+            block: 64,
+            min_parallel: 256,
+            streaming: false,
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("a thread pool");
+            let mut grad = vec![0.0; rows * width];
+            let (loss, count) = pool.install(|| {
+                reduce(
+                    (
+                        Rows {
+                            data: (&logits[..], &mut grad[..]),
+                            width,
+                        },
+                        &targets[..],
+                    ),
+                    plan,
+                    |(Rows { data: (x, g), width }, t): RowWork<'_>| {
+                        let mut loss = 0.0;
+                        for ((row, grow), &target) in x.chunks(width).zip(g.chunks_mut(width)).zip(t) {
+                            let k = target as usize;
+                            loss += row[k] * row[k];
+                            grow[k] = 2.0 * row[k];
+                        }
+                        (loss, t.len())
+                    },
+                    |a: (f64, usize), b: (f64, usize)| (a.0 + b.0, a.1 + b.1),
+                )
+            });
+            (loss.to_bits(), count, grad)
+        };
+        let one = run(1);
+        assert_eq!(one.1, rows);
+        for r in 0..rows {
+            let k = r % width;
+            assert_eq!(one.2[r * width + k], 2.0 * logits[r * width + k]);
+        }
+        assert!(run(2) == one && run(3) == one);
+    }
+}
