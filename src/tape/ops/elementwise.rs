@@ -6,6 +6,7 @@ use ndarray::ArrayD;
 use super::{Op, chain};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::fastmath;
 use crate::kernels::scalar::{log_sigmoid, sigmoid, softplus};
 use crate::tape::Var;
 use crate::tape::layout::{flat, flat_mut, from_vec};
@@ -38,9 +39,10 @@ impl<F: Float> Unary<F> {
         let zero = F::zero();
         match self {
             Unary::Neg => -x,
-            Unary::Exp => x.exp(),
-            Unary::Ln => x.ln(),
-            Unary::Log1p => x.ln_1p(),
+            // The branch-free versions (within 1–2 ulp), which vectorise.
+            Unary::Exp => fastmath::exp(x),
+            Unary::Ln => fastmath::ln(x),
+            Unary::Log1p => fastmath::ln_1p(x),
             Unary::Sqrt => x.sqrt(),
             Unary::Square => x * x,
             Unary::Powf(p) => x.powf(p),

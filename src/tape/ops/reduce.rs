@@ -7,6 +7,7 @@ use ndarray::ArrayD;
 use super::{Op, chain};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::fastmath;
 use crate::tape::Var;
 use crate::tape::layout::{self, around, flat, flat_mut, from_vec};
 
@@ -87,8 +88,7 @@ fn shift_for<F: Float>(max: F) -> F {
 fn logsumexp_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
     let (outer, n, inner) = dims;
     if inner == 1 && n > 0 {
-        // One row at a time, while it is in cache.
-        return xs.chunks_exact(n).take(outer).map(logsumexp_row).collect();
+        return logsumexp_rows(&xs[..outer * n], n);
     }
     let shift: Vec<F> = fold_lanes(xs, dims, F::neg_infinity(), max_nan)
         .into_iter()
@@ -103,35 +103,48 @@ fn logsumexp_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
         for k in 0..n {
             let row = &xs[(o * n + k) * inner..][..inner];
             for ((s, &v), &m) in lanes.iter_mut().zip(row).zip(shifts) {
-                *s += (v - m).exp();
+                *s += fastmath::exp(v - m);
             }
         }
     }
     sums.iter().zip(&shift).map(|(&s, &m)| m + s.ln()).collect()
 }
 
-/// `ln Σ exp` of one contiguous lane, with eight running maxima and sums so
-/// that neither pass waits on the previous element (the `exp` calls overlap).
-fn logsumexp_row<F: Float>(row: &[F]) -> F {
+/// The maximum of one contiguous lane, NaN winning, with eight running
+/// maxima so that the pass vectorises.
+fn row_max<F: Float>(row: &[F]) -> F {
     let chunks = row.chunks_exact(8);
     let tail = chunks.remainder();
     let mut max = [F::neg_infinity(); 8];
-    for chunk in chunks.clone() {
+    for chunk in chunks {
         for (m, &v) in max.iter_mut().zip(chunk) {
             *m = max_nan(*m, v);
         }
     }
-    let max = tail.iter().chain(&max).fold(F::neg_infinity(), |m, &v| max_nan(m, v));
-    let shift = shift_for(max);
-    let mut sum = [F::zero(); 8];
-    for chunk in chunks {
-        for (s, &v) in sum.iter_mut().zip(chunk) {
-            *s += (v - shift).exp();
-        }
+    tail.iter().chain(&max).fold(F::neg_infinity(), |m, &v| max_nan(m, v))
+}
+
+/// `out[i] = e^(row[i] − shift)`, through `shifted` (as long as `row`), with
+/// the vectorised exp of [`fastmath`] (within 1 ulp of the standard
+/// library's, for a fraction of its time per element).
+fn exp_shifted<F: Float>(row: &[F], shift: F, shifted: &mut [F], out: &mut [F]) {
+    for (s, &v) in shifted.iter_mut().zip(row) {
+        *s = v - shift;
     }
-    let sum =
-        tail.iter().fold(F::zero(), |acc, &v| acc + (v - shift).exp()) + sum.iter().fold(F::zero(), |a, &s| a + s);
-    shift + sum.ln()
+    fastmath::exp_slice(shifted, out);
+}
+
+/// `ln Σ exp` of contiguous lanes of length `n`, row by row while the row is
+/// in cache: the maximum, then the shifted exps into `terms`, then their sum.
+fn logsumexp_rows<F: Float>(xs: &[F], n: usize) -> Vec<F> {
+    let (mut shifted, mut terms) = (vec![F::zero(); n], vec![F::zero(); n]);
+    xs.chunks_exact(n)
+        .map(|row| {
+            let shift = shift_for(row_max(row));
+            exp_shifted(row, shift, &mut shifted, &mut terms);
+            shift + layout::sum(&terms).ln()
+        })
+        .collect()
 }
 
 /// `out[o, k, i] = f(x[o, k, i], lane[o, i])` for every element of
@@ -158,6 +171,22 @@ fn map_against_lanes<F: Float>(
         }
     }
     out
+}
+
+/// `e^(x[o, k, i] − lane[o, i])` for every element of `(outer, len, inner)`
+/// blocks: a softmax from its logsumexp. Along a contiguous axis, row by row
+/// with the vectorised exp.
+fn exp_against_lanes<F: Float>(xs: &[F], lanes: &[F], dims: (usize, usize, usize)) -> Vec<F> {
+    let (outer, n, inner) = dims;
+    if inner == 1 && n > 0 {
+        let mut out = vec![F::zero(); outer * n];
+        let mut shifted = vec![F::zero(); n];
+        for ((row, out), &l) in xs.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(lanes) {
+            exp_shifted(row, l, &mut shifted, out);
+        }
+        return out;
+    }
+    map_against_lanes(xs, lanes, dims, |x, l| fastmath::exp(x - l))
 }
 
 /// `x[o, k, i] = f(x[o, k, i], y[o, k, i], lane[o, i])` over `xs` in place,
@@ -487,7 +516,7 @@ pub(crate) fn logsumexp_axis_backward<F: Float>(
 ) -> ArrayD<F> {
     let dims = around(x.shape(), axis);
     let (xs, ys, g) = (flat(x), flat(y), flat(grad));
-    let mut dx = map_against_lanes(&xs, &ys, dims, |x, y| (x - y).exp());
+    let mut dx = exp_against_lanes(&xs, &ys, dims);
     update_against_lanes(&mut dx, &xs, &g, dims, |p, _, g| chain(g, p));
     from_vec(x.shape(), dx)
 }
@@ -537,7 +566,7 @@ impl<'t, F: Float> Var<'t, F> {
         check_axis("softmax", x.shape(), axis)?;
         let (xs, dims) = (flat(&x), around(x.shape(), axis));
         let lse = logsumexp_lanes(&xs, dims);
-        let value = from_vec(x.shape(), map_against_lanes(&xs, &lse, dims, |x, l| (x - l).exp()));
+        let value = from_vec(x.shape(), exp_against_lanes(&xs, &lse, dims));
         drop(xs);
         drop(x);
         Ok(self.record(
@@ -557,13 +586,15 @@ pub(crate) fn log_softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, mut gra
     let ys = flat(y);
     flat_mut(&mut grad, |g| {
         if dims.2 == 1 && dims.1 > 0 {
+            let mut p = vec![F::zero(); dims.1];
             for (g, y) in g.chunks_exact_mut(dims.1).zip(ys.chunks_exact(dims.1)) {
                 let s = layout::sum(g);
-                g.iter_mut().zip(y).for_each(|(g, &y)| *g -= y.exp() * s);
+                fastmath::exp_slice(y, &mut p);
+                g.iter_mut().zip(&p).for_each(|(g, &p)| *g -= p * s);
             }
         } else {
             let sums = sum_lanes(g, dims);
-            update_against_lanes(g, &ys, &sums, dims, |g, y, s| g - y.exp() * s);
+            update_against_lanes(g, &ys, &sums, dims, |g, y, s| g - fastmath::exp(y) * s);
         }
     });
     grad
