@@ -8,11 +8,13 @@
 //! Each side is timed in blocks of back-to-back calls lasting about 100 ms,
 //! closed form and tape alternating block by block, so a burst of load on a
 //! shared machine hits both. Two medians over the blocks are printed per side,
-//! in milliseconds per call: the CPU time of this thread (from
-//! `/proc/thread-self/schedstat`, where available), which a busy neighbour
-//! does not inflate, and wall-clock time. The first ratio is taken on CPU
-//! time. A closed form that runs on several threads is charged only this
-//! thread's share of CPU time: compare wall time then.
+//! in milliseconds per call: the CPU time of all of this process's threads
+//! (from `/proc/self/task/*/schedstat`, where available), which a busy
+//! neighbour does not inflate, and wall-clock time. The first ratio is taken
+//! on CPU time: the work each side does. The closed forms split large inputs
+//! over a thread pool and the tape runs on one thread, so on an idle machine
+//! the wall-clock ratio is up to twice the CPU ratio (`RAYON_NUM_THREADS=1`
+//! keeps the closed forms on one thread).
 //!
 //! The last columns count the minor page faults per call. With glibc's
 //! allocator, arrays of a few MiB come from the heap, and freeing more than
@@ -49,15 +51,21 @@ impl Rng {
     }
 }
 
-/// CPU time of the calling thread in nanoseconds, if the kernel reports it.
-fn thread_cpu_ns() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    stat.split_whitespace().next()?.parse().ok()
+/// CPU time of every thread of this process in nanoseconds (the closed
+/// forms run on a thread pool above a size threshold), if the kernel reports
+/// it.
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
-/// Minor page faults of the calling thread so far, if the kernel reports them.
-fn thread_minor_faults() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+/// Minor page faults of this process so far, if the kernel reports them.
+fn minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The fields after the parenthesised command name; minflt is the 10th field.
     stat.rsplit_once(')')?.1.split_whitespace().nth(7)?.parse().ok()
 }
@@ -171,7 +179,7 @@ fn median(samples: &mut [f64]) -> f64 {
 /// advances in coarse steps, so it is read only around a block long enough
 /// (about 100 ms) for a step to matter little.
 fn time_block(calls: usize, f: &mut dyn FnMut()) -> (f64, Option<f64>, Option<f64>) {
-    let (faults0, cpu0) = (thread_minor_faults(), thread_cpu_ns());
+    let (faults0, cpu0) = (minor_faults(), process_cpu_ns());
     let t0 = Instant::now();
     for _ in 0..calls {
         f();
@@ -181,8 +189,8 @@ fn time_block(calls: usize, f: &mut dyn FnMut()) -> (f64, Option<f64>, Option<f6
         (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / unit / calls as f64),
         _ => None,
     };
-    let cpu = per_call(cpu0, thread_cpu_ns(), 1e6);
-    (wall, cpu, per_call(faults0, thread_minor_faults(), 1.0))
+    let cpu = per_call(cpu0, process_cpu_ns(), 1e6);
+    (wall, cpu, per_call(faults0, minor_faults(), 1.0))
 }
 
 /// How many calls make a block of about 100 ms, from one timed call.
