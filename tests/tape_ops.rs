@@ -293,7 +293,7 @@ type BinaryOp = for<'t> fn(Var<'t, f64>, Var<'t, f64>) -> Result<Var<'t, f64>>;
 /// Shape pairs covering every broadcasting pattern: equal, scalar with
 /// matrix, row with matrix (`[1, n]` and `[n]`), column with matrix, different
 /// ranks, both operands broadcast, each in both orders.
-const BROADCAST_PAIRS: [(&[usize], &[usize]); 14] = [
+const BROADCAST_PAIRS: [(&[usize], &[usize]); 17] = [
     (&[3, 4], &[3, 4]),
     (&[], &[3, 4]),
     (&[3, 4], &[]),
@@ -308,6 +308,10 @@ const BROADCAST_PAIRS: [(&[usize], &[usize]); 14] = [
     (&[2, 1, 3], &[4, 1]),
     (&[1], &[2, 3]),
     (&[3, 1], &[1, 4]),
+    // A middle axis broadcast, against the full shape and against a column.
+    (&[2, 1, 3], &[2, 4, 3]),
+    (&[2, 4, 3], &[2, 1, 3]),
+    (&[2, 4, 1], &[2, 1, 3]),
 ];
 
 #[test]
@@ -393,7 +397,7 @@ type AxisOp = for<'t> fn(Var<'t, f64>, usize, bool) -> Result<Var<'t, f64>>;
 #[test]
 fn axis_reductions_every_axis_with_and_without_keepdims() {
     type Reference = fn(&[f64]) -> f64;
-    let cases: [(&str, AxisOp, Reference); 4] = [
+    let cases: [(&str, AxisOp, Reference); 5] = [
         ("sum_axis", |v, a, k| v.sum_axis(a, k), |l| l.iter().sum()),
         (
             "mean_axis",
@@ -409,6 +413,11 @@ fn axis_reductions_every_axis_with_and_without_keepdims() {
             "logsumexp_axis",
             |v, a, k| v.logsumexp_axis(a, k),
             |l| l.iter().map(|v| v.exp()).sum::<f64>().ln(),
+        ),
+        (
+            "norm_axis",
+            |v, a, k| v.norm_axis(a, k),
+            |l| l.iter().map(|v| v * v).sum::<f64>().sqrt(),
         ),
     ];
     let mut rng = Rng::new(15);
@@ -426,6 +435,32 @@ fn axis_reductions_every_axis_with_and_without_keepdims() {
             }
         }
     }
+}
+
+#[test]
+fn norm_axis_passes_no_gradient_where_the_norm_is_zero() -> Result<()> {
+    // Row 0 is a 3-4-5 triangle, row 1 is all zeros: the norm has no
+    // derivative there, and the gradient is 0 (PyTorch's choice), not NaN.
+    let tape = Tape::new();
+    let x = tape.var(array![[3.0, -4.0], [0.0, 0.0]].into_dyn());
+    let w = tape.constant(array![2.0, 7.0].into_dyn());
+    let y = x.norm_axis(1, false)?;
+    assert_eq!(y.value(), array![5.0, 0.0].into_dyn());
+    let grads = tape.backward(y.mul(w)?.sum()?)?;
+    let expected = array![[2.0 * 3.0 / 5.0, 2.0 * -4.0 / 5.0], [0.0, 0.0]].into_dyn();
+    assert_close(grads.wrt(x).unwrap(), &expected, 1e-15, 0.0, "norm_axis by hand");
+    assert!(
+        grads
+            .wrt(x)
+            .unwrap()
+            .slice(tapeloss::ndarray::s![1, ..])
+            .iter()
+            .all(|&g| g == 0.0)
+    );
+    // Along an empty axis the norm is 0, like the sum.
+    let empty = tape.var(ArrayD::zeros(IxDyn(&[2, 0])));
+    assert_eq!(empty.norm_axis(1, true)?.value(), ArrayD::<f64>::zeros(IxDyn(&[2, 1])));
+    Ok(())
 }
 
 #[test]
@@ -531,14 +566,72 @@ fn gather_picks_by_index_and_scatters_gradients_back() {
 }
 
 #[test]
+fn slice_and_index_axis_take_blocks_and_scatter_gradients_back() {
+    let mut rng = Rng::new(24);
+    let x = rng.array(&[2, 3, 4], -2.0, 2.0);
+    for axis in 0..3 {
+        let size = x.shape()[axis];
+        for (start, end) in [(0, size), (1, size), (0, 1), (1, 2), (size - 1, size)] {
+            let what = format!("slice_axis axis {axis} {start}..{end}");
+            let mut shape = x.shape().to_vec();
+            shape[axis] = end - start;
+            let expected = ArrayD::from_shape_fn(IxDyn(&shape), |idx| {
+                let mut at = idx.slice().to_vec();
+                at[axis] += start;
+                x[IxDyn(&at)]
+            });
+            let value = forward(std::slice::from_ref(&x), |v| v[0].slice_axis(axis, start, end));
+            assert_close(&value, &expected, 0.0, 0.0, &what);
+            check_grad(&what, &mut rng, std::slice::from_ref(&x), |v| {
+                v[0].slice_axis(axis, start, end)
+            });
+        }
+        for index in 0..size {
+            let what = format!("index_axis axis {axis} index {index}");
+            let mut shape = x.shape().to_vec();
+            shape.remove(axis);
+            let expected = ArrayD::from_shape_fn(IxDyn(&shape), |idx| {
+                let mut at = idx.slice().to_vec();
+                at.insert(axis, index);
+                x[IxDyn(&at)]
+            });
+            let value = forward(std::slice::from_ref(&x), |v| v[0].index_axis(axis, index));
+            assert_close(&value, &expected, 0.0, 0.0, &what);
+            check_grad(&what, &mut rng, std::slice::from_ref(&x), |v| {
+                v[0].index_axis(axis, index)
+            });
+        }
+    }
+    // The parts of one value, combined: their gradients add up in one buffer
+    // (the triplet pattern, with overlapping slices too).
+    check_grad("three parts of one value", &mut rng, std::slice::from_ref(&x), |v| {
+        let (a, p, n) = (v[0].index_axis(1, 0)?, v[0].index_axis(1, 1)?, v[0].index_axis(1, 2)?);
+        a.sub(p)?
+            .square()?
+            .add(a.sub(n)?.mul(v[0].slice_axis(1, 1, 2)?.reshape(&[2, 4])?)?)
+    });
+    check_grad("overlapping slices", &mut rng, std::slice::from_ref(&x), |v| {
+        v[0].slice_axis(2, 0, 3)?.mul(v[0].slice_axis(2, 1, 4)?)
+    });
+    // An empty slice has no elements, and its branch gives zeros.
+    let tape = Tape::new();
+    let xv = tape.var(x.clone());
+    let empty = xv.slice_axis(1, 2, 2).unwrap();
+    assert_eq!(empty.shape(), vec![2, 0, 4]);
+    let grads = tape.backward(empty.sum().unwrap()).unwrap();
+    assert_eq!(grads.wrt(xv).unwrap(), &ArrayD::<f64>::zeros(x.raw_dim()));
+}
+
+#[test]
 fn where_mask_selects_and_broadcasts() {
     let mut rng = Rng::new(20);
-    let cases: [(&[usize], &[usize], &[usize]); 5] = [
+    let cases: [(&[usize], &[usize], &[usize]); 6] = [
         (&[3, 4], &[3, 4], &[3, 4]),
         (&[4], &[], &[3, 4]),
         (&[3, 4], &[3, 4], &[3, 1]),
         (&[3, 1], &[1, 4], &[4]),
         (&[2, 3], &[3], &[]),
+        (&[2, 1, 3], &[2, 4, 1], &[1, 4, 3]),
     ];
     for (sa, sb, sm) in cases {
         let a = rng.array(sa, -2.0, 2.0);

@@ -202,6 +202,10 @@ impl Pointwise for BinaryCrossEntropyLoss {
         (self.term(p, t), slope)
     }
 
+    /// On logits both softplus terms are kept: the shorter
+    /// `(1 − t)·x + (1 − t + w·t)·softplus(−x)` (PyTorch's form, one softplus)
+    /// cancels two huge terms when `x ≪ 0` and `t < 1`, and loses digits the
+    /// closed form keeps (at `x = −1e30`, `t = ¼` in `f32`).
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
         let one_minus_t = t.neg()?.add_scalar(F::one())?;
         if self.on_logits {
@@ -226,22 +230,17 @@ enum Log {
     Log1p,
 }
 
-/// `max(log x, −100)` on the tape. Where the floor is active the result is the
-/// constant −100 (slope 0), and the log is taken of a harmless stand-in instead
-/// of `x`: otherwise the log's infinite slope at its pole (`p = 0` for `ln p`,
-/// `p = 1` for `ln(1 − p)`) would meet that zero slope as `0·∞ = NaN`.
+/// `max(log x, −100)` on the tape: where the floor is active the result is
+/// the constant −100, with slope 0. The log's slope is infinite at its pole
+/// (`p = 0` for `ln p`, `p = 1` for `ln(1 − p)`), but the zero gradient that
+/// `where_mask` passes it there stays zero through it (the tape's rule for
+/// `0·∞`), so no stand-in input is needed and the log is taken once.
 fn record_floored_log<'t, F: Float>(x: Var<'t, F>, log: Log) -> Result<Var<'t, F>> {
     let floor = F::from_f64(LOG_FLOOR);
-    let (apply, stand_in): (fn(F) -> F, F) = match log {
-        Log::Ln => (F::ln, F::one()),
-        Log::Log1p => (F::ln_1p, F::zero()),
-    };
-    let above_floor = x.value().mapv(|v| apply(v) > floor);
-    let tape = x.tape();
-    let safe = x.where_mask(&above_floor, tape.scalar(stand_in))?;
     let logged = match log {
-        Log::Ln => safe.ln()?,
-        Log::Log1p => safe.log1p()?,
+        Log::Ln => x.ln()?,
+        Log::Log1p => x.log1p()?,
     };
-    logged.where_mask(&above_floor, tape.scalar(floor))
+    let above_floor = logged.with_value(|v| v.mapv(|v| v > floor));
+    logged.where_mask(&above_floor, x.tape().scalar(floor))
 }

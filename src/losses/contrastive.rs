@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::embedding::{check_margin, finite_result, layout, record_difference, record_distance};
+use super::embedding::{check_margin, finite_record, finite_result, layout};
 use super::slices::{elements, write_elements};
 use super::{Loss, Reduction, validate};
 use crate::error::{Error, Result};
@@ -180,20 +180,21 @@ fn term_and_factor<F: Float>(y: F, s: F, m: F) -> (F, F) {
 }
 
 impl<F: Float> Loss<F> for ContrastiveLoss {
-    /// `y·d² + (1 − y)·relu(m − d)²` on the tape, with `x₁ − x₂` as a signed
-    /// sum over axis 1 and `d` taken with a zero gradient at 0.
+    /// `y·d² + (1 − y)·relu(m − d)²` on the tape, with `x₁` and `x₂` taken
+    /// along axis 1 and `d` as `norm_axis` (gradient 0 at 0).
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
         let (n, _) = self.check(&predictions.shape(), targets)?;
-        let (squared, distance) = record_distance(tape, record_difference(tape, predictions, 2, 0, 1)?)?;
+        let (x1, x2) = (predictions.index_axis(1, 0)?, predictions.index_axis(1, 1)?);
+        let distance = x1.sub(x2)?.norm_axis(1, false)?;
         let y = targets.to_shape(n)?.into_owned().into_dyn();
         let dissimilar = y.mapv(|y| F::one() - y);
         let hinge = distance.neg()?.add_scalar(F::from_f64(self.margin))?.relu()?;
         let terms = tape
             .constant(y)
-            .mul(squared)?
+            .mul(distance.square()?)?
             .add(tape.constant(dissimilar).mul(hinge.square()?)?)?;
         let out = self.reduction.record(terms)?;
-        validate::finite_record(Self::NAME, out, &predictions.value(), targets)
+        finite_record(Self::NAME, out, &[distance], predictions, Some(targets))
     }
 
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {

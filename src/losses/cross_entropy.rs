@@ -404,11 +404,16 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
     /// Negated, summed and divided by the mean's denominator.
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
         let shape = predictions.shape();
-        // The fused forward pass validates the call, so that `record` fails
-        // exactly where `forward` does: the masks below (`where_mask` on zero
-        // coefficients) would otherwise hide a NaN or +∞ logit, or a row of
-        // −∞, in a sample whose coefficients are all 0.
-        self.compute(&predictions.value(), targets, None)?;
+        // `record` fails exactly where `forward` does. The masks below
+        // (`where_mask` on zero coefficients) would hide a NaN or +∞ logit, or
+        // a row of −∞, in a sample whose coefficients are all 0; so when any
+        // logit is not finite the fused forward pass decides (and names the
+        // culprit). With finite logits that pass has nothing to add to the
+        // checks below, and one read of the logits replaces its exp per logit.
+        let finite = predictions.with_value(|x| elements(x).iter().fold(true, |ok, v| ok & v.is_finite()));
+        if !finite {
+            predictions.with_value(|x| self.compute(x, targets, None))?;
+        }
         let plan = self.plan(&shape, targets.shape())?;
         let denominator = self.denominator(&plan, &elements(targets), targets.shape())?;
         let (axis, classes) = (plan.axis, plan.layout.classes);
@@ -470,7 +475,7 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
         };
         let value = loss.item()?;
         if !value.is_finite() {
-            validate::finite_value(NAME, value, &predictions.value(), targets)?;
+            predictions.with_value(|x| validate::finite_value(NAME, value, x, targets))?;
         }
         Ok(loss)
     }

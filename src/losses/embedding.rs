@@ -1,14 +1,14 @@
 //! What the losses on embeddings (contrastive, triplet) share: the layout
-//! `[N, k, D]` of their input, the margin, the differences of its `k` parts on
-//! the tape, a Euclidean distance whose gradient at 0 is 0, and the diagnosis
-//! of a non-finite result.
+//! `[N, k, D]` of their input, the margin and the diagnosis of a non-finite
+//! result. (On the tape, their distances are `norm_axis`, whose gradient at
+//! 0 is 0, the closed forms' convention.)
 
 use ndarray::{ArrayD, IxDyn};
 
 use super::validate::{self, Domain};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::tape::{Tape, Var};
+use crate::tape::Var;
 
 /// `(N, D)` of predictions laid out as `[N, k, D]`, or as `[k, D]` (one group,
 /// N = 1) when `one_group` allows it.
@@ -44,42 +44,24 @@ pub(crate) fn check_margin(margin: f64) -> Result<()> {
     validate::parameter("margin", margin, Domain::NonNegative)
 }
 
-/// `x[:, i, :] − x[:, j, :]` of a `[N, k, D]` value, as `[N, D]`: the sum over
-/// axis 1 weighted by +1 at `i`, −1 at `j` and 0 elsewhere. (The tape has no
-/// slicing op; this is exact, and cheaper on it than two `gather`s. A NaN or
-/// infinity anywhere in the group spreads into the difference rather than
-/// hiding in the gradient.)
-pub(crate) fn record_difference<'t, F: Float>(
-    tape: &'t Tape<F>,
-    x: Var<'t, F>,
-    k: usize,
-    i: usize,
-    j: usize,
+/// The tape's twin of [`finite_result`]: `out` (the recorded loss) when it
+/// and every value in `distances` are finite, else the same error as the
+/// closed form. The distances are checked, not only the loss: an infinite
+/// one can vanish from it (`relu(d⁺ − ∞ + m) = 0`), and the closed form
+/// rejects it.
+pub(crate) fn finite_record<'t, F: Float>(
+    op: &'static str,
+    out: Var<'t, F>,
+    distances: &[Var<'t, F>],
+    predictions: Var<'t, F>,
+    targets: Option<&ArrayD<F>>,
 ) -> Result<Var<'t, F>> {
-    let signs = ArrayD::from_shape_fn(IxDyn(&[k, 1]), |at| match at[0] {
-        p if p == i => F::one(),
-        p if p == j => -F::one(),
-        _ => F::zero(),
-    });
-    x.mul(tape.constant(signs))?.sum_axis(1, false)
-}
-
-/// Row-wise `s = ‖δ‖²` and `‖δ‖ = √s` of a `[N, D]` difference `δ`, both `[N]`.
-///
-/// √ has an infinite derivative at 0, and `∞ · 0` would make the gradient NaN
-/// for identical rows. So √ is taken only where `s ≠ 0` (elsewhere on the
-/// constant 1, and that branch is then replaced by 0): the value is exact
-/// everywhere and the gradient is exact away from 0 and 0 at 0, the same
-/// convention as the closed forms and PyTorch's `norm`. A NaN `s` takes the √
-/// branch, so it propagates rather than turning into 0.
-pub(crate) fn record_distance<'t, F: Float>(tape: &'t Tape<F>, delta: Var<'t, F>) -> Result<(Var<'t, F>, Var<'t, F>)> {
-    let squared = delta.square()?.sum_axis(1, false)?;
-    let nonzero = squared.value().mapv(|s| s != F::zero());
-    let distance = squared
-        .where_mask(&nonzero, tape.scalar(F::one()))?
-        .sqrt()?
-        .where_mask(&nonzero, tape.scalar(F::zero()))?;
-    Ok((squared, distance))
+    let distances_finite = distances
+        .iter()
+        .all(|d| d.with_value(|v| v.iter().fold(true, |ok, s| ok & s.is_finite())));
+    let value = out.item()?;
+    predictions.with_value(|p| finite_result(op, value, distances_finite, p, targets))?;
+    Ok(out)
 }
 
 /// Passes `value` through when it and every distance are finite; otherwise

@@ -238,8 +238,7 @@ impl<F: Float> Terms<F> {
 impl<F: Float> Loss<F> for FocalLoss {
     /// `s·Σ −α·(1 − p)^γ·t·ln(clamp(p, ε, 1 − ε))` as tape ops.
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
-        let values = predictions.value();
-        let scale = self.check(&values, targets)?;
+        let scale = predictions.with_value(|p| self.check(p, targets))?;
         let k = Terms::<F>::new(self);
         let ln_q = predictions.clamp(k.lo, k.hi)?.ln()?;
         let log_term = if self.gamma == 0.0 {
@@ -249,7 +248,7 @@ impl<F: Float> Loss<F> for FocalLoss {
             let focus = if self.gamma < 1.0 {
                 // (1 − p)^γ has an infinite slope at p = 1; take it of a stand-in
                 // there so it never meets a zero upstream gradient as 0·∞.
-                let positive = one_minus_p.value().mapv(|v| v > F::zero());
+                let positive = one_minus_p.with_value(|v| v.mapv(|v| v > F::zero()));
                 one_minus_p
                     .where_mask(&positive, tape.scalar(F::one()))?
                     .powf(k.gamma)?
@@ -264,7 +263,7 @@ impl<F: Float> Loss<F> for FocalLoss {
             .mul_scalar(k.neg_alpha)?
             .sum()?
             .mul_scalar(scale)?;
-        validate::finite_record(Self::NAME, out, &values, targets)
+        predictions.with_value(|p| validate::finite_record(Self::NAME, out, p, targets))
     }
 
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {

@@ -63,11 +63,10 @@ pub(crate) fn record<'t, L: Pointwise, F: Float>(
     predictions: Var<'t, F>,
     targets: &ArrayD<F>,
 ) -> Result<Var<'t, F>> {
-    let values = predictions.value();
-    check(loss, &values, targets)?;
+    predictions.with_value(|p| check(loss, p, targets))?;
     let terms = loss.record_terms(predictions, tape.constant(targets.clone()))?;
     let out = loss.reduction().record(terms)?;
-    validate::finite_record(L::NAME, out, &values, targets)
+    predictions.with_value(|p| validate::finite_record(L::NAME, out, p, targets))
 }
 
 pub(crate) fn forward<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {

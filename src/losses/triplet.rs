@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 
-use super::embedding::{check_margin, finite_result, layout, record_difference, record_distance};
+use super::embedding::{check_margin, finite_record, finite_result, layout};
 use super::slices::{elements, write_elements};
 use super::{Loss, Reduction, validate};
 use crate::error::Result;
@@ -183,9 +183,9 @@ fn term_and_factors<F: Float>(sp: F, sn: F, m: F) -> (F, F, F) {
 }
 
 impl<F: Float> Loss<F> for TripletLoss {
-    /// `relu(d⁺ − d⁻ + m)` on the tape, with `a − p` and `a − n` as signed sums
-    /// over axis 1 and both distances taken with a zero gradient at 0.
-    fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, _targets: &ArrayD<F>) -> Result<Var<'t, F>> {
+    /// `relu(d⁺ − d⁻ + m)` on the tape, with `a`, `p` and `n` taken along
+    /// axis 1 and the distances as `norm_axis` (gradient 0 at 0).
+    fn record<'t>(&self, _tape: &'t Tape<F>, predictions: Var<'t, F>, _targets: &ArrayD<F>) -> Result<Var<'t, F>> {
         let shape = predictions.shape();
         let (_, d) = self.check(&shape)?;
         let x = if shape.len() == 2 {
@@ -193,16 +193,16 @@ impl<F: Float> Loss<F> for TripletLoss {
         } else {
             predictions
         };
-        let (_, to_positive) = record_distance(tape, record_difference(tape, x, 3, 0, 1)?)?;
-        let (_, to_negative) = record_distance(tape, record_difference(tape, x, 3, 0, 2)?)?;
+        let (a, p, n) = (x.index_axis(1, 0)?, x.index_axis(1, 1)?, x.index_axis(1, 2)?);
+        let to_positive = a.sub(p)?.norm_axis(1, false)?;
+        let to_negative = a.sub(n)?.norm_axis(1, false)?;
         let terms = to_positive
             .sub(to_negative)?
             .add_scalar(F::from_f64(self.margin))?
             .relu()?;
         let out = self.reduction.record(terms)?;
         // The targets are ignored, so only the predictions can be blamed.
-        let no_targets = ArrayD::zeros(ndarray::IxDyn(&[0]));
-        validate::finite_record(Self::NAME, out, &predictions.value(), &no_targets)
+        finite_record(Self::NAME, out, &[to_positive, to_negative], predictions, None)
     }
 
     fn forward(&self, predictions: &ArrayD<F>, _targets: &ArrayD<F>) -> Result<F> {

@@ -9,6 +9,7 @@
 
 use ndarray::ArrayD;
 
+use super::layout::{flat, flat_mut, zeros};
 use super::ops::{Op, binary, elementwise, reduce, structural};
 use super::{Gradients, Node};
 use crate::error::{Error, Result};
@@ -33,16 +34,39 @@ impl<'a, F: Float> Sweep<'a, F> {
     }
 
     /// Adds `grad` to node `i`'s pending gradient (a value used several times
-    /// sums its contributions).
+    /// sums its contributions). The first contribution is moved in, not
+    /// copied; later ones are added in place.
     pub(super) fn send(&mut self, i: usize, grad: ArrayD<F>) {
         if !self.needs(i) {
             return;
         }
         debug_assert_eq!(grad.shape(), self.nodes[i].value.shape(), "gradient shape of node {i}");
         match &mut self.pending[i] {
-            Some(acc) => *acc += &grad,
+            Some(acc) => {
+                let g = flat(&grad);
+                flat_mut(acc, |acc| acc.iter_mut().zip(g.iter()).for_each(|(a, &g)| *a += g));
+            }
             slot @ None => *slot = Some(grad),
         }
+    }
+
+    /// Whether node `i` already has a gradient pending (some of its uses
+    /// have been swept).
+    pub(super) fn is_pending(&self, i: usize) -> bool {
+        self.pending[i].is_some()
+    }
+
+    /// Lets `add` add a contribution into node `i`'s pending gradient, as a
+    /// row-major slice of the node's shape, starting from zeros when nothing
+    /// is pending yet. For backward rules that reach only some elements
+    /// (`gather`, slicing): no full-size temporary is made when a gradient is
+    /// already pending.
+    pub(super) fn accumulate(&mut self, i: usize, add: impl FnOnce(&mut [F])) {
+        if !self.needs(i) {
+            return;
+        }
+        let shape = self.nodes[i].value.shape();
+        flat_mut(self.pending[i].get_or_insert_with(|| zeros(shape)), add);
     }
 }
 
@@ -80,21 +104,25 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
             Op::Binary { lhs, rhs, f } => binary::backward(&mut sweep, f, lhs, rhs, out, grad),
             Op::Sum { input } => sweep.send(input, reduce::sum_backward(sweep.value(input), &grad)),
             Op::Mean { input } => sweep.send(input, reduce::mean_backward(sweep.value(input), &grad)),
-            Op::SumAxis { input, axis, keepdims } => {
-                let g = reduce::sum_axis_backward(sweep.value(input), axis, keepdims, &grad, F::one());
+            Op::SumAxis { input, axis, .. } => {
+                let g = reduce::sum_axis_backward(sweep.value(input), axis, &grad, F::one());
                 sweep.send(input, g);
             }
-            Op::MeanAxis { input, axis, keepdims } => {
+            Op::MeanAxis { input, axis, .. } => {
                 let x = sweep.value(input);
                 let scale = F::one() / F::from_f64(x.shape()[axis] as f64);
-                sweep.send(input, reduce::sum_axis_backward(x, axis, keepdims, &grad, scale));
+                sweep.send(input, reduce::sum_axis_backward(x, axis, &grad, scale));
             }
-            Op::MaxAxis { input, axis, keepdims } => {
-                let g = reduce::max_axis_backward(sweep.value(input), out, axis, keepdims, &grad);
+            Op::MaxAxis { input, axis, .. } => {
+                let g = reduce::max_axis_backward(sweep.value(input), out, axis, &grad);
                 sweep.send(input, g);
             }
-            Op::LogSumExpAxis { input, axis, keepdims } => {
-                let g = reduce::logsumexp_axis_backward(sweep.value(input), out, axis, keepdims, &grad);
+            Op::NormAxis { input, axis } => {
+                let g = reduce::norm_axis_backward(sweep.value(input), out, axis, &grad);
+                sweep.send(input, g);
+            }
+            Op::LogSumExpAxis { input, axis, .. } => {
+                let g = reduce::logsumexp_axis_backward(sweep.value(input), out, axis, &grad);
                 sweep.send(input, g);
             }
             Op::LogSoftmax { input, axis } => sweep.send(input, reduce::log_softmax_backward(out, axis, grad)),
@@ -108,10 +136,13 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 input,
                 axis,
                 ref indices,
-            } => {
-                let g = structural::gather_backward(sweep.value(input), axis, indices, &grad);
-                sweep.send(input, g);
-            }
+            } => structural::gather_backward(&mut sweep, input, axis, indices, &grad),
+            Op::SliceAxis {
+                input,
+                axis,
+                start,
+                end,
+            } => structural::slice_axis_backward(&mut sweep, input, axis, (start, end), &grad),
             Op::WhereMask {
                 on_true,
                 on_false,

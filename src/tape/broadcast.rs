@@ -1,10 +1,11 @@
 //! NumPy broadcasting: the shape of a broadcast result, and the reduction of a
 //! gradient back to an operand's shape.
 
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::tape::layout::{self, Broadcast, flat, from_vec};
 
 /// The shape two operands broadcast to under NumPy's rules: shapes are aligned
 /// on the right, and each pair of sizes must be equal or contain a 1.
@@ -37,40 +38,40 @@ pub(crate) fn reduce_to_shape<F: Float>(grad: ArrayD<F>, shape: &[usize]) -> Arr
     if grad.shape() == shape {
         grad
     } else {
-        sum_to_shape(grad.view(), shape)
+        sum_to_shape(&grad, shape)
     }
 }
 
-/// Like [`reduce_to_shape`] but reading a view, for when the caller still
-/// needs `grad`: the only allocations are the (smaller) partial sums.
+/// Like [`reduce_to_shape`] but reading `grad` in place, for when the caller
+/// still needs it: the only allocation is the result. One pass over `grad`,
+/// run by run (see [`Broadcast`]): a run along which the operand advances is
+/// added to its slice of the result, a run along which it repeats is summed
+/// into one element.
 ///
 /// `grad`'s shape must be a broadcast of `shape` (the ops check this forward).
-pub(crate) fn sum_to_shape<F: Float>(grad: ArrayViewD<'_, F>, shape: &[usize]) -> ArrayD<F> {
-    let lead = grad.ndim().saturating_sub(shape.len());
+pub(crate) fn sum_to_shape<F: Float>(grad: &ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
+    if grad.shape() == shape {
+        return layout::standard(grad.clone());
+    }
+    let g = flat(grad);
     if shape.iter().product::<usize>() == 1 {
-        // A scalar-like operand: one pass, no intermediate arrays.
-        return ArrayD::from_elem(IxDyn(shape), grad.sum());
+        // A scalar-like operand: one sum.
+        return ArrayD::from_elem(IxDyn(shape), layout::sum(&g));
     }
-    // The broadcast axes, counted in `grad`'s dimensions; summed with the axis
-    // kept so the others keep their positions, largest first so that every
-    // later pass reads a smaller array.
-    let mut axes: Vec<usize> = (0..grad.ndim())
-        .filter(|&d| grad.shape()[d] != 1 && (d < lead || shape[d - lead] == 1))
-        .collect();
-    axes.sort_by_key(|&d| std::cmp::Reverse(grad.shape()[d]));
-    let mut summed: Option<ArrayD<F>> = None;
-    for d in axes {
-        let next = match &summed {
-            None => grad.sum_axis(Axis(d)),
-            Some(partial) => partial.sum_axis(Axis(d)),
-        };
-        summed = Some(next.insert_axis(Axis(d)));
-    }
-    let mut out = summed.unwrap_or_else(|| grad.to_owned());
-    for _ in 0..lead {
-        out = out.remove_axis(Axis(0)); // a kept axis of size 1: free
-    }
-    out
+    let plan = Broadcast::new(grad.shape(), [grad.shape(), shape]);
+    let n = plan.len;
+    let mut out = vec![F::zero(); shape.iter().product()];
+    plan.for_each_row(|_, [og, o]| {
+        let run = &g[og..og + n];
+        if plan.step[1] == 1 {
+            for (d, &v) in out[o..o + n].iter_mut().zip(run) {
+                *d += v;
+            }
+        } else {
+            out[o] += layout::sum(run);
+        }
+    });
+    from_vec(shape, out)
 }
 
 #[cfg(test)]
@@ -96,7 +97,7 @@ mod tests {
         let s = reduce_to_shape(g.clone(), &[]);
         assert_eq!(s.shape(), &[] as &[usize]);
         assert_eq!(s.sum(), 24.0);
-        let row = sum_to_shape(g.view(), &[1, 3]);
+        let row = sum_to_shape(&g, &[1, 3]);
         assert_eq!(row.shape(), &[1, 3]);
         assert!(row.iter().all(|&v| v == 8.0));
         // A zero-size broadcast axis sums to zeros of the operand's shape.

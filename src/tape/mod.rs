@@ -26,6 +26,7 @@
 
 mod backprop;
 mod broadcast;
+pub(crate) mod layout;
 mod ops;
 
 use std::cell::{Ref, RefCell};
@@ -115,16 +116,19 @@ impl<F: Float> Tape<F> {
 
     /// Records a tracked leaf: [`Tape::backward`] gives its gradient, and
     /// [`Gradients::wrt`] returns it (zeros if the loss does not depend on it).
-    /// The array is moved onto the tape, not copied.
+    /// The array is moved onto the tape, not copied (unless it is not in
+    /// standard row-major layout, a transposed view's copy say: then it is
+    /// copied once into that layout, which every op's loops assume).
     pub fn var(&self, value: ArrayD<F>) -> Var<'_, F> {
-        self.push(value, Op::Leaf, true)
+        self.push(layout::standard(value), Op::Leaf, true)
     }
 
     /// Records a constant: it takes part in operations but gets no gradient
     /// ([`Gradients::wrt`] returns `None`), and branches that only reach
-    /// constants are skipped by the sweep.
+    /// constants are skipped by the sweep. Moved onto the tape like
+    /// [`Tape::var`].
     pub fn constant(&self, value: ArrayD<F>) -> Var<'_, F> {
-        self.push(value, Op::Leaf, false)
+        self.push(layout::standard(value), Op::Leaf, false)
     }
 
     /// A zero-dimensional constant holding `value`.
@@ -252,6 +256,12 @@ impl<'t, F: Float> Var<'t, F> {
     /// The tape this value is recorded on.
     pub fn tape(&self) -> &'t Tape<F> {
         self.tape
+    }
+
+    /// Reads the value in place, without the copy [`Var::value`] makes (for
+    /// a loss's `record` that derives a mask or checks its input).
+    pub(crate) fn with_value<R>(&self, f: impl FnOnce(&ArrayD<F>) -> R) -> R {
+        f(&self.value_ref())
     }
 
     /// Borrows the value in place.

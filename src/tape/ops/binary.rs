@@ -2,12 +2,15 @@
 //! and its partial derivatives, side by side. The backward rule sums each
 //! operand's gradient back to that operand's shape.
 
-use ndarray::{ArrayD, ArrayViewD, IxDyn, Zip};
+use ndarray::ArrayD;
 
 use super::{Op, chain};
-use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 use crate::float::Float;
 use crate::tape::backprop::Sweep;
+use crate::tape::layout::{Broadcast, flat, flat_mut, from_vec};
 use crate::tape::{Var, broadcast_shape, reduce_to_shape, sum_to_shape};
 
 /// An elementwise function of two inputs.
@@ -82,21 +85,123 @@ impl Binary {
     }
 }
 
-/// A view of `array` broadcast to `shape` (already checked compatible).
-pub(crate) fn broadcast_view<'a, F>(
-    op: &'static str,
-    array: &'a ArrayD<F>,
-    shape: &[usize],
-) -> Result<ArrayViewD<'a, F>> {
-    array
-        .broadcast(IxDyn(shape))
-        .ok_or_else(|| Error::shape_mismatch_because(op, array.shape(), shape, "cannot broadcast"))
+/// Expands `$run!(op)` once per variant of `$f`, with `op` naming that
+/// variant, so that inside a closure it is a constant: each loop is compiled
+/// once per function with `apply` and `partials` folded in, rather than
+/// jumping on the function for every element.
+macro_rules! specialise {
+    ($f:expr, $run:ident) => {
+        match $f {
+            Binary::Add => $run!(Binary::Add),
+            Binary::Sub => $run!(Binary::Sub),
+            Binary::Mul => $run!(Binary::Mul),
+            Binary::Div => $run!(Binary::Div),
+            Binary::Maximum => $run!(Binary::Maximum),
+            Binary::Minimum => $run!(Binary::Minimum),
+        }
+    };
+}
+
+/// `f(a, b)` broadcast to `shape`, run by run: a run where both operands
+/// advance, or one repeats, is one tight loop.
+fn forward<F: Float>(f: Binary, a: &ArrayD<F>, b: &ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
+    let (xa, xb) = (flat(a), flat(b));
+    let plan = Broadcast::new(shape, [a.shape(), b.shape()]);
+    let n = plan.len;
+    let mut out = Vec::with_capacity(n * plan.rows());
+    macro_rules! run {
+        ($op:expr) => {
+            plan.for_each_row(|_, [oa, ob]| match plan.step {
+                [1, 1] => out.extend(
+                    xa[oa..oa + n]
+                        .iter()
+                        .zip(&xb[ob..ob + n])
+                        .map(|(&a, &b)| $op.apply(a, b)),
+                ),
+                [1, _] => {
+                    let b = xb[ob];
+                    out.extend(xa[oa..oa + n].iter().map(|&a| $op.apply(a, b)));
+                }
+                [_, 1] => {
+                    let a = xa[oa];
+                    out.extend(xb[ob..ob + n].iter().map(|&b| $op.apply(a, b)));
+                }
+                _ => out.extend(std::iter::repeat_n($op.apply(xa[oa], xb[ob]), n)),
+            })
+        };
+    }
+    specialise!(f, run);
+    from_vec(shape, out)
+}
+
+/// The gradient of operand `k` (0 for `a`, 1 for `b`) of `y = f(a, b)`:
+/// `g ⊙ ∂y/∂operand` summed straight into the operand's own shape, with no
+/// temporary of the broadcast shape. `partial(a, b, y)` is the local partial.
+fn operand_grad<F: Float>(
+    plan: &Broadcast<2>,
+    k: usize,
+    size: usize,
+    [g, xa, xb, y]: [&[F]; 4],
+    partial: impl Fn(F, F, F) -> F,
+) -> Vec<F> {
+    let mut acc = vec![F::zero(); size];
+    let n = plan.len;
+    let [sa, sb] = plan.step;
+    if plan.step == [1, 1] && plan.rows() == 1 {
+        // Same shapes: one vectorisable pass.
+        for ((((d, &g), &a), &b), &y) in acc.iter_mut().zip(g).zip(xa).zip(xb).zip(y) {
+            *d = chain(g, partial(a, b, y));
+        }
+        return acc;
+    }
+    plan.for_each_row(|row, offsets| {
+        let (og, [oa, ob], ok) = (row * n, offsets, offsets[k]);
+        let term = |i: usize| chain(g[og + i], partial(xa[oa + i * sa], xb[ob + i * sb], y[og + i]));
+        if plan.step[k] == 1 {
+            for (i, d) in acc[ok..ok + n].iter_mut().enumerate() {
+                *d += term(i);
+            }
+        } else {
+            // The operand repeats along the run: one sum, in eight parts.
+            let mut partial = [F::zero(); 8];
+            for i in 0..n {
+                partial[i % 8] += term(i);
+            }
+            acc[ok] += partial.iter().fold(F::zero(), |s, &p| s + p);
+        }
+    });
+    acc
+}
+
+/// [`operand_grad`] for an operand of the output's shape, written over the
+/// incoming gradient `g` itself.
+fn operand_grad_in_place<F: Float>(
+    plan: &Broadcast<2>,
+    g: &mut [F],
+    [xa, xb, y]: [&[F]; 3],
+    partial: impl Fn(F, F, F) -> F,
+) {
+    let n = plan.len;
+    let [sa, sb] = plan.step;
+    if plan.step == [1, 1] && plan.rows() == 1 {
+        for (((g, &a), &b), &y) in g.iter_mut().zip(xa).zip(xb).zip(y) {
+            *g = chain(*g, partial(a, b, y));
+        }
+        return;
+    }
+    plan.for_each_row(|row, [oa, ob]| {
+        let og = row * n;
+        for (i, g) in g[og..og + n].iter_mut().enumerate() {
+            *g = chain(*g, partial(xa[oa + i * sa], xb[ob + i * sb], y[og + i]));
+        }
+    });
 }
 
 /// The local backward rule: each operand receives `grad ⊙ ∂y/∂operand` (a
 /// zero `grad` element stays zero, see [`chain`]), summed over the axes it was
-/// broadcast along. `grad` is moved on or overwritten in place, so at most one
-/// new array is made per operand that needs a gradient, and none for
+/// broadcast along as it is computed. An operand of the output's shape takes
+/// `grad`'s own memory, so at most one new array of the output's size is made
+/// (when both operands have that shape and need a gradient), and none for
 /// `add`/`sub` without broadcasting.
 pub(crate) fn backward<F: Float>(
     sweep: &mut Sweep<'_, F>,
@@ -104,7 +209,7 @@ pub(crate) fn backward<F: Float>(
     lhs: usize,
     rhs: usize,
     out: &ArrayD<F>,
-    grad: ArrayD<F>,
+    mut grad: ArrayD<F>,
 ) {
     let (need_a, need_b) = (sweep.needs(lhs), sweep.needs(rhs));
     let (a, b) = (sweep.value(lhs), sweep.value(rhs));
@@ -112,17 +217,20 @@ pub(crate) fn backward<F: Float>(
         // ∂y/∂a = 1 and ∂y/∂b = ±1: the gradient passes through.
         let sign = |mut g: ArrayD<F>| {
             if f == Binary::Sub {
-                g.mapv_inplace(|v| -v);
+                flat_mut(&mut g, |g| g.iter_mut().for_each(|v| *v = -*v));
             }
             g
         };
         match (need_a, need_b) {
             (true, true) => {
-                // `b` needs its own copy; `a` takes `grad` itself.
-                let gb = if f == Binary::Sub && b.shape() == grad.shape() {
-                    grad.mapv(|v| -v)
+                // `b` needs its own copy (negated in the same pass for `sub`);
+                // `a` takes `grad` itself.
+                let gb = if b.shape() != grad.shape() {
+                    sign(sum_to_shape(&grad, b.shape()))
+                } else if f == Binary::Sub {
+                    from_vec(b.shape(), flat(&grad).iter().map(|&g| -g).collect())
                 } else {
-                    sign(sum_to_shape(grad.view(), b.shape()))
+                    grad.clone()
                 };
                 sweep.send(rhs, gb);
                 sweep.send(lhs, reduce_to_shape(grad, a.shape()));
@@ -135,25 +243,52 @@ pub(crate) fn backward<F: Float>(
     }
 
     let shape = out.shape();
-    let (Ok(a_full), Ok(b_full)) = (broadcast_view(f.name(), a, shape), broadcast_view(f.name(), b, shape)) else {
-        return; // unreachable: the forward pass checked these shapes
+    let plan = Broadcast::new(shape, [a.shape(), b.shape()]);
+    let (xa, xb, y) = (flat(a), flat(b), flat(out));
+    // The operand (0 for `a`, 1 for `b`) that takes `grad`'s memory: one of
+    // the output's shape. (For `x·x` both operands are `x`: each sends its
+    // share, and the sweep adds them.)
+    let in_place = if need_a && a.shape() == shape {
+        Some(0)
+    } else if need_b && b.shape() == shape {
+        Some(1)
+    } else {
+        None
     };
-    if need_b {
-        let gb = Zip::from(&grad)
-            .and(&a_full)
-            .and(&b_full)
-            .and(out)
-            .map_collect(|&g, &a, &b, &y| chain(g, f.partials(a, b, y).1));
-        sweep.send(rhs, reduce_to_shape(gb, b.shape()));
+    for (k, (index, need, x)) in [(lhs, need_a, a), (rhs, need_b, b)].into_iter().enumerate() {
+        if need && in_place != Some(k) {
+            let g = flat(&grad);
+            macro_rules! run {
+                ($op:expr) => {
+                    if k == 0 {
+                        operand_grad(&plan, k, x.len(), [&g, &xa, &xb, &y], |a, b, y| {
+                            $op.partials(a, b, y).0
+                        })
+                    } else {
+                        operand_grad(&plan, k, x.len(), [&g, &xa, &xb, &y], |a, b, y| {
+                            $op.partials(a, b, y).1
+                        })
+                    }
+                };
+            }
+            let values = specialise!(f, run);
+            sweep.send(index, from_vec(x.shape(), values));
+        }
     }
-    if need_a {
-        let mut ga = grad;
-        Zip::from(&mut ga)
-            .and(&a_full)
-            .and(&b_full)
-            .and(out)
-            .for_each(|g, &a, &b, &y| *g = chain(*g, f.partials(a, b, y).0));
-        sweep.send(lhs, reduce_to_shape(ga, a.shape()));
+    if let Some(k) = in_place {
+        flat_mut(&mut grad, |g| {
+            macro_rules! run {
+                ($op:expr) => {
+                    if k == 0 {
+                        operand_grad_in_place(&plan, g, [&xa, &xb, &y], |a, b, y| $op.partials(a, b, y).0)
+                    } else {
+                        operand_grad_in_place(&plan, g, [&xa, &xb, &y], |a, b, y| $op.partials(a, b, y).1)
+                    }
+                };
+            }
+            specialise!(f, run)
+        });
+        sweep.send(if k == 0 { lhs } else { rhs }, grad);
     }
 }
 
@@ -169,15 +304,8 @@ impl<'t, F: Float> Var<'t, F> {
     fn binary(self, other: Var<'t, F>, f: Binary) -> Result<Var<'t, F>> {
         self.same_tape(other, f.name())?;
         let (a, b) = (self.value_ref(), other.value_ref());
-        let value = if a.shape() == b.shape() {
-            Zip::from(&*a).and(&*b).map_collect(|&a, &b| f.apply(a, b))
-        } else {
-            // Checked before `broadcast`, which would only say "no".
-            let shape = broadcast_shape(f.name(), a.shape(), b.shape())?;
-            let a_full = broadcast_view(f.name(), &a, &shape)?;
-            let b_full = broadcast_view(f.name(), &b, &shape)?;
-            Zip::from(&a_full).and(&b_full).map_collect(|&a, &b| f.apply(a, b))
-        };
+        let shape = broadcast_shape(f.name(), a.shape(), b.shape())?;
+        let value = forward(f, &a, &b, &shape);
         drop((a, b));
         Ok(self.record(
             value,

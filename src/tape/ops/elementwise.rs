@@ -1,13 +1,15 @@
 //! Elementwise functions of one input: `y = f(x)` and its derivative `dy/dx`,
 //! written side by side; the derivative may use `x` or `y`, whichever is cheaper.
 
-use ndarray::{ArrayD, Zip};
+use ndarray::ArrayD;
 
 use super::{Op, chain};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::fastmath;
 use crate::kernels::scalar::{log_sigmoid, sigmoid, softplus};
 use crate::tape::Var;
+use crate::tape::layout::{flat, flat_mut, from_vec};
 
 /// An elementwise function of one input, with its parameters.
 #[derive(Debug, Clone, Copy)]
@@ -37,9 +39,10 @@ impl<F: Float> Unary<F> {
         let zero = F::zero();
         match self {
             Unary::Neg => -x,
-            Unary::Exp => x.exp(),
-            Unary::Ln => x.ln(),
-            Unary::Log1p => x.ln_1p(),
+            // The branch-free versions (within 1–2 ulp), which vectorise.
+            Unary::Exp => fastmath::exp(x),
+            Unary::Ln => fastmath::ln(x),
+            Unary::Log1p => fastmath::ln_1p(x),
             Unary::Sqrt => x.sqrt(),
             Unary::Square => x * x,
             Unary::Powf(p) => x.powf(p),
@@ -117,19 +120,66 @@ impl<F: Float> Unary<F> {
     }
 }
 
+/// Expands `$run!(op)` once per variant of `$f`, with `op` an expression
+/// that builds that variant (`Unary::Square`, `Unary::Powf(p)`). Used inside
+/// a closure, the variant is then a constant there: a loop is compiled once
+/// per function, with `apply` or `derivative` folded into straight-line (and,
+/// where the maths allows, vectorised) code instead of a jump on the variant
+/// for every element.
+macro_rules! specialise {
+    ($f:expr, $run:ident) => {
+        match $f {
+            Unary::Neg => $run!(Unary::Neg),
+            Unary::Exp => $run!(Unary::Exp),
+            Unary::Ln => $run!(Unary::Ln),
+            Unary::Log1p => $run!(Unary::Log1p),
+            Unary::Sqrt => $run!(Unary::Sqrt),
+            Unary::Square => $run!(Unary::Square),
+            Unary::Powf(p) => $run!(Unary::Powf(p)),
+            Unary::Abs => $run!(Unary::Abs),
+            Unary::Relu => $run!(Unary::Relu),
+            Unary::Sigmoid => $run!(Unary::Sigmoid),
+            Unary::Tanh => $run!(Unary::Tanh),
+            Unary::Softplus => $run!(Unary::Softplus),
+            Unary::LogSigmoid => $run!(Unary::LogSigmoid),
+            Unary::Clamp(lo, hi) => $run!(Unary::Clamp(lo, hi)),
+            Unary::AddScalar(c) => $run!(Unary::AddScalar(c)),
+            Unary::MulScalar(c) => $run!(Unary::MulScalar(c)),
+        }
+    };
+}
+
+/// `y = f(x)` for every element, in one specialised loop.
+fn forward<F: Float>(f: Unary<F>, x: &ArrayD<F>) -> ArrayD<F> {
+    let xs = flat(x);
+    macro_rules! map {
+        ($op:expr) => {
+            xs.iter().map(|&x| $op.apply(x)).collect()
+        };
+    }
+    let values = specialise!(f, map);
+    from_vec(x.shape(), values)
+}
+
 /// The local backward rule: `dx = grad ⊙ f'(x)` (a zero `grad` element stays
 /// zero, see [`chain`]), written over `grad` itself (it has `x`'s shape), so
 /// the sweep allocates nothing here.
 pub(crate) fn backward<F: Float>(f: Unary<F>, x: &ArrayD<F>, y: &ArrayD<F>, mut grad: ArrayD<F>) -> ArrayD<F> {
-    match f {
-        Unary::AddScalar(_) => {}
-        Unary::Neg => grad.mapv_inplace(|g| -g),
-        Unary::MulScalar(c) => grad.mapv_inplace(|g| chain(g, c)),
-        _ => Zip::from(&mut grad)
-            .and(x)
-            .and(y)
-            .for_each(|g, &x, &y| *g = chain(*g, f.derivative(x, y))),
+    if let Unary::AddScalar(_) = f {
+        return grad; // dy/dx = 1
     }
+    let (xs, ys) = (flat(x), flat(y));
+    flat_mut(&mut grad, |gs| {
+        macro_rules! update {
+            ($op:expr) => {
+                gs.iter_mut()
+                    .zip(xs.iter())
+                    .zip(ys.iter())
+                    .for_each(|((g, &x), &y)| *g = chain(*g, $op.derivative(x, y)))
+            };
+        }
+        specialise!(f, update)
+    });
     grad
 }
 
@@ -157,7 +207,7 @@ fn not_nan<F: Float>(name: &str, value: F) -> Result<()> {
 #[allow(clippy::should_implement_trait)]
 impl<'t, F: Float> Var<'t, F> {
     fn unary(self, f: Unary<F>) -> Result<Var<'t, F>> {
-        let value = self.value_ref().mapv(|x| f.apply(x));
+        let value = forward(f, &self.value_ref());
         Ok(self.record(value, Op::Unary { input: self.index, f }))
     }
 

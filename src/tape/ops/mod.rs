@@ -17,6 +17,8 @@ pub(crate) use elementwise::Unary;
 
 /// How a recorded value was made: the operation and the indices of its inputs
 /// on the tape, plus whatever the backward rule needs that is not a value.
+/// (Axis reductions do not record `keepdims`: a reduced axis of size 1 does
+/// not change the row-major order, so the backward rules read either alike.)
 #[derive(Debug, Clone)]
 pub(crate) enum Op<F> {
     /// A tracked leaf or a constant.
@@ -30,13 +32,15 @@ pub(crate) enum Op<F> {
     /// The mean of all elements.
     Mean { input: usize },
     /// Sum along one axis.
-    SumAxis { input: usize, axis: usize, keepdims: bool },
+    SumAxis { input: usize, axis: usize },
     /// Mean along one axis.
-    MeanAxis { input: usize, axis: usize, keepdims: bool },
+    MeanAxis { input: usize, axis: usize },
     /// Maximum along one axis (ties share the gradient).
-    MaxAxis { input: usize, axis: usize, keepdims: bool },
+    MaxAxis { input: usize, axis: usize },
+    /// Euclidean norm along one axis (gradient 0 where it is 0).
+    NormAxis { input: usize, axis: usize },
     /// `ln Σ exp` along one axis.
-    LogSumExpAxis { input: usize, axis: usize, keepdims: bool },
+    LogSumExpAxis { input: usize, axis: usize },
     /// `x − logsumexp(x)` along one axis.
     LogSoftmax { input: usize, axis: usize },
     /// `exp(x − logsumexp(x))` along one axis.
@@ -45,6 +49,14 @@ pub(crate) enum Op<F> {
     MatMul { lhs: usize, rhs: usize },
     /// Same elements, new shape (row-major order).
     Reshape { input: usize },
+    /// The block `start..end` along one axis (with the axis kept or, for a
+    /// single index, removed: the row-major order is the same).
+    SliceAxis {
+        input: usize,
+        axis: usize,
+        start: usize,
+        end: usize,
+    },
     /// Values picked by index along one axis.
     Gather {
         input: usize,
@@ -81,9 +93,11 @@ impl<F> Op<F> {
             | Op::MeanAxis { input, .. }
             | Op::MaxAxis { input, .. }
             | Op::LogSumExpAxis { input, .. }
+            | Op::NormAxis { input, .. }
             | Op::LogSoftmax { input, .. }
             | Op::Softmax { input, .. }
             | Op::Reshape { input }
+            | Op::SliceAxis { input, .. }
             | Op::Gather { input, .. } => smallvec![input],
             Op::Binary { lhs, rhs, .. } | Op::MatMul { lhs, rhs } => smallvec![lhs, rhs],
             Op::WhereMask { on_true, on_false, .. } => smallvec![on_true, on_false],

@@ -1,14 +1,15 @@
 //! Ops that move or pick elements rather than compute them one by one:
-//! `matmul`, `reshape`, `gather` and `where_mask`, each with its backward rule.
+//! `matmul`, `reshape`, `slice_axis`/`index_axis`, `gather` and `where_mask`,
+//! each with its backward rule.
 
-use ndarray::{ArrayD, ArrayView2, Axis, Dimension, Ix2, IxDyn, Zip};
+use ndarray::{ArrayD, ArrayView2, Dimension, Ix2, IxDyn};
 
 use super::Op;
-use super::binary::broadcast_view;
 use super::reduce::check_axis;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::tape::backprop::Sweep;
+use crate::tape::layout::{Broadcast, around, flat, flat_mut, from_vec};
 use crate::tape::{Var, broadcast_shape, reduce_to_shape};
 
 /// A 2-D view of an array already checked to be 2-D.
@@ -127,6 +128,153 @@ pub(crate) fn reshape_backward<F: Float>(x: &ArrayD<F>, grad: ArrayD<F>) -> Arra
     reshaped.unwrap_or_else(|_| ArrayD::zeros(x.raw_dim())) // unreachable: sizes checked forward
 }
 
+/// Taking part of a value along one axis.
+impl<'t, F: Float> Var<'t, F> {
+    /// The elements with indices `start..end` along `axis`, as a value whose
+    /// axis has size `end − start` (NumPy's `x[:, start:end]` for `axis = 1`,
+    /// PyTorch's `x.narrow(axis, start, end − start)`). Backward: the gradient
+    /// goes to those elements, 0 to the others.
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
+    /// let tail = x.slice_axis(1, 1, 3)?;
+    /// assert_eq!(tail.value(), array![[2.0, 3.0], [5.0, 6.0]].into_dyn());
+    /// let grads = tape.backward(tail.sum()?)?;
+    /// assert_eq!(grads.wrt(x).unwrap(), &array![[0.0, 1.0, 1.0], [0.0, 1.0, 1.0]].into_dyn());
+    /// assert!(x.slice_axis(1, 2, 4).is_err()); // axis 1 has 3 elements
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AxisOutOfRange`] when `axis ≥ ndim`; [`Error::InvalidParameter`]
+    /// when `start > end`, or naming the axis, its size and the input's shape
+    /// when `end` is larger than that size.
+    pub fn slice_axis(self, axis: usize, start: usize, end: usize) -> Result<Var<'t, F>> {
+        let shape = self.shape();
+        check_axis("slice_axis", &shape, axis)?;
+        if start > end {
+            return Err(Error::InvalidParameter {
+                name: format!("slice_axis(start = {start}, end = {end})"),
+                value: start as f64,
+                expected: "start ≤ end",
+            });
+        }
+        if end > shape[axis] {
+            return Err(Error::InvalidParameter {
+                name: format!(
+                    "slice_axis(end) along axis {axis} of size {}, input shape {shape:?}",
+                    shape[axis]
+                ),
+                value: end as f64,
+                expected: "end ≤ the size of the axis",
+            });
+        }
+        let mut out_shape = shape;
+        out_shape[axis] = end - start;
+        Ok(self.take_range(axis, start, end, &out_shape))
+    }
+
+    /// The elements at `index` along `axis`, with that axis removed (NumPy's
+    /// `x[:, index]` for `axis = 1`, PyTorch's `x.select(axis, index)`): the
+    /// anchors `x[:, 0, :]` of `[N, 3, D]` triplets, say. Backward: the
+    /// gradient goes to those elements, 0 to the others.
+    ///
+    /// ```
+    /// # use tapeloss::{Tape, ndarray::array};
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn());
+    /// let middle = x.index_axis(1, 1)?;
+    /// assert_eq!(middle.value(), array![2.0, 5.0].into_dyn()); // shape [2]
+    /// let grads = tape.backward(middle.sum()?)?;
+    /// assert_eq!(grads.wrt(x).unwrap(), &array![[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]].into_dyn());
+    /// assert!(x.index_axis(0, 2).is_err()); // axis 0 has 2 elements
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AxisOutOfRange`] when `axis ≥ ndim`; [`Error::InvalidParameter`]
+    /// naming the axis, its size and the input's shape when `index` is not
+    /// smaller than that size.
+    pub fn index_axis(self, axis: usize, index: usize) -> Result<Var<'t, F>> {
+        let shape = self.shape();
+        check_axis("index_axis", &shape, axis)?;
+        if index >= shape[axis] {
+            return Err(Error::InvalidParameter {
+                name: format!(
+                    "index_axis(index) along axis {axis} of size {}, input shape {shape:?}",
+                    shape[axis]
+                ),
+                value: index as f64,
+                expected: "index < the size of the axis",
+            });
+        }
+        let mut out_shape = shape;
+        out_shape.remove(axis);
+        Ok(self.take_range(axis, index, index + 1, &out_shape))
+    }
+
+    /// Records `start..end` along `axis` (checked) under `shape`: one
+    /// contiguous block copied per index before the axis.
+    fn take_range(self, axis: usize, start: usize, end: usize, shape: &[usize]) -> Var<'t, F> {
+        let x = self.value_ref();
+        let (outer, n, inner) = around(x.shape(), axis);
+        let xs = flat(&x);
+        let mut values = Vec::with_capacity((end - start) * outer * inner);
+        for o in 0..outer {
+            values.extend_from_slice(&xs[(o * n + start) * inner..(o * n + end) * inner]);
+        }
+        drop(xs);
+        drop(x);
+        self.record(
+            from_vec(shape, values),
+            Op::SliceAxis {
+                input: self.index,
+                axis,
+                start,
+                end,
+            },
+        )
+    }
+}
+
+/// The gradient of `start..end` along `axis` added into that block of the
+/// input's pending gradient; when none is pending yet, the input's gradient
+/// is written in one pass: the block, and zeros around it.
+pub(crate) fn slice_axis_backward<F: Float>(
+    sweep: &mut Sweep<'_, F>,
+    input: usize,
+    axis: usize,
+    (start, end): (usize, usize),
+    grad: &ArrayD<F>,
+) {
+    let shape = sweep.value(input).shape();
+    let (outer, n, inner) = around(shape, axis);
+    let g = flat(grad);
+    let block = (end - start) * inner;
+    let blocks = g.chunks_exact(block.max(1)).take(if block == 0 { 0 } else { outer });
+    if sweep.is_pending(input) {
+        sweep.accumulate(input, |dx| {
+            for (o, g) in blocks.enumerate() {
+                let dst = &mut dx[(o * n + start) * inner..(o * n + end) * inner];
+                dst.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
+            }
+        });
+    } else {
+        let mut dx = Vec::with_capacity(outer * n * inner);
+        for o in 0..outer {
+            dx.resize(dx.len() + start * inner, F::zero());
+            dx.extend_from_slice(g.get(o * block..(o + 1) * block).unwrap_or_default());
+            dx.resize((o + 1) * n * inner, F::zero());
+        }
+        let dx = from_vec(shape, dx);
+        sweep.send(input, dx);
+    }
+}
+
 /// Picking elements by index and by mask.
 impl<'t, F: Float> Var<'t, F> {
     /// Picks values along `axis` by index, like NumPy's `take_along_axis` and
@@ -179,13 +327,13 @@ impl<'t, F: Float> Var<'t, F> {
                 ),
             });
         }
-        let mut value = ArrayD::zeros(indices.raw_dim());
-        Zip::from(value.lanes_mut(Axis(axis)))
-            .and(indices.lanes(Axis(axis)))
-            .and(x.lanes(Axis(axis)))
-            .for_each(|mut out, idx, src| {
-                Zip::from(&mut out).and(&idx).for_each(|o, &i| *o = src[i]);
-            });
+        let (xs, idx) = (flat(&x), flat(indices));
+        let mut values = Vec::with_capacity(indices.len());
+        for_each_pick(around(x.shape(), axis), indices.shape()[axis], &idx, |_, from| {
+            values.push(xs[from])
+        });
+        let value = from_vec(indices.shape(), values);
+        drop(xs);
         drop(x);
         Ok(self.record(
             value,
@@ -227,13 +375,7 @@ impl<'t, F: Float> Var<'t, F> {
         let (a, b) = (self.value_ref(), otherwise.value_ref());
         let shape = broadcast_shape("where_mask", a.shape(), b.shape())?;
         let shape = broadcast_shape("where_mask", &shape, mask.shape())?;
-        let a_full = broadcast_view("where_mask", &a, &shape)?;
-        let b_full = broadcast_view("where_mask", &b, &shape)?;
-        let m_full = broadcast_view("where_mask", mask, &shape)?;
-        let value = Zip::from(&a_full)
-            .and(&b_full)
-            .and(&m_full)
-            .map_collect(|&a, &b, &m| if m { a } else { b });
+        let value = select(&a, &b, mask, &shape);
         drop((a, b));
         Ok(self.record(
             value,
@@ -246,20 +388,93 @@ impl<'t, F: Float> Var<'t, F> {
     }
 }
 
+/// Calls `f(at, from)` for every picked element in row-major order: `at` is
+/// its place in the result, `from` the place in the input of the element it
+/// picks. The input is `(outer, len, inner)` around the axis (see
+/// [`around`]); `indices` (already checked `< len`) has `picks` entries along
+/// it.
+fn for_each_pick(
+    (outer, n, inner): (usize, usize, usize),
+    picks: usize,
+    indices: &[usize],
+    mut f: impl FnMut(usize, usize),
+) {
+    let mut at = 0;
+    for o in 0..outer {
+        for _ in 0..picks {
+            for i in 0..inner {
+                f(at, (o * n + indices[at]) * inner + i);
+                at += 1;
+            }
+        }
+    }
+}
+
+/// Adds each gradient element to the input element it picked (repeated
+/// indices add up), straight into the input's pending gradient.
 pub(crate) fn gather_backward<F: Float>(
-    x: &ArrayD<F>,
+    sweep: &mut Sweep<'_, F>,
+    input: usize,
     axis: usize,
     indices: &ArrayD<usize>,
     grad: &ArrayD<F>,
-) -> ArrayD<F> {
-    let mut dx = ArrayD::zeros(x.raw_dim());
-    Zip::from(dx.lanes_mut(Axis(axis)))
-        .and(indices.lanes(Axis(axis)))
-        .and(grad.lanes(Axis(axis)))
-        .for_each(|mut dst, idx, g| {
-            Zip::from(&idx).and(&g).for_each(|&i, &g| dst[i] += g);
+) {
+    let dims = around(sweep.value(input).shape(), axis);
+    let (g, idx) = (flat(grad), flat(indices));
+    sweep.accumulate(input, |dx| {
+        for_each_pick(dims, indices.shape()[axis], &idx, |at, from| dx[from] += g[at]);
+    });
+}
+
+/// `mask ? a : b` with all three broadcast to `shape`, run by run.
+fn select<F: Float>(a: &ArrayD<F>, b: &ArrayD<F>, mask: &ArrayD<bool>, shape: &[usize]) -> ArrayD<F> {
+    let (xa, xb, m) = (flat(a), flat(b), flat(mask));
+    let plan = Broadcast::new(shape, [a.shape(), b.shape(), mask.shape()]);
+    let (n, [sa, sb, sm]) = (plan.len, plan.step);
+    let mut out = Vec::with_capacity(n * plan.rows());
+    plan.for_each_row(|_, [oa, ob, om]| match plan.step {
+        [1, 1, 1] => out.extend(
+            xa[oa..oa + n]
+                .iter()
+                .zip(&xb[ob..ob + n])
+                .zip(&m[om..om + n])
+                .map(|((&a, &b), &m)| if m { a } else { b }),
+        ),
+        [1, 0, 1] => {
+            let b = xb[ob];
+            out.extend(
+                xa[oa..oa + n]
+                    .iter()
+                    .zip(&m[om..om + n])
+                    .map(|(&a, &m)| if m { a } else { b }),
+            );
+        }
+        _ => out.extend((0..n).map(|i| {
+            if m[om + i * sm] {
+                xa[oa + i * sa]
+            } else {
+                xb[ob + i * sb]
+            }
+        })),
+    });
+    from_vec(shape, out)
+}
+
+/// Zeroes the elements of `grad` where `mask`, broadcast to its shape, equals
+/// `masked`.
+fn zero_where<F: Float>(grad: &mut ArrayD<F>, mask: &ArrayD<bool>, masked: bool) {
+    let m = flat(mask);
+    let plan = Broadcast::new(grad.shape(), [grad.shape(), mask.shape()]);
+    let (n, sm) = (plan.len, plan.step[1]);
+    flat_mut(grad, |g| {
+        plan.for_each_row(|row, [_, om]| {
+            for (i, g) in g[row * n..(row + 1) * n].iter_mut().enumerate() {
+                if m[om + i * sm] == masked {
+                    *g = F::zero();
+                }
+            }
         });
-    dx
+    });
 }
 
 /// Each branch gets `grad` where it was chosen and 0 elsewhere; the `on_true`
@@ -271,22 +486,18 @@ pub(crate) fn where_mask_backward<F: Float>(
     mask: &ArrayD<bool>,
     mut grad: ArrayD<F>,
 ) {
-    let Ok(m_full) = broadcast_view("where_mask", mask, grad.shape()) else {
-        return; // unreachable: the forward pass checked the shapes
-    };
     if sweep.needs(on_false) {
-        let g = Zip::from(&grad)
-            .and(&m_full)
-            .map_collect(|&g, &m| if m { F::zero() } else { g });
+        let mut g = if sweep.needs(on_true) {
+            grad.clone()
+        } else {
+            std::mem::take(&mut grad)
+        };
+        zero_where(&mut g, mask, true);
         let shape = sweep.value(on_false).shape();
         sweep.send(on_false, reduce_to_shape(g, shape));
     }
     if sweep.needs(on_true) {
-        Zip::from(&mut grad).and(&m_full).for_each(|g, &m| {
-            if !m {
-                *g = F::zero();
-            }
-        });
+        zero_where(&mut grad, mask, false);
         let shape = sweep.value(on_true).shape();
         sweep.send(on_true, reduce_to_shape(grad, shape));
     }
