@@ -99,6 +99,8 @@ impl Default for BinaryCrossEntropyLoss {
     }
 }
 
+reduction_builders!(BinaryCrossEntropyLoss);
+
 impl BinaryCrossEntropyLoss {
     /// Binary cross-entropy on probabilities `p ∈ [0, 1]`, with
     /// [`Reduction::Mean`]. PyTorch's `binary_cross_entropy`.
@@ -130,11 +132,6 @@ impl BinaryCrossEntropyLoss {
         }
     }
 
-    /// The same loss with another reduction.
-    pub fn with_reduction(self, reduction: Reduction) -> Self {
-        Self { reduction, ..self }
-    }
-
     /// Whether the predictions are logits (else probabilities).
     pub fn on_logits(&self) -> bool {
         self.on_logits
@@ -143,11 +140,6 @@ impl BinaryCrossEntropyLoss {
     /// The weight of positive examples, if one was set.
     pub fn pos_weight(&self) -> Option<f64> {
         self.pos_weight
-    }
-
-    /// The reduction in use.
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 
     /// The positive weight as used: 1 when none was set.

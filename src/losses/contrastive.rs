@@ -75,6 +75,8 @@ pub struct ContrastiveLoss {
     reduction: Reduction,
 }
 
+reduction_builders!(ContrastiveLoss);
+
 impl ContrastiveLoss {
     const NAME: &'static str = "ContrastiveLoss";
 
@@ -87,19 +89,9 @@ impl ContrastiveLoss {
         }
     }
 
-    /// The same loss with another reduction.
-    pub fn with_reduction(self, reduction: Reduction) -> Self {
-        Self { reduction, ..self }
-    }
-
     /// The margin `m`.
     pub fn margin(&self) -> f64 {
         self.margin
-    }
-
-    /// The reduction in use.
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 
     /// Everything that must hold before computing; returns `(N, D)`.
@@ -202,16 +194,6 @@ impl<F: Float> Loss<F> for ContrastiveLoss {
         let (total, finite, _) = self.sweep(&elements(predictions), &elements(targets), d, F::one(), None);
         let value = F::from_f64(total * self.reduction.scale::<f64>(n));
         finite_result(Self::NAME, value, finite, predictions, Some(targets))
-    }
-
-    fn backward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<ArrayD<F>> {
-        self.value_and_grad(predictions, targets).map(|(_, grad)| grad)
-    }
-
-    fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        let mut grad = ArrayD::zeros(predictions.raw_dim());
-        let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
-        Ok((value, grad))
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {

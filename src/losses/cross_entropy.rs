@@ -136,6 +136,8 @@ pub struct CrossEntropyLoss {
     reduction: Reduction,
 }
 
+reduction_builders!(CrossEntropyLoss);
+
 impl CrossEntropyLoss {
     /// Cross-entropy without weights, smoothing or ignored index, with
     /// [`Reduction::Mean`]; the same as [`CrossEntropyLoss::default`].
@@ -173,11 +175,6 @@ impl CrossEntropyLoss {
         }
     }
 
-    /// The same loss with another reduction.
-    pub fn with_reduction(self, reduction: Reduction) -> Self {
-        Self { reduction, ..self }
-    }
-
     /// The label smoothing ε.
     pub fn label_smoothing(&self) -> f64 {
         self.label_smoothing
@@ -191,11 +188,6 @@ impl CrossEntropyLoss {
     /// The ignored class index, if any.
     pub fn ignore_index(&self) -> Option<usize> {
         self.ignore_index
-    }
-
-    /// The reduction in use.
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 }
 
@@ -482,16 +474,6 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
 
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
         self.compute(predictions, targets, None)
-    }
-
-    fn backward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<ArrayD<F>> {
-        self.value_and_grad(predictions, targets).map(|(_, grad)| grad)
-    }
-
-    fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        let mut grad = ArrayD::zeros(predictions.raw_dim());
-        let value = self.compute(predictions, targets, Some(&mut grad))?;
-        Ok((value, grad))
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {

@@ -84,6 +84,8 @@ pub struct FocalLoss {
     reduction: Reduction,
 }
 
+reduction_builders!(FocalLoss);
+
 impl FocalLoss {
     const NAME: &'static str = "FocalLoss";
 
@@ -100,11 +102,6 @@ impl FocalLoss {
         }
     }
 
-    /// The same loss with another reduction.
-    pub fn with_reduction(self, reduction: Reduction) -> Self {
-        Self { reduction, ..self }
-    }
-
     /// The focusing parameter γ.
     pub fn gamma(&self) -> f64 {
         self.gamma
@@ -118,11 +115,6 @@ impl FocalLoss {
     /// The clamp ε on the probabilities inside the logarithm.
     pub fn epsilon(&self) -> f64 {
         self.epsilon
-    }
-
-    /// The reduction in use.
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 
     /// Checks everything a computation needs; returns the scale `s` that the
@@ -272,16 +264,6 @@ impl<F: Float> Loss<F> for FocalLoss {
         let (p, t) = (elements(predictions), elements(targets));
         let value = sum_terms(&p, &t, |p, t| k.term(p, t)) * scale;
         validate::finite_value(Self::NAME, value, predictions, targets)
-    }
-
-    fn backward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<ArrayD<F>> {
-        self.value_and_grad(predictions, targets).map(|(_, grad)| grad)
-    }
-
-    fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        let mut grad = ArrayD::zeros(predictions.raw_dim());
-        let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
-        Ok((value, grad))
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {

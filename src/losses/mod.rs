@@ -45,6 +45,26 @@
 //! # Ok(()) }
 //! ```
 
+/// `with_reduction` and `reduction` for a loss type with a `reduction` field:
+/// the one builder every loss shares.
+macro_rules! reduction_builders {
+    ($loss:ty) => {
+        /// The reduction: how the per-term losses are combined.
+        impl $loss {
+            /// The same loss with another reduction.
+            pub fn with_reduction(mut self, reduction: $crate::Reduction) -> Self {
+                self.reduction = reduction;
+                self
+            }
+
+            /// The reduction in use.
+            pub fn reduction(&self) -> $crate::Reduction {
+                self.reduction
+            }
+        }
+    };
+}
+
 mod binary_cross_entropy;
 mod contrastive;
 mod cross_entropy;
@@ -107,9 +127,13 @@ impl Reduction {
 /// with its gradient with respect to the predictions.
 ///
 /// Only [`Loss::record`] is required: it writes the loss as tape ops, and the
-/// provided methods run the tape. The built-in losses override the provided
-/// methods with fused closed forms, and the test suite checks both derivations
-/// against each other, against finite differences and against PyTorch.
+/// provided methods run the tape. A closed form overrides two methods:
+/// [`Loss::forward`] and [`Loss::value_and_grad_into`]; `value_and_grad` and
+/// `backward` follow from the latter. The built-in losses do exactly that, and
+/// the test suite checks both derivations against each other, against finite
+/// differences and against PyTorch. (A loss that overrides only `backward`, to
+/// test a hand-written gradient, keeps the tape's `value_and_grad`, and
+/// [`crate::gradcheck::check_loss`] compares the two.)
 ///
 /// ```
 /// use tapeloss::{Float, Loss, Result, Tape, Var, ndarray::{array, ArrayD}};
@@ -164,28 +188,31 @@ pub trait Loss<F: Float> {
         self.value_and_grad(predictions, targets).map(|(_, grad)| grad)
     }
 
-    /// The value and the gradient together. Provided via the tape.
+    /// The value and the gradient together: allocates the gradient and calls
+    /// [`Loss::value_and_grad_into`], so a loss that overrides that one method
+    /// (as every built-in loss does, with a fused closed form) gets this one too.
     ///
     /// # Errors
-    /// As [`Loss::forward`], and [`crate::Error::NonFinite`] naming the
-    /// `gradient` and its first non-finite element when the value is finite
-    /// but the gradient overflowed.
+    /// As [`Loss::value_and_grad_into`].
     fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        value_and_grad_on_tape(self, predictions, targets)
+        let mut grad = ArrayD::zeros(predictions.raw_dim());
+        let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
+        Ok((value, grad))
     }
 
-    /// [`Loss::value_and_grad`] writing the gradient into a buffer the caller
-    /// reuses across steps. Built-in losses override it so that it allocates
-    /// nothing.
+    /// The value, with the gradient written into a buffer the caller reuses
+    /// across steps. Provided via the tape; built-in losses override it with a
+    /// fused closed form that allocates nothing.
     ///
     /// # Errors
     /// [`crate::Error::ShapeMismatch`] when `grad` does not have the predictions'
-    /// shape (the buffer is then left untouched), and everything
-    /// [`Loss::value_and_grad`] returns (the buffer may then hold a partial
-    /// result).
+    /// shape (the buffer is then left untouched); as [`Loss::forward`]; and
+    /// [`crate::Error::NonFinite`] naming the `gradient` and its first
+    /// non-finite element when the value is finite but the gradient overflowed
+    /// (the buffer may then hold a partial result).
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
         validate::grad_buffer(predictions, grad)?;
-        let (value, computed) = self.value_and_grad(predictions, targets)?;
+        let (value, computed) = value_and_grad_on_tape(self, predictions, targets)?;
         grad.assign(&computed);
         Ok(value)
     }

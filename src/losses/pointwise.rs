@@ -127,24 +127,6 @@ macro_rules! impl_loss_via_pointwise {
                 $crate::losses::pointwise::forward(self, predictions, targets)
             }
 
-            fn backward(
-                &self,
-                predictions: &::ndarray::ArrayD<F>,
-                targets: &::ndarray::ArrayD<F>,
-            ) -> $crate::Result<::ndarray::ArrayD<F>> {
-                $crate::losses::Loss::value_and_grad(self, predictions, targets).map(|(_, grad)| grad)
-            }
-
-            fn value_and_grad(
-                &self,
-                predictions: &::ndarray::ArrayD<F>,
-                targets: &::ndarray::ArrayD<F>,
-            ) -> $crate::Result<(F, ::ndarray::ArrayD<F>)> {
-                let mut grad = ::ndarray::ArrayD::zeros(predictions.raw_dim());
-                let value = $crate::losses::pointwise::value_and_grad_into(self, predictions, targets, &mut grad)?;
-                Ok((value, grad))
-            }
-
             fn value_and_grad_into(
                 &self,
                 predictions: &::ndarray::ArrayD<F>,

@@ -39,20 +39,12 @@ pub struct MeanSquaredError {
     reduction: Reduction,
 }
 
+reduction_builders!(MeanSquaredError);
+
 impl MeanSquaredError {
     /// Mean squared error with [`Reduction::Mean`].
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The same loss with another reduction.
-    pub fn with_reduction(self, reduction: Reduction) -> Self {
-        Self { reduction }
-    }
-
-    /// The reduction in use.
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 }
 
@@ -109,20 +101,12 @@ pub struct MeanAbsoluteError {
     reduction: Reduction,
 }
 
+reduction_builders!(MeanAbsoluteError);
+
 impl MeanAbsoluteError {
     /// Mean absolute error with [`Reduction::Mean`].
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The same loss with another reduction.
-    pub fn with_reduction(self, reduction: Reduction) -> Self {
-        Self { reduction }
-    }
-
-    /// The reduction in use.
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 }
 
@@ -183,6 +167,8 @@ pub struct HuberLoss {
     reduction: Reduction,
 }
 
+reduction_builders!(HuberLoss);
+
 impl HuberLoss {
     /// Huber loss with threshold `delta` (> 0; checked when the loss computes)
     /// and [`Reduction::Mean`].
@@ -193,19 +179,9 @@ impl HuberLoss {
         }
     }
 
-    /// The same loss with another reduction.
-    pub fn with_reduction(self, reduction: Reduction) -> Self {
-        Self { reduction, ..self }
-    }
-
     /// The threshold δ between the quadratic and the linear part.
     pub fn delta(&self) -> f64 {
         self.delta
-    }
-
-    /// The reduction in use.
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 }
 
@@ -278,6 +254,8 @@ pub struct SmoothL1Loss {
     reduction: Reduction,
 }
 
+reduction_builders!(SmoothL1Loss);
+
 impl SmoothL1Loss {
     /// Smooth L1 loss with threshold `beta` (≥ 0, where 0 means L1; checked
     /// when the loss computes) and [`Reduction::Mean`].
@@ -288,19 +266,9 @@ impl SmoothL1Loss {
         }
     }
 
-    /// The same loss with another reduction.
-    pub fn with_reduction(self, reduction: Reduction) -> Self {
-        Self { reduction, ..self }
-    }
-
     /// The threshold β between the quadratic and the linear part.
     pub fn beta(&self) -> f64 {
         self.beta
-    }
-
-    /// The reduction in use.
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 }
 

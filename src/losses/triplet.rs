@@ -98,6 +98,8 @@ pub struct TripletLoss {
     reduction: Reduction,
 }
 
+reduction_builders!(TripletLoss);
+
 impl TripletLoss {
     const NAME: &'static str = "TripletLoss";
 
@@ -110,19 +112,9 @@ impl TripletLoss {
         }
     }
 
-    /// The same loss with another reduction.
-    pub fn with_reduction(self, reduction: Reduction) -> Self {
-        Self { reduction, ..self }
-    }
-
     /// The margin `m`.
     pub fn margin(&self) -> f64 {
         self.margin
-    }
-
-    /// The reduction in use.
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
     }
 
     /// Everything that must hold before computing; returns `(N, D)`. The
@@ -210,16 +202,6 @@ impl<F: Float> Loss<F> for TripletLoss {
         let (total, finite) = self.sweep(&elements(predictions), d, F::one(), None);
         let value = F::from_f64(total * self.reduction.scale::<f64>(n));
         finite_result(Self::NAME, value, finite, predictions, None)
-    }
-
-    fn backward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<ArrayD<F>> {
-        self.value_and_grad(predictions, targets).map(|(_, grad)| grad)
-    }
-
-    fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        let mut grad = ArrayD::zeros(predictions.raw_dim());
-        let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
-        Ok((value, grad))
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, _targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
