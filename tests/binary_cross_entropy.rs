@@ -6,17 +6,10 @@ mod common;
 
 use common::{
     Rng, assert_close, assert_close_scalar, assert_f32_agrees, assert_gradients_agree, assert_shards_add_up, fixtures,
-    opt_f64,
+    opt_f64, reduction,
 };
 use tapeloss::ndarray::{ArrayD, IxDyn, array};
 use tapeloss::{BinaryCrossEntropyLoss, Error, Loss, Reduction};
-
-fn reduction(options: &serde_json::Value) -> Reduction {
-    match options["reduction"].as_str() {
-        Some("sum") => Reduction::Sum,
-        _ => Reduction::Mean,
-    }
-}
 
 /// Every option of the loss, with a name.
 fn variants(r: Reduction) -> Vec<(String, BinaryCrossEntropyLoss)> {

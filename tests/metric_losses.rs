@@ -4,16 +4,9 @@
 
 mod common;
 
-use common::{Rng, assert_close, assert_close_scalar, assert_gradients_agree, fixtures, opt_f64};
+use common::{Rng, assert_close, assert_close_scalar, assert_gradients_agree, fixtures, opt_f64, reduction};
 use tapeloss::ndarray::{Array, ArrayD, Axis, IxDyn, array, concatenate};
 use tapeloss::{ContrastiveLoss, Error, Loss, Reduction, TripletLoss};
-
-fn reduction(options: &serde_json::Value) -> Reduction {
-    match options["reduction"].as_str() {
-        Some("sum") => Reduction::Sum,
-        _ => Reduction::Mean,
-    }
-}
 
 /// Distances of row `i`'s parts `u` and `v` in a `[N, k, D]` array, by a plain loop.
 fn distance(x: &ArrayD<f64>, i: usize, u: usize, v: usize) -> f64 {

@@ -14,6 +14,14 @@ use tapeloss::ndarray::{ArrayD, IxDyn};
 #[allow(unused_imports)] // not every test binary draws random inputs
 pub use tapeloss::gradcheck::SplitMix64 as Rng;
 
+/// A fixture's `reduction` option (`"mean"`, the default, or `"sum"`).
+pub fn reduction(options: &serde_json::Value) -> tapeloss::Reduction {
+    match options["reduction"].as_str() {
+        Some("sum") => tapeloss::Reduction::Sum,
+        _ => tapeloss::Reduction::Mean,
+    }
+}
+
 /// One case of a PyTorch fixture file.
 pub struct Fixture {
     pub name: String,
