@@ -90,7 +90,7 @@ def main():
         ms = lambda r: r["median_ms"] if r else None
         ratio = f"{into['median_ms'] / best['median_ms']:.2f}" if into and best else "—"
         tape_ratio = f"{tape['median_ms'] / into['median_ms']:.2f}" if tape and into else "—"
-        note = "" if into else " (not on this branch)"
+        note = "" if into else " (no tapeloss result)"
         print(f"| {LABEL[w]}{note} | {fmt(ms(into))} | {fmt(ms(alloc))} | {fmt(ms(tape))} | {torch_txt} | "
               f"{fmt(ms(jax))} | {best_txt} | {ratio} | {tape_ratio} |")
     ctx = next((r for r in rows if r.get("peer") == "tapeloss" and "threads" in r), {})

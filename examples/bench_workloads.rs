@@ -27,7 +27,9 @@ use std::time::Instant;
 
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn};
-use tapeloss::{Loss, MeanSquaredError};
+use tapeloss::{
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, HuberLoss, Loss, MeanSquaredError, TripletLoss,
+};
 
 /// SplitMix64 with Box–Muller, so inputs are reproducible without a
 /// dependency; the distributions match bench/peers.py's.
@@ -55,13 +57,12 @@ impl Rng {
     }
 }
 
-/// One workload: inputs and, when it exists on this branch, the loss.
+/// One workload: inputs and the loss.
 struct Workload {
     name: &'static str,
     predictions: ArrayD<f32>,
     targets: ArrayD<f32>,
-    /// `Err` names the loss that is not there yet.
-    loss: Result<Box<dyn Loss<f32>>, &'static str>,
+    loss: Box<dyn Loss<f32>>,
 }
 
 const N_POINTWISE: usize = 1 << 20;
@@ -81,35 +82,36 @@ fn workload(name: &str) -> Option<Workload> {
     let mut rng = Rng(seed);
     let normal = |shape: &[usize], rng: &mut Rng| rng.array(shape, Rng::normal);
     let n = [N_POINTWISE];
-    // Each loss is one line: replace the `Err` by `Ok(Box::new(...))` once it
-    // exists (TripletLoss::new(MARGIN), ContrastiveLoss::new(MARGIN)).
-    let _ = MARGIN;
-    let (predictions, targets, loss): (_, _, Result<Box<dyn Loss<f32>>, _>) = match name {
+    let (predictions, targets, loss): (_, _, Box<dyn Loss<f32>>) = match name {
         "mse" => (
             normal(&n, &mut rng),
             normal(&n, &mut rng),
-            Ok(Box::new(MeanSquaredError::new())),
+            Box::new(MeanSquaredError::new()),
         ),
-        "huber" => (normal(&n, &mut rng), normal(&n, &mut rng), Err("HuberLoss::new(1.0)")),
+        "huber" => (
+            normal(&n, &mut rng),
+            normal(&n, &mut rng),
+            Box::new(HuberLoss::new(1.0)),
+        ),
         "bce_logits" => (
             rng.array(&n, |r| 4.0 * r.normal()),
             rng.array(&n, Rng::unit),
-            Err("BinaryCrossEntropyLoss::with_logits()"),
+            Box::new(BinaryCrossEntropyLoss::with_logits()),
         ),
         "cross_entropy" => (
             normal(&[4096, 1000], &mut rng),
             rng.array(&[4096], |r| (r.next() % 1000) as f64),
-            Err("CrossEntropyLoss::new()"),
+            Box::new(CrossEntropyLoss::new()),
         ),
         "triplet" => (
             normal(&[4096, 3, 128], &mut rng),
             ArrayD::zeros(IxDyn(&[4096])),
-            Err("TripletLoss::new(MARGIN)"),
+            Box::new(TripletLoss::new(MARGIN)),
         ),
         "contrastive" => (
             normal(&[4096, 2, 128], &mut rng),
             rng.array(&[4096], |r| (r.next() % 2) as f64),
-            Err("ContrastiveLoss::new(MARGIN)"),
+            Box::new(ContrastiveLoss::new(MARGIN)),
         ),
         _ => return None,
     };
@@ -199,17 +201,7 @@ fn run_workloads(min_seconds: f64, only: Option<&str>, variants: &str) -> tapelo
         if only.is_some_and(|o| !o.split(',').any(|name| name == w.name)) {
             continue;
         }
-        let loss = match &w.loss {
-            Ok(loss) => loss,
-            Err(missing) => {
-                println!(
-                    r#"{{"workload": "{}", "peer": "tapeloss", "skipped": "{} is not on this branch"}}"#,
-                    w.name,
-                    missing.replace('"', "'")
-                );
-                continue;
-            }
-        };
+        let loss = &w.loss;
         let (p, t) = (&w.predictions, &w.targets);
         let mut grad = ArrayD::zeros(p.raw_dim());
         // Fail loudly rather than time an error path.
@@ -340,7 +332,7 @@ fn memory_one(workload: &str, variant: &str) -> tapeloss::Result<()> {
     let Some(w) = self::workload(workload) else {
         return Ok(());
     };
-    let Ok(loss) = &w.loss else { return Ok(()) };
+    let loss = &w.loss;
     let before = peak_rss();
     match variant {
         "tape" => drop(value_and_grad_on_tape(loss.as_ref(), &w.predictions, &w.targets)?),

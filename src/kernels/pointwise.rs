@@ -93,6 +93,22 @@ pub(crate) fn sum_terms_and_grad_with<F: Float>(
     )
 }
 
+/// Whether `keep` holds for every element: for the checks on inputs (e.g.
+/// probabilities in `[0, 1]`) that run before every call, so they cost a
+/// small fraction of the loss. No early exit inside a block, so the loop
+/// vectorises; the blocks run on both cores like [`STREAMING`] sums.
+#[inline]
+pub(crate) fn all<F: Float>(x: &[F], keep: impl Fn(F) -> bool + Sync) -> bool {
+    parallel::reduce(
+        x,
+        STREAMING,
+        #[inline(always)]
+        |x: &[F]| x.iter().fold(true, |ok, &v| ok & keep(v)),
+        #[inline(always)]
+        |a, b| a && b,
+    )
+}
+
 /// One block's sum.
 #[inline(always)]
 fn block_sum<F: Float>(p: &[F], t: &[F], term: &impl Fn(F, F) -> F) -> F {
@@ -207,6 +223,22 @@ mod tests {
         let one = run(1);
         for threads in [2, 3, 4] {
             assert!(run(threads) == one, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn all_finds_any_failing_element() {
+        let n = 3 * 4096 + 17;
+        let x: Vec<f32> = (0..n).map(|i| (i % 101) as f32 / 100.0).collect();
+        let in_unit = |v: f32| (0.0..=1.0).contains(&v);
+        assert!(all(&x, in_unit));
+        assert!(all(&x[..0], in_unit));
+        for bad_at in [0, 15, 4096, n - 1] {
+            for bad in [1.5, -0.0001, f32::NAN] {
+                let mut y = x.clone();
+                y[bad_at] = bad;
+                assert!(!all(&y, in_unit), "{bad} at {bad_at}");
+            }
         }
     }
 

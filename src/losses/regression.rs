@@ -63,10 +63,12 @@ impl Pointwise for MeanSquaredError {
         self.reduction
     }
 
+    #[inline(always)]
     fn term<F: Float>(&self, p: F, t: F) -> F {
         (p - t) * (p - t)
     }
 
+    #[inline(always)]
     fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
         let d = p - t;
         (d * d, d + d)
@@ -133,10 +135,12 @@ impl Pointwise for MeanAbsoluteError {
         self.reduction
     }
 
+    #[inline(always)]
     fn term<F: Float>(&self, p: F, t: F) -> F {
         (p - t).abs()
     }
 
+    #[inline(always)]
     fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
         let d = p - t;
         (d.abs(), sign(d))
@@ -220,10 +224,12 @@ impl Pointwise for HuberLoss {
         validate::parameter("delta", self.delta, Domain::Positive)
     }
 
+    #[inline(always)]
     fn term<F: Float>(&self, p: F, t: F) -> F {
         self.term_and_slope(p, t).0
     }
 
+    #[inline(always)]
     fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
         let (d, delta) = (p - t, F::from_f64(self.delta));
         let a = d.abs();
@@ -315,10 +321,12 @@ impl Pointwise for SmoothL1Loss {
         validate::parameter("beta", self.beta, Domain::NonNegative)
     }
 
+    #[inline(always)]
     fn term<F: Float>(&self, p: F, t: F) -> F {
         self.term_and_slope(p, t).0
     }
 
+    #[inline(always)]
     fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
         let (d, beta) = (p - t, F::from_f64(self.beta));
         let a = d.abs();
