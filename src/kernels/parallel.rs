@@ -73,10 +73,44 @@ impl<A: Split, B: Split, C: Split> Split for (A, B, C) {
     }
 }
 
+/// The indices of the items a part holds (so that a leaf knows where its
+/// rows sit in the whole, e.g. to read per-sample targets).
+impl Split for std::ops::Range<usize> {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.len()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let mid = self.start + mid.min(self.len());
+        (self.start..mid, mid..self.end)
+    }
+}
+
+/// Work that may be absent (an optional gradient): split alike, or not at
+/// all. Put it after a part that counts the items.
+impl<S: Split> Split for Option<S> {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.as_ref().map_or(0, Split::items)
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        match self {
+            Some(s) => {
+                let (a, b) = s.split_at(mid);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        }
+    }
+}
+
 /// A row-major matrix as items of `width` elements each (a sample's logits,
 /// a triplet's vectors), so that splits fall between rows.
 #[derive(Debug)]
-#[allow(dead_code)] // for the row-wise kernels (cross-entropy, triplet, contrastive)
 pub(crate) struct Rows<S> {
     /// The elements, `items() * width` of them.
     pub(crate) data: S,
@@ -106,6 +140,9 @@ impl<S: Split> Split for Rows<S> {
     }
 }
 
+/// The rows of a gradient, when one is asked for.
+pub(crate) type GradRows<'a, F> = Option<Rows<&'a mut [F]>>;
+
 /// How a reduction is cut and when it may use the pool.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
@@ -117,6 +154,21 @@ pub(crate) struct Plan {
     /// Whether the work streams memory (compiled for AVX2 at most, see
     /// [`simd::dispatch_streaming`]) rather than computes (widest SIMD).
     pub(crate) streaming: bool,
+}
+
+impl Plan {
+    /// This plan, counted in rows of `width` elements instead of elements:
+    /// blocks of about `block` elements (at least one row each) and the pool
+    /// from about `min_parallel` elements. The block still depends only on
+    /// the input's shape, so the result's bits do too.
+    pub(crate) fn rows(self, width: usize) -> Plan {
+        let width = width.max(1);
+        Plan {
+            block: (self.block / width).max(1),
+            min_parallel: self.min_parallel.div_ceil(width),
+            streaming: self.streaming,
+        }
+    }
 }
 
 /// Reduces `data`: `leaf` maps each block (at most `plan.block` items, only

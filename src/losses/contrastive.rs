@@ -8,6 +8,8 @@ use super::{Loss, Reduction, validate};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::distance::{squared_distance, write_difference};
+use crate::kernels::parallel::{self, GradRows, Rows};
+use crate::kernels::pointwise::STREAMING;
 use crate::tape::{Tape, Var};
 
 /// Contrastive loss (Hadsell, Chopra and LeCun, 2006), for learning embeddings
@@ -133,24 +135,41 @@ impl ContrastiveLoss {
     /// Σᵢ termᵢ over the pairs in f64, writing `scale · ∂termᵢ/∂x` into `grad`
     /// when given; also whether every squared distance was finite. Row terms
     /// are summed in f64: one conversion per D-element row costs nothing and
-    /// keeps the f32 mean of thousands of rows accurate.
+    /// keeps the f32 mean of thousands of rows accurate. Blocks of rows run
+    /// on both cores for large batches, summed along a fixed tree so the bits
+    /// do not depend on the thread count.
     fn sweep<F: Float>(&self, x: &[F], y: &[F], d: usize, scale: F, grad: Option<&mut [F]>) -> (f64, bool) {
         let m = F::from_f64(self.margin);
-        let mut grad_rows = grad.map(|g| g.chunks_exact_mut(2 * d));
-        let (mut total, mut finite) = (0.0, true);
-        for (pair, &y) in x.chunks_exact(2 * d).zip(y) {
-            let (x1, x2) = pair.split_at(d);
-            let s = squared_distance(x1, x2);
-            finite &= s.is_finite();
-            let (term, factor) = term_and_factor(y, s, m);
-            total += term.as_f64();
-            if let Some(g) = grad_rows.as_mut().and_then(Iterator::next) {
-                let (g1, g2) = g.split_at_mut(d);
-                write_difference(x1, x2, scale * factor, g1, g2);
-            }
-        }
-        (total, finite)
+        let width = 2 * d;
+        let rows = (Rows { data: x, width }, y, grad.map(|g| Rows { data: g, width }));
+        parallel::reduce(
+            rows,
+            STREAMING.rows(width),
+            #[inline(always)]
+            |(x, y, g): (Rows<&[F]>, &[F], GradRows<'_, F>)| sweep_rows(x.data, y, d, m, scale, g.map(|g| g.data)),
+            #[inline(always)]
+            |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
+        )
     }
+}
+
+/// [`ContrastiveLoss::sweep`] over a run of whole pairs, on one thread.
+#[inline(always)]
+fn sweep_rows<F: Float>(x: &[F], y: &[F], d: usize, m: F, scale: F, grad: Option<&mut [F]>) -> (f64, bool) {
+    let mut grad_rows = grad.map(|g| g.chunks_exact_mut(2 * d));
+    let (mut total, mut finite) = (0.0, true);
+    for (pair, &y) in x.chunks_exact(2 * d).zip(y) {
+        let (x1, x2) = pair.split_at(d);
+        let s = squared_distance(x1, x2);
+        finite &= s.is_finite();
+        let (term, factor) = term_and_factor(y, s, m);
+        total += term.as_f64();
+        if let Some(g) = grad_rows.as_mut().and_then(Iterator::next) {
+            let (g1, g2) = g.split_at_mut(d);
+            write_difference(x1, x2, scale * factor, g1, g2);
+        }
+    }
+    (total, finite)
 }
 
 /// One pair's term `y·d² + (1 − y)·h²`, `h = max(0, m − d)`, from `s = d²`,

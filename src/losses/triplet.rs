@@ -8,6 +8,8 @@ use super::{Loss, Reduction, validate};
 use crate::error::Result;
 use crate::float::Float;
 use crate::kernels::distance::{squared_distances_from, write_two_differences};
+use crate::kernels::parallel::{self, GradRows, Rows};
+use crate::kernels::pointwise::STREAMING;
 use crate::tape::{Tape, Var};
 
 /// Triplet margin loss (Schroff, Kalenichenko and Philbin, 2015), for metric
@@ -140,30 +142,47 @@ impl TripletLoss {
 
     /// Σᵢ termᵢ over the triplets in f64, writing `scale · ∂termᵢ/∂x` into
     /// `grad` when given; also whether every squared distance was finite. Row
-    /// terms are summed in f64, as in [`super::ContrastiveLoss`].
+    /// terms are summed in f64, as in [`super::ContrastiveLoss`]; blocks of
+    /// rows run on both cores for large batches, summed along a fixed tree so
+    /// the bits do not depend on the thread count.
     fn sweep<F: Float>(&self, x: &[F], d: usize, scale: F, grad: Option<&mut [F]>) -> (f64, bool) {
         let m = F::from_f64(self.margin);
-        let mut grad_rows = grad.map(|g| g.chunks_exact_mut(3 * d));
-        let (mut total, mut finite) = (0.0, true);
-        for triplet in x.chunks_exact(3 * d) {
-            let (a, rest) = triplet.split_at(d);
-            let (p, n) = rest.split_at(d);
-            let (sp, sn) = squared_distances_from(a, p, n);
-            finite &= sp.is_finite() && sn.is_finite();
-            let (term, cp, cn) = term_and_factors(sp, sn, m);
-            total += term.as_f64();
-            if let Some(g) = grad_rows.as_mut().and_then(Iterator::next) {
-                if term > F::zero() {
-                    let (ga, rest) = g.split_at_mut(d);
-                    let (gp, gn) = rest.split_at_mut(d);
-                    write_two_differences(a, p, n, scale * cp, scale * cn, ga, gp, gn);
-                } else {
-                    g.fill(F::zero());
-                }
+        let width = 3 * d;
+        let rows = (Rows { data: x, width }, grad.map(|g| Rows { data: g, width }));
+        parallel::reduce(
+            rows,
+            STREAMING.rows(width),
+            #[inline(always)]
+            |(x, g): (Rows<&[F]>, GradRows<'_, F>)| sweep_rows(x.data, d, m, scale, g.map(|g| g.data)),
+            #[inline(always)]
+            |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
+        )
+    }
+}
+
+/// [`TripletLoss::sweep`] over a run of whole triplets, on one thread.
+#[inline(always)]
+fn sweep_rows<F: Float>(x: &[F], d: usize, m: F, scale: F, grad: Option<&mut [F]>) -> (f64, bool) {
+    let mut grad_rows = grad.map(|g| g.chunks_exact_mut(3 * d));
+    let (mut total, mut finite) = (0.0, true);
+    for triplet in x.chunks_exact(3 * d) {
+        let (a, rest) = triplet.split_at(d);
+        let (p, n) = rest.split_at(d);
+        let (sp, sn) = squared_distances_from(a, p, n);
+        finite &= sp.is_finite() && sn.is_finite();
+        let (term, cp, cn) = term_and_factors(sp, sn, m);
+        total += term.as_f64();
+        if let Some(g) = grad_rows.as_mut().and_then(Iterator::next) {
+            if term > F::zero() {
+                let (ga, rest) = g.split_at_mut(d);
+                let (gp, gn) = rest.split_at_mut(d);
+                write_two_differences(a, p, n, scale * cp, scale * cn, ga, gp, gn);
+            } else {
+                g.fill(F::zero());
             }
         }
-        (total, finite)
     }
+    (total, finite)
 }
 
 /// One triplet's term `max(0, d⁺ − d⁻ + m)` from `s⁺ = d⁺²`, `s⁻ = d⁻²`, and
