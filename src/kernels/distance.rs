@@ -10,10 +10,9 @@
 
 use crate::float::Float;
 
-/// Independent partial sums per distance: two AVX2 registers of `f32`, so
-/// that a row of 128 is four chains of eight adds, not one of sixteen
-/// (triplet 4096×3×128 f32: 0.30 → ms per forward pass with 8 lanes).
-const LANES: usize = 16;
+/// Independent partial sums per distance: one AVX2 register of `f32` (16
+/// lanes measured no faster on rows of 128).
+const LANES: usize = 8;
 
 /// `tail`, then the lanes in order. (A pairwise fold made LLVM vectorise the
 /// main loops two floats at a time, seen in a profile, as in
