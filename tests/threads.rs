@@ -1,14 +1,17 @@
 //! The same input gives the same bits on any number of threads: the losses
 //! that split rows (cross-entropy, triplet, contrastive) or elements (the
 //! pointwise ones) across rayon's pool sum them along a fixed tree. Inputs are
-//! large enough to cross each loss's parallel threshold.
+//! large enough to cross each loss's parallel threshold. And `value_and_grad`
+//! (which may build its gradient in order on one thread) gives the bits of
+//! `value_and_grad_into` (which may use the pool).
 
 mod common;
 
 use common::Rng;
 use tapeloss::ndarray::{ArrayD, IxDyn};
 use tapeloss::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Loss, MeanSquaredError, Reduction, TripletLoss,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanSquaredError, Reduction,
+    TripletLoss,
 };
 
 /// `value_and_grad` and `forward` of `loss` in a pool of `threads` threads, as bits.
@@ -25,6 +28,18 @@ fn run<F: tapeloss::Float, L: Loss<F> + Sync>(
     pool.install(|| {
         let (value, grad) = loss.value_and_grad(p, t).expect("value_and_grad");
         let forward = loss.forward(p, t).expect("forward");
+        let mut into = ArrayD::from_elem(p.raw_dim(), F::nan());
+        let value_into = loss.value_and_grad_into(p, t, &mut into).expect("value_and_grad_into");
+        assert_eq!(
+            value_into.as_f64().to_bits(),
+            value.as_f64().to_bits(),
+            "into vs new, value"
+        );
+        let same = into
+            .iter()
+            .zip(grad.iter())
+            .all(|(a, b)| a.as_f64().to_bits() == b.as_f64().to_bits());
+        assert!(same, "into vs new, gradient on {threads} threads");
         (value, forward, grad)
     })
 }
@@ -95,4 +110,18 @@ fn pointwise_elements() {
     assert_same_bits(&MeanSquaredError::new(), &f32s(&p), &f32s(&t), "MSE f32");
     assert_same_bits(&BinaryCrossEntropyLoss::with_logits(), &f32s(&p), &f32s(&t), "BCE f32");
     assert_same_bits(&BinaryCrossEntropyLoss::with_logits(), &p, &t, "BCE f64");
+    assert_same_bits(&HuberLoss::new(0.5), &f32s(&p), &f32s(&t), "Huber f32");
+    let probabilities = p
+        .mapv(|v| (v / 3.0 + 1.0) / 2.0)
+        .into_shape_with_order((n / 100, 100))
+        .expect("rows")
+        .into_dyn();
+    let t = t.into_shape_with_order((n / 100, 100)).expect("rows").into_dyn();
+    for gamma in [0.0, 2.0, 1.5] {
+        let loss = FocalLoss::new(gamma, Some(0.25), 1e-7);
+        assert_same_bits(&loss, &f32s(&probabilities), &f32s(&t), &format!("focal γ={gamma} f32"));
+    }
+    // Below every threshold: one thread, and both paths still agree.
+    let small = rng.array(&[1000], -3.0, 3.0);
+    assert_same_bits(&MeanSquaredError::new(), &small, &small.mapv(|v| v * 0.5), "MSE small");
 }

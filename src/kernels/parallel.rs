@@ -191,7 +191,7 @@ where
         block: plan.block.max(1),
         ..plan
     };
-    if data.items() < plan.min_parallel || data.items() <= plan.block || rayon::current_num_threads() < 2 {
+    if runs_serially(plan, data.items()) {
         return serial(data, plan, &leaf, &combine);
     }
     split(data, plan, &leaf, &combine)
@@ -225,6 +225,48 @@ fn left_blocks(blocks: usize) -> usize {
     1 << (blocks - 1).ilog2()
 }
 
+/// [`reduce`] on the calling thread only, with a `leaf` that may keep state
+/// between blocks, which it sees in order: for building an output block by
+/// block (a gradient `Vec` that grows as the blocks are computed, so it never
+/// needs zeroing as a whole). The same tree, hence the same bits, as
+/// [`reduce`] with the same plan.
+#[inline]
+pub(crate) fn reduce_in_order<D, A, L, C>(data: D, plan: Plan, leaf: L, combine: C) -> A
+where
+    D: Split,
+    A: Copy,
+    L: FnMut(D) -> A,
+    C: Fn(A, A) -> A,
+{
+    let walk = Walk {
+        data,
+        block: plan.block.max(1),
+        leaf,
+        combine: &combine,
+    };
+    if plan.streaming {
+        simd::dispatch_streaming(walk)
+    } else {
+        simd::dispatch(walk)
+    }
+}
+
+/// Whether [`reduce`] would run `items` items on the calling thread alone.
+pub(crate) fn runs_serially(plan: Plan, items: usize) -> bool {
+    items < plan.min_parallel || items <= plan.block || rayon::current_num_threads() < 2
+}
+
+/// Whether a kernel that returns a new gradient should build it in order
+/// with [`reduce_in_order`] rather than zero it whole and fill it with
+/// [`reduce`]: whenever the work would run on one thread anyway, and always
+/// for streaming work, where zeroing the whole gradient first costs about
+/// half of the kernel (an extra pass over memory) and a second thread gains
+/// less than that (MSE on 2²⁰ f32: one thread building in order ≈ 0.17 ms,
+/// two threads after `zeros` ≈ 0.08 + 0.09 ms; docs/benchmarks.md).
+pub(crate) fn builds_in_order(plan: Plan, items: usize) -> bool {
+    plan.streaming || runs_serially(plan, items)
+}
+
 /// The tree over `data`'s blocks, compiled for the plan's SIMD level.
 fn serial<D, A, L, C>(data: D, plan: Plan, leaf: &L, combine: &C) -> A
 where
@@ -233,12 +275,16 @@ where
     L: Fn(D) -> A + Sync,
     C: Fn(A, A) -> A + Sync,
 {
-    let walk = Walk {
+    let walk = Walk::new(
         data,
-        block: plan.block,
-        leaf,
+        plan.block,
+        // A closure of its own, inlined, rather than `&L` through core's
+        // `FnMut for &F` shim: that left the whole leaf out of line, compiled
+        // for the baseline (BCE 5× slower).
+        #[inline(always)]
+        |d: D| leaf(d),
         combine,
-    };
+    );
     if plan.streaming {
         simd::dispatch_streaming(walk)
     } else {
@@ -250,14 +296,27 @@ where
 struct Walk<'a, D, L, C> {
     data: D,
     block: usize,
-    leaf: &'a L,
+    leaf: L,
     combine: &'a C,
+}
+
+impl<'a, D, L, C> Walk<'a, D, L, C> {
+    /// (A function, so that `leaf` may be a closure marked `#[inline(always)]`.)
+    #[inline(always)]
+    fn new(data: D, block: usize, leaf: L, combine: &'a C) -> Self {
+        Walk {
+            data,
+            block,
+            leaf,
+            combine,
+        }
+    }
 }
 
 impl<D, A, L, C> simd::Kernel for Walk<'_, D, L, C>
 where
     D: Split,
-    L: Fn(D) -> A,
+    L: FnMut(D) -> A,
     C: Fn(A, A) -> A,
     A: Copy,
 {
@@ -276,10 +335,10 @@ where
 /// of the kernel, and LLVM vectorised a second copy worse (seen in a
 /// profile: 2-float loads instead of 8).
 #[inline(always)]
-fn walk<D, A, L, C>(data: D, block: usize, leaf: &L, combine: &C) -> A
+fn walk<D, A, L, C>(data: D, block: usize, mut leaf: L, combine: &C) -> A
 where
     D: Split,
-    L: Fn(D) -> A,
+    L: FnMut(D) -> A,
     C: Fn(A, A) -> A,
     A: Copy,
 {
@@ -403,6 +462,22 @@ mod tests {
             |a, b| a + b,
         );
         assert_eq!(blocks, 1000usize.div_ceil(16));
+    }
+
+    #[test]
+    fn row_plans_keep_about_the_element_thresholds() {
+        use crate::kernels::pointwise::{COMPUTE, STREAMING};
+        for plan in [COMPUTE, STREAMING] {
+            for width in [1, 3, 100, 256, 384, 1000, 4096, 5000, 100_000] {
+                let rows = plan.rows(width);
+                assert!(rows.block >= 1 && rows.block * width <= plan.block.max(width));
+                // A batch of 1e3 elements (or fewer rows than the threshold)
+                // never reaches the pool.
+                assert!(rows.min_parallel * width >= plan.min_parallel, "{width}");
+                assert!(runs_serially(rows, 1000 / width), "{width}");
+                assert!(rows.min_parallel * width < plan.min_parallel + width, "{width}");
+            }
+        }
     }
 
     #[test]

@@ -145,6 +145,51 @@ pub(crate) fn sum_terms_and_grad_with<F: Float>(
     }
 }
 
+/// [`sum_terms_and_grad_with`] returning a new gradient, built in order on
+/// the calling thread: each block of the `Vec` is zeroed just before the
+/// kernel overwrites it, while it is in L1, instead of zeroing the whole
+/// gradient first (see [`parallel::builds_in_order`]). The same bits as
+/// [`sum_terms_and_grad_with`].
+#[inline]
+pub(crate) fn sum_terms_and_new_grad<F: Float>(
+    plan: Plan,
+    p: &[F],
+    t: &[F],
+    scale: F,
+    term: impl Fn(F, F) -> (F, F),
+) -> (F, Vec<F>) {
+    debug_assert_eq!(p.len(), t.len());
+    let mut grad = Vec::with_capacity(p.len());
+    let sum = if plan.streaming {
+        parallel::reduce_in_order(
+            (p, t),
+            plan,
+            #[inline(always)]
+            |(p, t): (&[F], &[F])| block_sum_and_grad::<F, true>(p, t, &mut grad, scale, &term),
+            #[inline(always)]
+            |a, b| a + b,
+        )
+    } else {
+        parallel::reduce_in_order(
+            (p, t),
+            plan,
+            #[inline(always)]
+            |(p, t): (&[F], &[F])| block_sum_and_grad::<F, false>(p, t, &mut grad, scale, &term),
+            #[inline(always)]
+            |a, b| a + b,
+        )
+    };
+    (sum, grad)
+}
+
+/// Appends `n` zeros to `v` (within its capacity) and returns where they start.
+#[inline(always)]
+pub(crate) fn grow<F: Float>(v: &mut Vec<F>, n: usize) -> usize {
+    let start = v.len();
+    v.resize(start + n, F::zero());
+    start
+}
+
 /// Whether `keep` holds for every element: for the checks on inputs (e.g.
 /// probabilities in `[0, 1]`) that run before every call, so they cost a
 /// small fraction of the loss. No early exit inside a block, so the loop
@@ -180,18 +225,60 @@ fn block_sum<F: Float, const CHEAP: bool>(p: &[F], t: &[F], term: &impl Fn(F, F)
     fold(acc) + tail
 }
 
+/// Where a block's gradient goes: a slice that it overwrites (`&mut [F]`),
+/// or a `Vec` that it extends (with the capacity reserved), so that a new
+/// gradient needs no zeroing at all.
+trait GradSink<F> {
+    /// The next `LANES` elements.
+    fn lanes(&mut self, values: &[F; LANES]);
+    /// The next element.
+    fn one(&mut self, value: F);
+}
+
+impl<F: Copy> GradSink<F> for &mut [F] {
+    #[inline(always)]
+    fn lanes(&mut self, values: &[F; LANES]) {
+        // Never short: the sink has as many elements as the block.
+        if let Some((head, tail)) = std::mem::take(self).split_at_mut_checked(LANES) {
+            head.copy_from_slice(values);
+            *self = tail;
+        }
+    }
+
+    #[inline(always)]
+    fn one(&mut self, value: F) {
+        if let Some((head, tail)) = std::mem::take(self).split_first_mut() {
+            *head = value;
+            *self = tail;
+        }
+    }
+}
+
+impl<F: Copy> GradSink<F> for &mut Vec<F> {
+    #[inline(always)]
+    fn lanes(&mut self, values: &[F; LANES]) {
+        self.extend_from_slice(values);
+    }
+
+    #[inline(always)]
+    fn one(&mut self, value: F) {
+        self.push(value);
+    }
+}
+
 /// One block's sum, writing its gradient.
 #[inline(always)]
 fn block_sum_and_grad<F: Float, const CHEAP: bool>(
     p: &[F],
     t: &[F],
-    g: &mut [F],
+    mut g: impl GradSink<F>,
     scale: F,
     term: &impl Fn(F, F) -> (F, F),
 ) -> F {
     let mut acc = [F::zero(); LANES];
-    let (mut pc, mut tc, mut gc) = (p.chunks_exact(LANES), t.chunks_exact(LANES), g.chunks_exact_mut(LANES));
-    for ((pl, tl), gl) in (&mut pc).zip(&mut tc).zip(&mut gc) {
+    let (pc, pr) = p.as_chunks::<LANES>();
+    let (tc, tr) = t.as_chunks::<LANES>();
+    for (pl, tl) in pc.iter().zip(tc) {
         // Stores go through a local array after all loads, so LLVM needs no
         // proof that `g` does not overlap `p` or `t` to vectorise.
         let mut out = [F::zero(); LANES];
@@ -200,14 +287,13 @@ fn block_sum_and_grad<F: Float, const CHEAP: bool>(
             acc[k] += value;
             out[k] = scale * slope;
         });
-        gl.copy_from_slice(&out);
+        g.lanes(&out);
     }
     let mut tail = F::zero();
-    let rest = pc.remainder().iter().zip(tc.remainder()).zip(gc.into_remainder());
-    for ((&pi, &ti), gi) in rest {
+    for (&pi, &ti) in pr.iter().zip(tr) {
         let (value, slope) = term(pi, ti);
         tail += value;
-        *gi = scale * slope;
+        g.one(scale * slope);
     }
     fold(acc) + tail
 }

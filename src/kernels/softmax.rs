@@ -94,16 +94,7 @@ pub(crate) fn cross_entropy<F: Float>(
 ) -> F {
     debug_assert_eq!(logits.len(), layout.len());
     let coefs = Coefficients::new(layout, labels, options);
-    // Rows of independent work: samples `[N, C]` when the classes are
-    // contiguous, else whole `[C, d…]` slabs. Blocks of about 4096 logits
-    // are summed along parallel::reduce's fixed tree, so the result has the
-    // same bits on any number of threads.
-    let (items, width) = if layout.inner == 1 {
-        (layout.outer, layout.classes)
-    } else {
-        (layout.outer, layout.classes * layout.inner)
-    };
-    let plan = ROWS.rows(width);
+    let (items, width, plan) = rows_of(layout);
     let work = (
         0..items,
         Rows { data: logits, width },
@@ -114,17 +105,72 @@ pub(crate) fn cross_entropy<F: Float>(
         plan,
         #[inline(always)]
         |(range, x, g): (Range<usize>, Rows<&[F]>, GradRows<'_, F>)| {
-            let g = g.map(|g| g.data);
-            if layout.inner == 1 {
-                contiguous(x.data, layout.classes, range.start, &coefs, scale, g)
-            } else {
-                strided(x.data, layout, range.start, &coefs, scale, g)
-            }
+            block(x.data, layout, range.start, &coefs, scale, g.map(|g| g.data))
         },
         #[inline(always)]
         |a: f64, b: f64| a + b,
     );
     F::from_f64(total * scale.as_f64())
+}
+
+/// [`cross_entropy`] with a new gradient, which it returns (with the same
+/// bits). Where the work runs on one thread anyway, the gradient is built
+/// block by block, each zeroed in L1 just before the kernel overwrites it,
+/// instead of zeroing all of it first (see `parallel::builds_in_order`).
+pub(crate) fn cross_entropy_new_grad<F: Float>(
+    logits: &[F],
+    layout: ClassLayout,
+    labels: Labels<'_, F>,
+    options: Options<'_>,
+    scale: F,
+) -> (F, Vec<F>) {
+    let (items, width, plan) = rows_of(layout);
+    if !parallel::builds_in_order(plan, items) {
+        let mut grad = vec![F::zero(); logits.len()];
+        let value = cross_entropy(logits, layout, labels, options, scale, Some(&mut grad));
+        return (value, grad);
+    }
+    let coefs = Coefficients::new(layout, labels, options);
+    let mut grad = Vec::with_capacity(logits.len());
+    let total = parallel::reduce_in_order(
+        (0..items, Rows { data: logits, width }),
+        plan,
+        #[inline(always)]
+        |(range, x): (Range<usize>, Rows<&[F]>)| {
+            let start = pointwise::grow(&mut grad, x.data.len());
+            block(x.data, layout, range.start, &coefs, scale, grad.get_mut(start..))
+        },
+        #[inline(always)]
+        |a: f64, b: f64| a + b,
+    );
+    (F::from_f64(total * scale.as_f64()), grad)
+}
+
+/// Rows of independent work and their plan: samples `[N, C]` when the
+/// classes are contiguous, else whole `[C, d…]` slabs. Blocks of about 4096
+/// logits are summed along parallel::reduce's fixed tree, so the result has
+/// the same bits on any number of threads.
+fn rows_of(layout: ClassLayout) -> (usize, usize, Plan) {
+    let width = layout.classes * layout.inner;
+    (layout.outer, width, ROWS.rows(width))
+}
+
+/// The loss of a run of whole rows, the first being row `first`, and their
+/// gradient when asked for.
+#[inline(always)]
+fn block<F: Float>(
+    x: &[F],
+    layout: ClassLayout,
+    first: usize,
+    coefs: &Coefficients<'_, F>,
+    scale: F,
+    g: Option<&mut [F]>,
+) -> f64 {
+    if layout.inner == 1 {
+        contiguous(x, layout.classes, first, coefs, scale, g)
+    } else {
+        strided(x, layout, first, coefs, scale, g)
+    }
 }
 
 /// Cross-entropy's cost per logit is one `exp` (and a few adds): the plan of

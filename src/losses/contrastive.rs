@@ -7,7 +7,7 @@ use super::slices::{elements, write_elements};
 use super::{Loss, Reduction, validate};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::distance::{squared_distance, write_difference};
+use crate::kernels::distance::{RowSink, squared_distance, write_difference};
 use crate::kernels::parallel::{self, GradRows, Rows};
 use crate::kernels::pointwise::STREAMING;
 use crate::tape::{Tape, Var};
@@ -146,17 +146,46 @@ impl ContrastiveLoss {
             rows,
             STREAMING.rows(width),
             #[inline(always)]
-            |(x, y, g): (Rows<&[F]>, &[F], GradRows<'_, F>)| sweep_rows(x.data, y, d, m, scale, g.map(|g| g.data)),
+            |(x, y, g): (Rows<&[F]>, &[F], GradRows<'_, F>)| match g {
+                Some(g) => sweep_rows(x.data, y, d, m, scale, Some(&mut { g.data })),
+                None => sweep_rows::<F, &mut [F]>(x.data, y, d, m, scale, None),
+            },
             #[inline(always)]
             |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
         )
     }
+
+    /// [`ContrastiveLoss::sweep`] with a new gradient, which it returns (with
+    /// the same bits), built row by row on the calling thread: the rows
+    /// extend it, so it needs no zeroing first (`parallel::builds_in_order`:
+    /// this is streaming work).
+    fn sweep_new_grad<F: Float>(&self, x: &[F], y: &[F], d: usize, scale: F) -> ((f64, bool), Vec<F>) {
+        let m = F::from_f64(self.margin);
+        let width = 2 * d;
+        let mut grad = Vec::with_capacity(x.len());
+        let result = parallel::reduce_in_order(
+            (Rows { data: x, width }, y),
+            STREAMING.rows(width),
+            #[inline(always)]
+            |(x, y): (Rows<&[F]>, &[F])| sweep_rows(x.data, y, d, m, scale, Some(&mut &mut grad)),
+            #[inline(always)]
+            |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
+        );
+        (result, grad)
+    }
 }
 
-/// [`ContrastiveLoss::sweep`] over a run of whole pairs, on one thread.
+/// [`ContrastiveLoss::sweep`] over a run of whole pairs, on one thread,
+/// writing the gradient rows into `grad` when given.
 #[inline(always)]
-fn sweep_rows<F: Float>(x: &[F], y: &[F], d: usize, m: F, scale: F, grad: Option<&mut [F]>) -> (f64, bool) {
-    let mut grad_rows = grad.map(|g| g.chunks_exact_mut(2 * d));
+fn sweep_rows<F: Float, S: RowSink<F>>(
+    x: &[F],
+    y: &[F],
+    d: usize,
+    m: F,
+    scale: F,
+    mut grad: Option<&mut S>,
+) -> (f64, bool) {
     let (mut total, mut finite) = (0.0, true);
     for (pair, &y) in x.chunks_exact(2 * d).zip(y) {
         let (x1, x2) = pair.split_at(d);
@@ -164,9 +193,8 @@ fn sweep_rows<F: Float>(x: &[F], y: &[F], d: usize, m: F, scale: F, grad: Option
         finite &= s.is_finite();
         let (term, factor) = term_and_factor(y, s, m);
         total += term.as_f64();
-        if let Some(g) = grad_rows.as_mut().and_then(Iterator::next) {
-            let (g1, g2) = g.split_at_mut(d);
-            write_difference(x1, x2, scale * factor, g1, g2);
+        if let Some(g) = grad.as_deref_mut() {
+            write_difference(x1, x2, scale * factor, g);
         }
     }
     (total, finite)
@@ -213,9 +241,16 @@ impl<F: Float> Loss<F> for ContrastiveLoss {
     }
 
     fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        let mut grad = ArrayD::zeros(predictions.raw_dim());
-        let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
-        Ok((value, grad))
+        let (n, d) = self.check(predictions.shape(), targets)?;
+        let scale = self.reduction.scale::<F>(n);
+        let (x, y) = (elements(predictions), elements(targets));
+        let ((total, finite), grad) = self.sweep_new_grad(&x, &y, d, scale);
+        let grad = ArrayD::from_shape_vec(predictions.raw_dim(), grad)?;
+        let value = F::from_f64(total * self.reduction.scale::<f64>(n));
+        Ok((
+            finite_result(Self::NAME, value, finite, predictions, Some(targets))?,
+            grad,
+        ))
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {

@@ -199,6 +199,16 @@ impl CrossEntropyLoss {
     }
 }
 
+/// Which gradient [`CrossEntropyLoss::compute`] writes.
+enum Grad<'a, F> {
+    /// None: the value only.
+    None,
+    /// Into a buffer of the logits' shape.
+    Into(&'a mut ArrayD<F>),
+    /// Into a new array, returned.
+    New,
+}
+
 /// How the targets are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -346,10 +356,16 @@ impl CrossEntropyLoss {
         }
     }
 
-    /// The closed form: the value, and the gradient into `grad` if given.
-    fn compute<F: Float>(&self, logits: &ArrayD<F>, targets: &ArrayD<F>, grad: Option<&mut ArrayD<F>>) -> Result<F> {
+    /// The closed form: the value, and the gradient into `grad` if given
+    /// (or into a new array, returned, for [`Grad::New`]).
+    fn compute<F: Float>(
+        &self,
+        logits: &ArrayD<F>,
+        targets: &ArrayD<F>,
+        grad: Grad<'_, F>,
+    ) -> Result<(F, Option<ArrayD<F>>)> {
         let plan = self.plan(logits.shape(), targets.shape())?;
-        if let Some(g) = &grad {
+        if let Grad::Into(g) = &grad {
             validate::grad_buffer(logits, g)?;
         }
         let (x, t) = (elements(logits), elements(targets));
@@ -365,13 +381,23 @@ impl CrossEntropyLoss {
             weights: self.class_weights.as_deref(),
             smoothing: self.label_smoothing,
         };
-        let value = match grad {
-            Some(g) => write_elements(g, |g| {
-                softmax::cross_entropy(&x, plan.layout, labels, options, scale, Some(g))
-            }),
-            None => softmax::cross_entropy(&x, plan.layout, labels, options, scale, None),
+        let (value, new) = match grad {
+            Grad::Into(g) => {
+                let value = write_elements(g, |g| {
+                    softmax::cross_entropy(&x, plan.layout, labels, options, scale, Some(g))
+                });
+                (value, None)
+            }
+            Grad::New => {
+                let (value, g) = softmax::cross_entropy_new_grad(&x, plan.layout, labels, options, scale);
+                (value, Some(ArrayD::from_shape_vec(logits.raw_dim(), g)?))
+            }
+            Grad::None => (
+                softmax::cross_entropy(&x, plan.layout, labels, options, scale, None),
+                None,
+            ),
         };
-        validate::finite_value(NAME, value, logits, targets)
+        Ok((validate::finite_value(NAME, value, logits, targets)?, new))
     }
 
     /// The weights as a constant that broadcasts along the class axis.
@@ -461,7 +487,7 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
     }
 
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
-        self.compute(predictions, targets, None)
+        Ok(self.compute(predictions, targets, Grad::None)?.0)
     }
 
     fn backward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<ArrayD<F>> {
@@ -469,12 +495,14 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
     }
 
     fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        let mut grad = ArrayD::zeros(predictions.raw_dim());
-        let value = self.compute(predictions, targets, Some(&mut grad))?;
-        Ok((value, grad))
+        match self.compute(predictions, targets, Grad::New)? {
+            (value, Some(grad)) => Ok((value, grad)),
+            // `Grad::New` always returns one; for the type's sake only.
+            (value, None) => Ok((value, ArrayD::zeros(predictions.raw_dim()))),
+        }
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
-        self.compute(predictions, targets, Some(grad))
+        Ok(self.compute(predictions, targets, Grad::Into(grad))?.0)
     }
 }

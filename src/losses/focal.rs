@@ -8,7 +8,8 @@ use super::{Loss, Reduction};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::fastmath;
-use crate::kernels::pointwise::{COMPUTE, sum_terms_and_grad_with, sum_terms_with};
+use crate::kernels::parallel;
+use crate::kernels::pointwise::{COMPUTE, sum_terms_and_grad_with, sum_terms_and_new_grad, sum_terms_with};
 use crate::tape::{Tape, Var};
 
 /// Focal loss (Lin et al., 2017) on probabilities, for imbalanced
@@ -299,39 +300,63 @@ impl Focus for Power {
     }
 }
 
+/// What [`FocalLoss::sweep`] computes besides the sum.
+enum Out<'a, F> {
+    /// The sum only.
+    Value,
+    /// The gradient too, into a slice.
+    Into(&'a mut [F]),
+    /// The gradient too, into a new `Vec`.
+    New,
+}
+
 impl FocalLoss {
-    /// `Σ term` over the elements, and the gradient into `grad` when given,
-    /// with the focus form `K`.
-    fn sweep<F: Float, K: Focus>(&self, p: &[F], t: &[F], scale: F, grad: Option<&mut [F]>) -> F {
+    /// `Σ term` over the elements, and the gradient as `out` asks (a new one
+    /// is returned, else the `Vec` is empty), with the focus form `K`.
+    fn sweep<F: Float, K: Focus>(&self, p: &[F], t: &[F], scale: F, out: Out<'_, F>) -> (F, Vec<F>) {
         let k = Terms::<F>::new(self);
-        match grad {
-            Some(g) => sum_terms_and_grad_with(
+        match out {
+            Out::Value => {
+                let sum = sum_terms_with(
+                    COMPUTE,
+                    p,
+                    t,
+                    #[inline(always)]
+                    |p, t| k.term::<K>(p, t),
+                );
+                (sum, Vec::new())
+            }
+            Out::Into(g) => {
+                let sum = sum_terms_and_grad_with(
+                    COMPUTE,
+                    p,
+                    t,
+                    g,
+                    scale,
+                    #[inline(always)]
+                    |p, t| k.term_and_slope::<K>(p, t),
+                );
+                (sum, Vec::new())
+            }
+            Out::New => sum_terms_and_new_grad(
                 COMPUTE,
                 p,
                 t,
-                g,
                 scale,
                 #[inline(always)]
                 |p, t| k.term_and_slope::<K>(p, t),
-            ),
-            None => sum_terms_with(
-                COMPUTE,
-                p,
-                t,
-                #[inline(always)]
-                |p, t| k.term::<K>(p, t),
             ),
         }
     }
 
     /// [`FocalLoss::sweep`] with the focus form for this γ.
-    fn sweep_any<F: Float>(&self, p: &[F], t: &[F], scale: F, grad: Option<&mut [F]>) -> F {
+    fn sweep_any<F: Float>(&self, p: &[F], t: &[F], scale: F, out: Out<'_, F>) -> (F, Vec<F>) {
         if self.gamma == 0.0 {
-            self.sweep::<F, NoFocus>(p, t, scale, grad)
+            self.sweep::<F, NoFocus>(p, t, scale, out)
         } else if self.gamma == 2.0 {
-            self.sweep::<F, Square>(p, t, scale, grad)
+            self.sweep::<F, Square>(p, t, scale, out)
         } else {
-            self.sweep::<F, Power>(p, t, scale, grad)
+            self.sweep::<F, Power>(p, t, scale, out)
         }
     }
 }
@@ -369,7 +394,7 @@ impl<F: Float> Loss<F> for FocalLoss {
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
         let scale = self.check(predictions, targets)?;
         let (p, t) = (elements(predictions), elements(targets));
-        let value = self.sweep_any(&p, &t, F::one(), None) * scale;
+        let value = self.sweep_any(&p, &t, F::one(), Out::Value).0 * scale;
         validate::finite_value(Self::NAME, value, predictions, targets)
     }
 
@@ -378,9 +403,20 @@ impl<F: Float> Loss<F> for FocalLoss {
     }
 
     fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        let mut grad = ArrayD::zeros(predictions.raw_dim());
-        let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
-        Ok((value, grad))
+        if !parallel::builds_in_order(COMPUTE, predictions.len()) {
+            let mut grad = ArrayD::zeros(predictions.raw_dim());
+            let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
+            return Ok((value, grad));
+        }
+        let scale = self.check(predictions, targets)?;
+        self.check_slope_finite(predictions, targets)?;
+        let (p, t) = (elements(predictions), elements(targets));
+        let (sum, grad) = self.sweep_any(&p, &t, scale, Out::New);
+        let grad = ArrayD::from_shape_vec(predictions.raw_dim(), grad)?;
+        Ok((
+            validate::finite_value(Self::NAME, sum * scale, predictions, targets)?,
+            grad,
+        ))
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
@@ -388,7 +424,7 @@ impl<F: Float> Loss<F> for FocalLoss {
         validate::grad_buffer(predictions, grad)?;
         self.check_slope_finite(predictions, targets)?;
         let (p, t) = (elements(predictions), elements(targets));
-        let sum = write_elements(grad, |g| self.sweep_any(&p, &t, scale, Some(g)));
+        let sum = write_elements(grad, |g| self.sweep_any(&p, &t, scale, Out::Into(g)).0);
         validate::finite_value(Self::NAME, sum * scale, predictions, targets)
     }
 }

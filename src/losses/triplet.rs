@@ -7,7 +7,7 @@ use super::slices::{elements, write_elements};
 use super::{Loss, Reduction, validate};
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::distance::{squared_distances_from, write_two_differences};
+use crate::kernels::distance::{RowSink, squared_distances_from, write_two_differences, write_zeros};
 use crate::kernels::parallel::{self, GradRows, Rows};
 use crate::kernels::pointwise::STREAMING;
 use crate::tape::{Tape, Var};
@@ -153,17 +153,39 @@ impl TripletLoss {
             rows,
             STREAMING.rows(width),
             #[inline(always)]
-            |(x, g): (Rows<&[F]>, GradRows<'_, F>)| sweep_rows(x.data, d, m, scale, g.map(|g| g.data)),
+            |(x, g): (Rows<&[F]>, GradRows<'_, F>)| match g {
+                Some(g) => sweep_rows(x.data, d, m, scale, Some(&mut { g.data })),
+                None => sweep_rows::<F, &mut [F]>(x.data, d, m, scale, None),
+            },
             #[inline(always)]
             |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
         )
     }
+
+    /// [`TripletLoss::sweep`] with a new gradient, which it returns (with the
+    /// same bits), built row by row on the calling thread: the rows extend
+    /// it, so it needs no zeroing first (`parallel::builds_in_order`: this is
+    /// streaming work).
+    fn sweep_new_grad<F: Float>(&self, x: &[F], d: usize, scale: F) -> ((f64, bool), Vec<F>) {
+        let m = F::from_f64(self.margin);
+        let width = 3 * d;
+        let mut grad = Vec::with_capacity(x.len());
+        let result = parallel::reduce_in_order(
+            Rows { data: x, width },
+            STREAMING.rows(width),
+            #[inline(always)]
+            |x: Rows<&[F]>| sweep_rows(x.data, d, m, scale, Some(&mut &mut grad)),
+            #[inline(always)]
+            |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
+        );
+        (result, grad)
+    }
 }
 
-/// [`TripletLoss::sweep`] over a run of whole triplets, on one thread.
+/// [`TripletLoss::sweep`] over a run of whole triplets, on one thread,
+/// writing the gradient rows into `grad` when given.
 #[inline(always)]
-fn sweep_rows<F: Float>(x: &[F], d: usize, m: F, scale: F, grad: Option<&mut [F]>) -> (f64, bool) {
-    let mut grad_rows = grad.map(|g| g.chunks_exact_mut(3 * d));
+fn sweep_rows<F: Float, S: RowSink<F>>(x: &[F], d: usize, m: F, scale: F, mut grad: Option<&mut S>) -> (f64, bool) {
     let (mut total, mut finite) = (0.0, true);
     for triplet in x.chunks_exact(3 * d) {
         let (a, rest) = triplet.split_at(d);
@@ -172,13 +194,11 @@ fn sweep_rows<F: Float>(x: &[F], d: usize, m: F, scale: F, grad: Option<&mut [F]
         finite &= sp.is_finite() && sn.is_finite();
         let (term, cp, cn) = term_and_factors(sp, sn, m);
         total += term.as_f64();
-        if let Some(g) = grad_rows.as_mut().and_then(Iterator::next) {
+        if let Some(g) = grad.as_deref_mut() {
             if term > F::zero() {
-                let (ga, rest) = g.split_at_mut(d);
-                let (gp, gn) = rest.split_at_mut(d);
-                write_two_differences(a, p, n, scale * cp, scale * cn, ga, gp, gn);
+                write_two_differences(a, p, n, scale * cp, scale * cn, g);
             } else {
-                g.fill(F::zero());
+                write_zeros(3 * d, g);
             }
         }
     }
@@ -232,10 +252,13 @@ impl<F: Float> Loss<F> for TripletLoss {
         self.value_and_grad(predictions, targets).map(|(_, grad)| grad)
     }
 
-    fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        let mut grad = ArrayD::zeros(predictions.raw_dim());
-        let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
-        Ok((value, grad))
+    fn value_and_grad(&self, predictions: &ArrayD<F>, _targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
+        let (n, d) = self.check(predictions.shape())?;
+        let scale = self.reduction.scale::<F>(n);
+        let ((total, finite), grad) = self.sweep_new_grad(&elements(predictions), d, scale);
+        let grad = ArrayD::from_shape_vec(predictions.raw_dim(), grad)?;
+        let value = F::from_f64(total * self.reduction.scale::<f64>(n));
+        Ok((finite_result(Self::NAME, value, finite, predictions, None)?, grad))
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, _targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
