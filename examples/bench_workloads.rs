@@ -13,6 +13,10 @@
 //! call adds (`VmHWM` of a fresh child process, after its inputs exist): the
 //! allocating closed form against the tape.
 //!
+//! `--rows` instead times the row-wise losses (cross-entropy, triplet,
+//! contrastive) from 32 to 8192 rows on one thread and on two, for their
+//! parallel thresholds.
+//!
 //! `--scaling` instead times MSE from 1e3 to 1e7 elements next to a
 //! STREAM-like triad with the same memory traffic (read two arrays, write
 //! one), to show the fraction of memory bandwidth reached.
@@ -319,6 +323,64 @@ fn run_scaling(min_seconds: f64) -> tapeloss::Result<()> {
     Ok(())
 }
 
+/// A name, predictions, targets and the loss.
+type RowCase = (&'static str, ArrayD<f32>, ArrayD<f32>, Box<dyn Loss<f32> + Sync>);
+
+/// The row-wise losses at growing batch sizes, on a pool of one thread and
+/// of two: where a second thread starts to pay (`--rows`).
+fn run_rows(min_seconds: f64) -> tapeloss::Result<()> {
+    let pools: Vec<_> = [1, 2]
+        .iter()
+        .filter_map(|&n| rayon::ThreadPoolBuilder::new().num_threads(n).build().ok())
+        .collect();
+    let mut rng = Rng(3);
+    for n in [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192] {
+        let cases: [RowCase; 3] = [
+            (
+                "cross_entropy_c1000",
+                rng.array(&[n, 1000], Rng::normal),
+                rng.array(&[n], |r| (r.next() % 1000) as f64),
+                Box::new(CrossEntropyLoss::new()),
+            ),
+            (
+                "triplet_d128",
+                rng.array(&[n, 3, 128], Rng::normal),
+                ArrayD::zeros(IxDyn(&[n])),
+                Box::new(TripletLoss::new(MARGIN)),
+            ),
+            (
+                "contrastive_d128",
+                rng.array(&[n, 2, 128], Rng::normal),
+                rng.array(&[n], |r| (r.next() % 2) as f64),
+                Box::new(ContrastiveLoss::new(MARGIN)),
+            ),
+        ];
+        for (name, p, t, loss) in &cases {
+            let mut grad = ArrayD::zeros(p.raw_dim());
+            let mut stats = pools.iter().map(|pool| {
+                pool.install(|| {
+                    measure(min_seconds, 20, || {
+                        black_box(loss.value_and_grad_into(black_box(p), t, &mut grad).ok());
+                    })
+                })
+            });
+            let (Some(one), Some(two)) = (stats.next(), stats.next()) else {
+                continue;
+            };
+            println!(
+                r#"{{"mode": "rows", "loss": "{name}", "rows": {n}, "elements": {}, "one_thread_ms": {:.6}, "one_thread_min_ms": {:.6}, "two_threads_ms": {:.6}, "two_threads_min_ms": {:.6}, {}}}"#,
+                p.len(),
+                one.median_ms,
+                one.min_ms,
+                two.median_ms,
+                two.min_ms,
+                context()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The peak resident set of this process so far, in bytes (Linux).
 fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -383,6 +445,8 @@ fn main() -> tapeloss::Result<()> {
         run_memory()
     } else if args.iter().any(|a| a == "--scaling") {
         run_scaling(min_seconds)
+    } else if args.iter().any(|a| a == "--rows") {
+        run_rows(min_seconds)
     } else {
         let variants = value_of("--variants").unwrap_or_else(|| "into,alloc,tape".to_string());
         run_workloads(min_seconds, value_of("--workloads").as_deref(), &variants)
