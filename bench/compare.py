@@ -8,6 +8,7 @@
    and OPENBLAS_L2_SIZE unset for that command only;
 then prints a markdown table of medians (ms) with
   - tapeloss / best peer: value_and_grad_into over the fastest peer variant (< 1 is faster),
+  - allocating / best peer: value_and_grad (which returns a new gradient, as the peers do) over it,
   - tape / closed: value_and_grad_on_tape over value_and_grad_into.
 The two sides run one after the other, never at the same time. With --rounds N
 they alternate N times and each cell is the lowest of its N medians: on a
@@ -73,8 +74,8 @@ def main():
         return min(found, key=lambda r: r["median_ms"]) if found else None
 
     print("| workload | tapeloss `value_and_grad_into` | tapeloss `value_and_grad` | tape | PyTorch eager | JAX jit "
-          "| best peer | tapeloss / best peer | tape / closed |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| best peer | tapeloss / best peer | allocating / best peer | tape / closed |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for w in ORDER:
         into = get(w, "tapeloss", "value_and_grad_into")
         alloc = get(w, "tapeloss", "value_and_grad")
@@ -89,10 +90,11 @@ def main():
         best_txt = f"{fmt(best['median_ms'])} ({best['peer']}, {best['variant']})" if best else "—"
         ms = lambda r: r["median_ms"] if r else None
         ratio = f"{into['median_ms'] / best['median_ms']:.2f}" if into and best else "—"
+        alloc_ratio = f"{alloc['median_ms'] / best['median_ms']:.2f}" if alloc and best else "—"
         tape_ratio = f"{tape['median_ms'] / into['median_ms']:.2f}" if tape and into else "—"
-        note = "" if into else " (not on this branch)"
+        note = "" if into else " (no tapeloss result)"
         print(f"| {LABEL[w]}{note} | {fmt(ms(into))} | {fmt(ms(alloc))} | {fmt(ms(tape))} | {torch_txt} | "
-              f"{fmt(ms(jax))} | {best_txt} | {ratio} | {tape_ratio} |")
+              f"{fmt(ms(jax))} | {best_txt} | {ratio} | {alloc_ratio} | {tape_ratio} |")
     ctx = next((r for r in rows if r.get("peer") == "tapeloss" and "threads" in r), {})
     loads = [r["loadavg"] for r in all_rows if isinstance(r.get("loadavg"), (int, float))]
     print()

@@ -10,24 +10,27 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn};
-use tapeloss::{Loss, MeanSquaredError};
+use tapeloss::{
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError,
+    MeanSquaredError, SmoothL1Loss, TripletLoss,
+};
 
 /// Inputs for `n` prediction elements: predictions and targets.
 type Inputs = fn(usize, &mut Rng) -> (ArrayD<f32>, ArrayD<f32>);
 
-/// Every loss to time: one line each once it exists.
+/// Every loss to time.
 fn losses() -> Vec<(&'static str, Box<dyn Loss<f32>>, Inputs)> {
     vec![
         ("mse", Box::new(MeanSquaredError::new()), same_shape),
-        // ("mae", Box::new(MeanAbsoluteError::new()), same_shape),
-        // ("huber", Box::new(HuberLoss::new(1.0)), same_shape),
-        // ("smooth_l1", Box::new(SmoothL1Loss::new(1.0)), same_shape),
-        // ("bce", Box::new(BinaryCrossEntropyLoss::new()), probabilities),
-        // ("bce_logits", Box::new(BinaryCrossEntropyLoss::with_logits()), logits),
-        // ("cross_entropy", Box::new(CrossEntropyLoss::new()), class_indices),
-        // ("focal", Box::new(FocalLoss::new(2.0, Some(0.25), 1e-7)), one_hot),
-        // ("contrastive", Box::new(ContrastiveLoss::new(1.0)), pairs),
-        // ("triplet", Box::new(TripletLoss::new(1.0)), triplets),
+        ("mae", Box::new(MeanAbsoluteError::new()), same_shape),
+        ("huber", Box::new(HuberLoss::new(1.0)), same_shape),
+        ("smooth_l1", Box::new(SmoothL1Loss::new(1.0)), same_shape),
+        ("bce", Box::new(BinaryCrossEntropyLoss::new()), probabilities),
+        ("bce_logits", Box::new(BinaryCrossEntropyLoss::with_logits()), logits),
+        ("cross_entropy", Box::new(CrossEntropyLoss::new()), class_indices),
+        ("focal", Box::new(FocalLoss::new(2.0, Some(0.25), 1e-7)), one_hot),
+        ("contrastive", Box::new(ContrastiveLoss::new(1.0)), pairs),
+        ("triplet", Box::new(TripletLoss::new(1.0)), triplets),
     ]
 }
 
@@ -52,26 +55,21 @@ fn same_shape(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
     (rng.array(&[n], -2.0, 2.0), rng.array(&[n], -2.0, 2.0))
 }
 
-// Input makers for the losses to come (uncomment with their line above).
-#[allow(dead_code)]
 fn probabilities(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
     (rng.array(&[n], 0.01, 0.99), rng.array(&[n], 0.0, 1.0))
 }
 
-#[allow(dead_code)]
 fn logits(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
     (rng.array(&[n], -8.0, 8.0), rng.array(&[n], 0.0, 1.0))
 }
 
 /// 100 classes per sample, class-index targets.
-#[allow(dead_code)]
 fn class_indices(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
     let rows = (n / 100).max(1);
     let targets = ArrayD::from_shape_simple_fn(IxDyn(&[rows]), || (rng.unit() * 99.99).floor());
     (rng.array(&[rows, 100], -4.0, 4.0), targets)
 }
 
-#[allow(dead_code)]
 fn one_hot(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
     let rows = (n / 100).max(1);
     let mut t = ArrayD::zeros(IxDyn(&[rows, 100]));
@@ -82,7 +80,6 @@ fn one_hot(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
 }
 
 /// [N, 2, 128] pairs with 0/1 labels.
-#[allow(dead_code)]
 fn pairs(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
     let rows = (n / 256).max(1);
     let labels = ArrayD::from_shape_simple_fn(IxDyn(&[rows]), || (rng.unit() > 0.5) as u8 as f32);
@@ -90,7 +87,6 @@ fn pairs(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
 }
 
 /// [N, 3, 128] triplets; the targets are ignored.
-#[allow(dead_code)]
 fn triplets(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
     let rows = (n / 384).max(1);
     (rng.array(&[rows, 3, 128], -1.0, 1.0), ArrayD::zeros(IxDyn(&[rows])))

@@ -13,6 +13,10 @@
 //! call adds (`VmHWM` of a fresh child process, after its inputs exist): the
 //! allocating closed form against the tape.
 //!
+//! `--rows` instead times the row-wise losses (cross-entropy, triplet,
+//! contrastive) from 32 to 8192 rows on one thread and on two, for their
+//! parallel thresholds.
+//!
 //! `--scaling` instead times MSE from 1e3 to 1e7 elements next to a
 //! STREAM-like triad with the same memory traffic (read two arrays, write
 //! one), to show the fraction of memory bandwidth reached.
@@ -27,7 +31,9 @@ use std::time::Instant;
 
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn};
-use tapeloss::{Loss, MeanSquaredError};
+use tapeloss::{
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, HuberLoss, Loss, MeanSquaredError, TripletLoss,
+};
 
 /// SplitMix64 with Box–Muller, so inputs are reproducible without a
 /// dependency; the distributions match bench/peers.py's.
@@ -55,13 +61,12 @@ impl Rng {
     }
 }
 
-/// One workload: inputs and, when it exists on this branch, the loss.
+/// One workload: inputs and the loss.
 struct Workload {
     name: &'static str,
     predictions: ArrayD<f32>,
     targets: ArrayD<f32>,
-    /// `Err` names the loss that is not there yet.
-    loss: Result<Box<dyn Loss<f32>>, &'static str>,
+    loss: Box<dyn Loss<f32>>,
 }
 
 const N_POINTWISE: usize = 1 << 20;
@@ -81,35 +86,36 @@ fn workload(name: &str) -> Option<Workload> {
     let mut rng = Rng(seed);
     let normal = |shape: &[usize], rng: &mut Rng| rng.array(shape, Rng::normal);
     let n = [N_POINTWISE];
-    // Each loss is one line: replace the `Err` by `Ok(Box::new(...))` once it
-    // exists (TripletLoss::new(MARGIN), ContrastiveLoss::new(MARGIN)).
-    let _ = MARGIN;
-    let (predictions, targets, loss): (_, _, Result<Box<dyn Loss<f32>>, _>) = match name {
+    let (predictions, targets, loss): (_, _, Box<dyn Loss<f32>>) = match name {
         "mse" => (
             normal(&n, &mut rng),
             normal(&n, &mut rng),
-            Ok(Box::new(MeanSquaredError::new())),
+            Box::new(MeanSquaredError::new()),
         ),
-        "huber" => (normal(&n, &mut rng), normal(&n, &mut rng), Err("HuberLoss::new(1.0)")),
+        "huber" => (
+            normal(&n, &mut rng),
+            normal(&n, &mut rng),
+            Box::new(HuberLoss::new(1.0)),
+        ),
         "bce_logits" => (
             rng.array(&n, |r| 4.0 * r.normal()),
             rng.array(&n, Rng::unit),
-            Err("BinaryCrossEntropyLoss::with_logits()"),
+            Box::new(BinaryCrossEntropyLoss::with_logits()),
         ),
         "cross_entropy" => (
             normal(&[4096, 1000], &mut rng),
             rng.array(&[4096], |r| (r.next() % 1000) as f64),
-            Err("CrossEntropyLoss::new()"),
+            Box::new(CrossEntropyLoss::new()),
         ),
         "triplet" => (
             normal(&[4096, 3, 128], &mut rng),
             ArrayD::zeros(IxDyn(&[4096])),
-            Err("TripletLoss::new(MARGIN)"),
+            Box::new(TripletLoss::new(MARGIN)),
         ),
         "contrastive" => (
             normal(&[4096, 2, 128], &mut rng),
             rng.array(&[4096], |r| (r.next() % 2) as f64),
-            Err("ContrastiveLoss::new(MARGIN)"),
+            Box::new(ContrastiveLoss::new(MARGIN)),
         ),
         _ => return None,
     };
@@ -199,17 +205,7 @@ fn run_workloads(min_seconds: f64, only: Option<&str>, variants: &str) -> tapelo
         if only.is_some_and(|o| !o.split(',').any(|name| name == w.name)) {
             continue;
         }
-        let loss = match &w.loss {
-            Ok(loss) => loss,
-            Err(missing) => {
-                println!(
-                    r#"{{"workload": "{}", "peer": "tapeloss", "skipped": "{} is not on this branch"}}"#,
-                    w.name,
-                    missing.replace('"', "'")
-                );
-                continue;
-            }
-        };
+        let loss = &w.loss;
         let (p, t) = (&w.predictions, &w.targets);
         let mut grad = ArrayD::zeros(p.raw_dim());
         // Fail loudly rather than time an error path.
@@ -327,6 +323,64 @@ fn run_scaling(min_seconds: f64) -> tapeloss::Result<()> {
     Ok(())
 }
 
+/// A name, predictions, targets and the loss.
+type RowCase = (&'static str, ArrayD<f32>, ArrayD<f32>, Box<dyn Loss<f32> + Sync>);
+
+/// The row-wise losses at growing batch sizes, on a pool of one thread and
+/// of two: where a second thread starts to pay (`--rows`).
+fn run_rows(min_seconds: f64) -> tapeloss::Result<()> {
+    let pools: Vec<_> = [1, 2]
+        .iter()
+        .filter_map(|&n| rayon::ThreadPoolBuilder::new().num_threads(n).build().ok())
+        .collect();
+    let mut rng = Rng(3);
+    for n in [32, 64, 128, 256, 512, 1024, 2048, 4096, 8192] {
+        let cases: [RowCase; 3] = [
+            (
+                "cross_entropy_c1000",
+                rng.array(&[n, 1000], Rng::normal),
+                rng.array(&[n], |r| (r.next() % 1000) as f64),
+                Box::new(CrossEntropyLoss::new()),
+            ),
+            (
+                "triplet_d128",
+                rng.array(&[n, 3, 128], Rng::normal),
+                ArrayD::zeros(IxDyn(&[n])),
+                Box::new(TripletLoss::new(MARGIN)),
+            ),
+            (
+                "contrastive_d128",
+                rng.array(&[n, 2, 128], Rng::normal),
+                rng.array(&[n], |r| (r.next() % 2) as f64),
+                Box::new(ContrastiveLoss::new(MARGIN)),
+            ),
+        ];
+        for (name, p, t, loss) in &cases {
+            let mut grad = ArrayD::zeros(p.raw_dim());
+            let mut stats = pools.iter().map(|pool| {
+                pool.install(|| {
+                    measure(min_seconds, 20, || {
+                        black_box(loss.value_and_grad_into(black_box(p), t, &mut grad).ok());
+                    })
+                })
+            });
+            let (Some(one), Some(two)) = (stats.next(), stats.next()) else {
+                continue;
+            };
+            println!(
+                r#"{{"mode": "rows", "loss": "{name}", "rows": {n}, "elements": {}, "one_thread_ms": {:.6}, "one_thread_min_ms": {:.6}, "two_threads_ms": {:.6}, "two_threads_min_ms": {:.6}, {}}}"#,
+                p.len(),
+                one.median_ms,
+                one.min_ms,
+                two.median_ms,
+                two.min_ms,
+                context()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The peak resident set of this process so far, in bytes (Linux).
 fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -340,7 +394,7 @@ fn memory_one(workload: &str, variant: &str) -> tapeloss::Result<()> {
     let Some(w) = self::workload(workload) else {
         return Ok(());
     };
-    let Ok(loss) = &w.loss else { return Ok(()) };
+    let loss = &w.loss;
     let before = peak_rss();
     match variant {
         "tape" => drop(value_and_grad_on_tape(loss.as_ref(), &w.predictions, &w.targets)?),
@@ -391,6 +445,8 @@ fn main() -> tapeloss::Result<()> {
         run_memory()
     } else if args.iter().any(|a| a == "--scaling") {
         run_scaling(min_seconds)
+    } else if args.iter().any(|a| a == "--rows") {
+        run_rows(min_seconds)
     } else {
         let variants = value_of("--variants").unwrap_or_else(|| "into,alloc,tape".to_string());
         run_workloads(min_seconds, value_of("--workloads").as_deref(), &variants)

@@ -73,10 +73,44 @@ impl<A: Split, B: Split, C: Split> Split for (A, B, C) {
     }
 }
 
+/// The indices of the items a part holds (so that a leaf knows where its
+/// rows sit in the whole, e.g. to read per-sample targets).
+impl Split for std::ops::Range<usize> {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.len()
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        let mid = self.start + mid.min(self.len());
+        (self.start..mid, mid..self.end)
+    }
+}
+
+/// Work that may be absent (an optional gradient): split alike, or not at
+/// all. Put it after a part that counts the items.
+impl<S: Split> Split for Option<S> {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.as_ref().map_or(0, Split::items)
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        match self {
+            Some(s) => {
+                let (a, b) = s.split_at(mid);
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        }
+    }
+}
+
 /// A row-major matrix as items of `width` elements each (a sample's logits,
 /// a triplet's vectors), so that splits fall between rows.
 #[derive(Debug)]
-#[allow(dead_code)] // for the row-wise kernels (cross-entropy, triplet, contrastive)
 pub(crate) struct Rows<S> {
     /// The elements, `items() * width` of them.
     pub(crate) data: S,
@@ -106,6 +140,9 @@ impl<S: Split> Split for Rows<S> {
     }
 }
 
+/// The rows of a gradient, when one is asked for.
+pub(crate) type GradRows<'a, F> = Option<Rows<&'a mut [F]>>;
+
 /// How a reduction is cut and when it may use the pool.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Plan {
@@ -117,6 +154,21 @@ pub(crate) struct Plan {
     /// Whether the work streams memory (compiled for AVX2 at most, see
     /// [`simd::dispatch_streaming`]) rather than computes (widest SIMD).
     pub(crate) streaming: bool,
+}
+
+impl Plan {
+    /// This plan, counted in rows of `width` elements instead of elements:
+    /// blocks of about `block` elements (at least one row each) and the pool
+    /// from about `min_parallel` elements. The block still depends only on
+    /// the input's shape, so the result's bits do too.
+    pub(crate) fn rows(self, width: usize) -> Plan {
+        let width = width.max(1);
+        Plan {
+            block: (self.block / width).max(1),
+            min_parallel: self.min_parallel.div_ceil(width),
+            streaming: self.streaming,
+        }
+    }
 }
 
 /// Reduces `data`: `leaf` maps each block (at most `plan.block` items, only
@@ -139,7 +191,7 @@ where
         block: plan.block.max(1),
         ..plan
     };
-    if data.items() < plan.min_parallel || data.items() <= plan.block || rayon::current_num_threads() < 2 {
+    if runs_serially(plan, data.items()) {
         return serial(data, plan, &leaf, &combine);
     }
     split(data, plan, &leaf, &combine)
@@ -173,6 +225,48 @@ fn left_blocks(blocks: usize) -> usize {
     1 << (blocks - 1).ilog2()
 }
 
+/// [`reduce`] on the calling thread only, with a `leaf` that may keep state
+/// between blocks, which it sees in order: for building an output block by
+/// block (a gradient `Vec` that grows as the blocks are computed, so it never
+/// needs zeroing as a whole). The same tree, hence the same bits, as
+/// [`reduce`] with the same plan.
+#[inline]
+pub(crate) fn reduce_in_order<D, A, L, C>(data: D, plan: Plan, leaf: L, combine: C) -> A
+where
+    D: Split,
+    A: Copy,
+    L: FnMut(D) -> A,
+    C: Fn(A, A) -> A,
+{
+    let walk = Walk {
+        data,
+        block: plan.block.max(1),
+        leaf,
+        combine: &combine,
+    };
+    if plan.streaming {
+        simd::dispatch_streaming(walk)
+    } else {
+        simd::dispatch(walk)
+    }
+}
+
+/// Whether [`reduce`] would run `items` items on the calling thread alone.
+pub(crate) fn runs_serially(plan: Plan, items: usize) -> bool {
+    items < plan.min_parallel || items <= plan.block || rayon::current_num_threads() < 2
+}
+
+/// Whether a kernel that returns a new gradient should build it in order
+/// with [`reduce_in_order`] rather than zero it whole and fill it with
+/// [`reduce`]: whenever the work would run on one thread anyway, and always
+/// for streaming work, where zeroing the whole gradient first costs about
+/// half of the kernel (an extra pass over memory) and a second thread gains
+/// less than that (MSE on 2²⁰ f32: one thread building in order ≈ 0.17 ms,
+/// two threads after `zeros` ≈ 0.08 + 0.09 ms; docs/benchmarks.md).
+pub(crate) fn builds_in_order(plan: Plan, items: usize) -> bool {
+    plan.streaming || runs_serially(plan, items)
+}
+
 /// The tree over `data`'s blocks, compiled for the plan's SIMD level.
 fn serial<D, A, L, C>(data: D, plan: Plan, leaf: &L, combine: &C) -> A
 where
@@ -181,12 +275,16 @@ where
     L: Fn(D) -> A + Sync,
     C: Fn(A, A) -> A + Sync,
 {
-    let walk = Walk {
+    let walk = Walk::new(
         data,
-        block: plan.block,
-        leaf,
+        plan.block,
+        // A closure of its own, inlined, rather than `&L` through core's
+        // `FnMut for &F` shim: that left the whole leaf out of line, compiled
+        // for the baseline (BCE 5× slower).
+        #[inline(always)]
+        |d: D| leaf(d),
         combine,
-    };
+    );
     if plan.streaming {
         simd::dispatch_streaming(walk)
     } else {
@@ -198,14 +296,27 @@ where
 struct Walk<'a, D, L, C> {
     data: D,
     block: usize,
-    leaf: &'a L,
+    leaf: L,
     combine: &'a C,
+}
+
+impl<'a, D, L, C> Walk<'a, D, L, C> {
+    /// (A function, so that `leaf` may be a closure marked `#[inline(always)]`.)
+    #[inline(always)]
+    fn new(data: D, block: usize, leaf: L, combine: &'a C) -> Self {
+        Walk {
+            data,
+            block,
+            leaf,
+            combine,
+        }
+    }
 }
 
 impl<D, A, L, C> simd::Kernel for Walk<'_, D, L, C>
 where
     D: Split,
-    L: Fn(D) -> A,
+    L: FnMut(D) -> A,
     C: Fn(A, A) -> A,
     A: Copy,
 {
@@ -224,10 +335,10 @@ where
 /// of the kernel, and LLVM vectorised a second copy worse (seen in a
 /// profile: 2-float loads instead of 8).
 #[inline(always)]
-fn walk<D, A, L, C>(data: D, block: usize, leaf: &L, combine: &C) -> A
+fn walk<D, A, L, C>(data: D, block: usize, mut leaf: L, combine: &C) -> A
 where
     D: Split,
-    L: Fn(D) -> A,
+    L: FnMut(D) -> A,
     C: Fn(A, A) -> A,
     A: Copy,
 {
@@ -351,6 +462,22 @@ mod tests {
             |a, b| a + b,
         );
         assert_eq!(blocks, 1000usize.div_ceil(16));
+    }
+
+    #[test]
+    fn row_plans_keep_about_the_element_thresholds() {
+        use crate::kernels::pointwise::{COMPUTE, STREAMING};
+        for plan in [COMPUTE, STREAMING] {
+            for width in [1, 3, 100, 256, 384, 1000, 4096, 5000, 100_000] {
+                let rows = plan.rows(width);
+                assert!(rows.block >= 1 && rows.block * width <= plan.block.max(width));
+                // A batch of 1e3 elements (or fewer rows than the threshold)
+                // never reaches the pool.
+                assert!(rows.min_parallel * width >= plan.min_parallel, "{width}");
+                assert!(runs_serially(rows, 1000 / width), "{width}");
+                assert!(rows.min_parallel * width < plan.min_parallel + width, "{width}");
+            }
+        }
     }
 
     #[test]

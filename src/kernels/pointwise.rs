@@ -16,6 +16,35 @@ use crate::float::Float;
 /// registers of `f32` (more spill on SSE2 and measured no faster).
 const LANES: usize = 16;
 
+/// Runs `$body` for `$k` = 0, 1, …, 15 (= `LANES − 1`), written out for
+/// cheap terms, or as a loop for costly ones (`$written_out` false). With the
+/// loop, LLVM unrolled the lanes only when the term was tiny (MSE); for
+/// Huber's it kept the loop, so the accumulators lived in memory and every
+/// add waited on a store (seen in a profile: Huber's gradient took 1.6× MSE's
+/// time for the same traffic). Written out, a term with `exp` and `ln` (BCE)
+/// was too big for LLVM to vectorise across the lanes (12× slower), while the
+/// loop vectorises it one register per iteration. Same order of operations
+/// either way, so the same bits.
+macro_rules! for_each_lane {
+    ($written_out:expr, $k:ident => $body:block) => {
+        if $written_out {
+            for_each_lane!($k => $body)
+        } else {
+            for $k in 0..LANES $body
+        }
+    };
+    ($k:ident => $body:block) => {
+        for_each_lane!(@ $k $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15)
+    };
+    (@ $k:ident $body:block; $($n:literal)*) => {{
+        $({
+            let $k: usize = $n;
+            $body
+        })*
+    }};
+}
+const _: () = assert!(LANES == 16, "for_each_lane! writes out 16 lanes");
+
 /// For terms of a few arithmetic operations (MSE, MAE, Huber, smooth L1):
 /// memory-bound, so AVX2 at most, and both cores only from 2¹⁹ elements,
 /// about 50 µs of one thread's work, where handing half to a sleeping rayon
@@ -29,7 +58,6 @@ pub(crate) const STREAMING: Plan = Plan {
 /// For terms with exp, ln or divisions (BCE, softplus): compute-bound, so
 /// the widest SIMD, and both cores from 2¹⁵ elements (the same ≈ 50 µs of
 /// work at ≈ 1.5 ns per element).
-#[allow(dead_code)] // for binary cross-entropy on logits (another issue's loss)
 pub(crate) const COMPUTE: Plan = Plan {
     block: 4096,
     min_parallel: 1 << 15,
@@ -62,14 +90,27 @@ pub(crate) fn sum_terms_and_grad<F: Float>(
 #[inline]
 pub(crate) fn sum_terms_with<F: Float>(plan: Plan, p: &[F], t: &[F], term: impl Fn(F, F) -> F + Sync) -> F {
     debug_assert_eq!(p.len(), t.len());
-    parallel::reduce(
-        (p, t),
-        plan,
-        #[inline(always)]
-        |(p, t)| block_sum(p, t, &term),
-        #[inline(always)]
-        |a, b| a + b,
-    )
+    // Two copies of the kernel, chosen here (where the plan is a constant)
+    // rather than inside the loop.
+    if plan.streaming {
+        parallel::reduce(
+            (p, t),
+            plan,
+            #[inline(always)]
+            |(p, t)| block_sum::<F, true>(p, t, &term),
+            #[inline(always)]
+            |a, b| a + b,
+        )
+    } else {
+        parallel::reduce(
+            (p, t),
+            plan,
+            #[inline(always)]
+            |(p, t)| block_sum::<F, false>(p, t, &term),
+            #[inline(always)]
+            |a, b| a + b,
+        )
+    }
 }
 
 /// [`sum_terms_and_grad`] with a given plan.
@@ -83,25 +124,89 @@ pub(crate) fn sum_terms_and_grad_with<F: Float>(
     term: impl Fn(F, F) -> (F, F) + Sync,
 ) -> F {
     debug_assert!(p.len() == t.len() && p.len() == grad.len());
+    if plan.streaming {
+        parallel::reduce(
+            (p, t, grad),
+            plan,
+            #[inline(always)]
+            |(p, t, g)| block_sum_and_grad::<F, true>(p, t, g, scale, &term),
+            #[inline(always)]
+            |a, b| a + b,
+        )
+    } else {
+        parallel::reduce(
+            (p, t, grad),
+            plan,
+            #[inline(always)]
+            |(p, t, g)| block_sum_and_grad::<F, false>(p, t, g, scale, &term),
+            #[inline(always)]
+            |a, b| a + b,
+        )
+    }
+}
+
+/// [`sum_terms_and_grad_with`] returning a new gradient, built in order on
+/// the calling thread: each block of the `Vec` is zeroed just before the
+/// kernel overwrites it, while it is in L1, instead of zeroing the whole
+/// gradient first (see [`parallel::builds_in_order`]). The same bits as
+/// [`sum_terms_and_grad_with`].
+#[inline]
+pub(crate) fn sum_terms_and_new_grad<F: Float>(
+    plan: Plan,
+    p: &[F],
+    t: &[F],
+    scale: F,
+    term: impl Fn(F, F) -> (F, F),
+) -> (F, Vec<F>) {
+    debug_assert_eq!(p.len(), t.len());
+    let mut grad = Vec::with_capacity(p.len());
+    let sum = if plan.streaming {
+        parallel::reduce_in_order(
+            (p, t),
+            plan,
+            #[inline(always)]
+            |(p, t): (&[F], &[F])| block_sum_and_grad::<F, true>(p, t, &mut grad, scale, &term),
+            #[inline(always)]
+            |a, b| a + b,
+        )
+    } else {
+        parallel::reduce_in_order(
+            (p, t),
+            plan,
+            #[inline(always)]
+            |(p, t): (&[F], &[F])| block_sum_and_grad::<F, false>(p, t, &mut grad, scale, &term),
+            #[inline(always)]
+            |a, b| a + b,
+        )
+    };
+    (sum, grad)
+}
+
+/// Whether `keep` holds for every element: for the checks on inputs (e.g.
+/// probabilities in `[0, 1]`) that run before every call, so they cost a
+/// small fraction of the loss. No early exit inside a block, so the loop
+/// vectorises; the blocks run on both cores like [`STREAMING`] sums.
+#[inline]
+pub(crate) fn all<F: Float>(x: &[F], keep: impl Fn(F) -> bool + Sync) -> bool {
     parallel::reduce(
-        (p, t, grad),
-        plan,
+        x,
+        STREAMING,
         #[inline(always)]
-        |(p, t, g)| block_sum_and_grad(p, t, g, scale, &term),
+        |x: &[F]| x.iter().fold(true, |ok, &v| ok & keep(v)),
         #[inline(always)]
-        |a, b| a + b,
+        |a, b| a && b,
     )
 }
 
-/// One block's sum.
+/// One block's sum; `CHEAP` writes the lanes out (see [`for_each_lane`]).
 #[inline(always)]
-fn block_sum<F: Float>(p: &[F], t: &[F], term: &impl Fn(F, F) -> F) -> F {
+fn block_sum<F: Float, const CHEAP: bool>(p: &[F], t: &[F], term: &impl Fn(F, F) -> F) -> F {
     let mut acc = [F::zero(); LANES];
     let (mut pc, mut tc) = (p.chunks_exact(LANES), t.chunks_exact(LANES));
     for (pl, tl) in (&mut pc).zip(&mut tc) {
-        for k in 0..LANES {
+        for_each_lane!(CHEAP, k => {
             acc[k] += term(pl[k], tl[k]);
-        }
+        });
     }
     // The tail has its own sum: indexing `acc` by a run-time lane would keep
     // it in memory and spoil the vectorised loop (seen in a profile).
@@ -112,28 +217,75 @@ fn block_sum<F: Float>(p: &[F], t: &[F], term: &impl Fn(F, F) -> F) -> F {
     fold(acc) + tail
 }
 
+/// Where a block's gradient goes: a slice that it overwrites (`&mut [F]`),
+/// or a `Vec` that it extends (with the capacity reserved), so that a new
+/// gradient needs no zeroing at all.
+trait GradSink<F> {
+    /// The next `LANES` elements.
+    fn lanes(&mut self, values: &[F; LANES]);
+    /// The next element.
+    fn one(&mut self, value: F);
+}
+
+impl<F: Copy> GradSink<F> for &mut [F] {
+    #[inline(always)]
+    fn lanes(&mut self, values: &[F; LANES]) {
+        // Never short: the sink has as many elements as the block.
+        if let Some((head, tail)) = std::mem::take(self).split_at_mut_checked(LANES) {
+            head.copy_from_slice(values);
+            *self = tail;
+        }
+    }
+
+    #[inline(always)]
+    fn one(&mut self, value: F) {
+        if let Some((head, tail)) = std::mem::take(self).split_first_mut() {
+            *head = value;
+            *self = tail;
+        }
+    }
+}
+
+impl<F: Copy> GradSink<F> for &mut Vec<F> {
+    #[inline(always)]
+    fn lanes(&mut self, values: &[F; LANES]) {
+        self.extend_from_slice(values);
+    }
+
+    #[inline(always)]
+    fn one(&mut self, value: F) {
+        self.push(value);
+    }
+}
+
 /// One block's sum, writing its gradient.
 #[inline(always)]
-fn block_sum_and_grad<F: Float>(p: &[F], t: &[F], g: &mut [F], scale: F, term: &impl Fn(F, F) -> (F, F)) -> F {
+fn block_sum_and_grad<F: Float, const CHEAP: bool>(
+    p: &[F],
+    t: &[F],
+    mut g: impl GradSink<F>,
+    scale: F,
+    term: &impl Fn(F, F) -> (F, F),
+) -> F {
     let mut acc = [F::zero(); LANES];
-    let (mut pc, mut tc, mut gc) = (p.chunks_exact(LANES), t.chunks_exact(LANES), g.chunks_exact_mut(LANES));
-    for ((pl, tl), gl) in (&mut pc).zip(&mut tc).zip(&mut gc) {
+    let (pc, pr) = p.as_chunks::<LANES>();
+    let (tc, tr) = t.as_chunks::<LANES>();
+    for (pl, tl) in pc.iter().zip(tc) {
         // Stores go through a local array after all loads, so LLVM needs no
         // proof that `g` does not overlap `p` or `t` to vectorise.
         let mut out = [F::zero(); LANES];
-        for k in 0..LANES {
+        for_each_lane!(CHEAP, k => {
             let (value, slope) = term(pl[k], tl[k]);
             acc[k] += value;
             out[k] = scale * slope;
-        }
-        gl.copy_from_slice(&out);
+        });
+        g.lanes(&out);
     }
     let mut tail = F::zero();
-    let rest = pc.remainder().iter().zip(tc.remainder()).zip(gc.into_remainder());
-    for ((&pi, &ti), gi) in rest {
+    for (&pi, &ti) in pr.iter().zip(tr) {
         let (value, slope) = term(pi, ti);
         tail += value;
-        *gi = scale * slope;
+        g.one(scale * slope);
     }
     fold(acc) + tail
 }
@@ -207,6 +359,22 @@ mod tests {
         let one = run(1);
         for threads in [2, 3, 4] {
             assert!(run(threads) == one, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn all_finds_any_failing_element() {
+        let n = 3 * 4096 + 17;
+        let x: Vec<f32> = (0..n).map(|i| (i % 101) as f32 / 100.0).collect();
+        let in_unit = |v: f32| (0.0..=1.0).contains(&v);
+        assert!(all(&x, in_unit));
+        assert!(all(&x[..0], in_unit));
+        for bad_at in [0, 15, 4096, n - 1] {
+            for bad in [1.5, -0.0001, f32::NAN] {
+                let mut y = x.clone();
+                y[bad_at] = bad;
+                assert!(!all(&y, in_unit), "{bad} at {bad_at}");
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 //! Numerically stable scalar functions shared by tape ops and closed forms.
 
+use super::fastmath;
 use crate::float::Float;
 
 /// The logistic function 1 / (1 + e^(−x)), without overflow for any x.
@@ -26,6 +27,38 @@ pub(crate) fn log_sigmoid<F: Float>(x: F) -> F {
     x.min(F::zero()) - (-x.abs()).exp().ln_1p()
 }
 
+/// What softplus(±x) and σ(±x) share, from one fast `exp` and one fast
+/// `ln_1p` (≤ 1 and ≤ 2 ulp, [`fastmath`]), for the vectorised closed forms:
+/// `softplus(x) = max(x, 0) + l`, `softplus(−x) = max(−x, 0) + l`,
+/// `σ(x) = a/d` and `σ(−x) = b/d`, so that one division serves both sigmoids.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Logistic<F> {
+    /// `l = ln(1 + e^(−|x|))`.
+    pub(crate) l: F,
+    /// `(a, b)`: `(1, e^(−|x|))` for `x ≥ 0`, else `(e^(−|x|), 1)`.
+    pub(crate) a: F,
+    pub(crate) b: F,
+    /// `d = 1 + e^(−|x|)`.
+    pub(crate) d: F,
+}
+
+impl<F: Float> Logistic<F> {
+    #[inline(always)]
+    pub(crate) fn new(x: F) -> Self {
+        let z = fastmath::exp(-x.abs());
+        let one = F::one();
+        // Selects, not branches, so the loop stays vectorised; NaN takes the
+        // second arm and spreads through `z`.
+        let (a, b) = if x >= F::zero() { (one, z) } else { (z, one) };
+        Logistic {
+            l: fastmath::ln_1p(z),
+            a,
+            b,
+            d: one + z,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,5 +76,18 @@ mod tests {
             assert!((softplus(x) - (1.0 + x.exp()).ln()).abs() < 1e-14);
             assert!((log_sigmoid(x) - (1.0 / (1.0 + (-x).exp())).ln()).abs() < 1e-14);
         }
+    }
+
+    #[test]
+    fn logistic_parts_give_softplus_and_sigmoid() {
+        for &x in &[-1e4_f64, -40.0, -3.0, -0.5, 0.0, 0.7, 4.0, 40.0, 1e4] {
+            let k = Logistic::new(x);
+            let close = |a: f64, b: f64| (a - b).abs() <= 4.0 * f64::EPSILON * b.abs();
+            assert!(close(x.max(0.0) + k.l, softplus(x)), "softplus({x})");
+            assert!(close((-x).max(0.0) + k.l, softplus(-x)), "softplus(−{x})");
+            assert!(close(k.a / k.d, sigmoid(x)), "σ({x})");
+            assert!(close(k.b / k.d, sigmoid(-x)), "σ(−{x})");
+        }
+        assert!(Logistic::new(f32::NAN).a.is_nan());
     }
 }

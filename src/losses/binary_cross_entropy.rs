@@ -7,7 +7,10 @@ use super::pointwise::{Pointwise, impl_loss_via_pointwise};
 use super::validate::{self, Domain};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::scalar::{sigmoid, softplus};
+use crate::kernels::fastmath;
+use crate::kernels::parallel::Plan;
+use crate::kernels::pointwise::COMPUTE;
+use crate::kernels::scalar::Logistic;
 use crate::tape::Var;
 
 /// PyTorch's floor on each log in `binary_cross_entropy`, so that `p = 0` or
@@ -150,6 +153,8 @@ impl BinaryCrossEntropyLoss {
 
 impl Pointwise for BinaryCrossEntropyLoss {
     const NAME: &'static str = "BinaryCrossEntropyLoss";
+    // An exp and a log (or two logs) and a division per element.
+    const PLAN: Plan = COMPUTE;
 
     fn reduction(&self) -> Reduction {
         self.reduction
@@ -174,24 +179,32 @@ impl Pointwise for BinaryCrossEntropyLoss {
         validate::probability_targets(Self::NAME, targets)
     }
 
+    #[inline(always)]
     fn term<F: Float>(&self, p: F, t: F) -> F {
         if self.on_logits {
-            (F::one() - t) * softplus(p) + self.w::<F>() * t * softplus(-p)
+            // (1 − t)·softplus(x) + w·t·softplus(−x), sharing ln(1 + e^(−|x|)).
+            let k = Logistic::new(p);
+            (F::one() - t) * (p.max(F::zero()) + k.l) + self.w::<F>() * t * ((-p).max(F::zero()) + k.l)
         } else {
             let floor = F::from_f64(LOG_FLOOR);
             // PyTorch's order of operations; NaN never gets here (checked), so
             // `max` cannot hide one.
-            (t - F::one()) * (-p).ln_1p().max(floor) - t * p.ln().max(floor)
+            (t - F::one()) * fastmath::ln_1p(-p).max(floor) - t * fastmath::ln(p).max(floor)
         }
     }
 
+    #[inline(always)]
     fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
-        let slope = if self.on_logits {
-            (F::one() - t) * sigmoid(p) - self.w::<F>() * t * sigmoid(-p)
+        if self.on_logits {
+            let k = Logistic::new(p);
+            let (one_minus_t, wt) = (F::one() - t, self.w::<F>() * t);
+            let term = one_minus_t * (p.max(F::zero()) + k.l) + wt * ((-p).max(F::zero()) + k.l);
+            // (1 − t)·σ(x) − w·t·σ(−x), over the one denominator.
+            (term, (one_minus_t * k.a - wt * k.b) / k.d)
         } else {
-            (p - t) / ((F::one() - p) * p).max(F::from_f64(f64::from(SLOPE_FLOOR)))
-        };
-        (self.term(p, t), slope)
+            let slope = (p - t) / ((F::one() - p) * p).max(F::from_f64(f64::from(SLOPE_FLOOR)));
+            (self.term(p, t), slope)
+        }
     }
 
     /// On logits both softplus terms are kept: the shorter

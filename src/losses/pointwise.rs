@@ -11,8 +11,8 @@ use super::validate;
 use super::{Loss, Reduction};
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::parallel::Plan;
-use crate::kernels::pointwise::{STREAMING, sum_terms_and_grad_with, sum_terms_with};
+use crate::kernels::parallel::{self, Plan};
+use crate::kernels::pointwise::{STREAMING, sum_terms_and_grad_with, sum_terms_and_new_grad, sum_terms_with};
 use crate::tape::{Tape, Var};
 
 /// A loss that is `reduce(ℓ(pᵢ, tᵢ))` over elements.
@@ -110,6 +110,34 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
     validate::finite_value_and_grad(L::NAME, sum * scale, predictions, targets, grad)
 }
 
+pub(crate) fn value_and_grad<L: Pointwise, F: Float>(
+    loss: &L,
+    predictions: &ArrayD<F>,
+    targets: &ArrayD<F>,
+) -> Result<(F, ArrayD<F>)> {
+    if !parallel::builds_in_order(L::PLAN, predictions.len()) {
+        let mut grad = ArrayD::zeros(predictions.raw_dim());
+        let value = value_and_grad_into(loss, predictions, targets, &mut grad)?;
+        return Ok((value, grad));
+    }
+    check(loss, predictions, targets)?;
+    let (p, t) = (elements(predictions), elements(targets));
+    let scale = loss.reduction().scale::<F>(p.len());
+    let (sum, grad) = sum_terms_and_new_grad(
+        L::PLAN,
+        &p,
+        &t,
+        scale,
+        #[inline(always)]
+        |p, t| loss.term_and_slope(p, t),
+    );
+    let grad = ArrayD::from_shape_vec(predictions.raw_dim(), grad)?;
+    Ok((
+        validate::finite_value(L::NAME, sum * scale, predictions, targets)?,
+        grad,
+    ))
+}
+
 /// Implements [`Loss`] for a [`Pointwise`] loss with the fused kernels.
 macro_rules! impl_loss_via_pointwise {
     ($loss:ty) => {
@@ -125,6 +153,22 @@ macro_rules! impl_loss_via_pointwise {
 
             fn forward(&self, predictions: &::ndarray::ArrayD<F>, targets: &::ndarray::ArrayD<F>) -> $crate::Result<F> {
                 $crate::losses::pointwise::forward(self, predictions, targets)
+            }
+
+            fn backward(
+                &self,
+                predictions: &::ndarray::ArrayD<F>,
+                targets: &::ndarray::ArrayD<F>,
+            ) -> $crate::Result<::ndarray::ArrayD<F>> {
+                $crate::losses::Loss::value_and_grad(self, predictions, targets).map(|(_, grad)| grad)
+            }
+
+            fn value_and_grad(
+                &self,
+                predictions: &::ndarray::ArrayD<F>,
+                targets: &::ndarray::ArrayD<F>,
+            ) -> $crate::Result<(F, ::ndarray::ArrayD<F>)> {
+                $crate::losses::pointwise::value_and_grad(self, predictions, targets)
             }
 
             fn value_and_grad_into(
