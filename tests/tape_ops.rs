@@ -1007,3 +1007,39 @@ fn tapes_move_between_threads_and_gradients_are_shareable() {
     send::<Tape<f32>>();
     send_sync::<tapeloss::Gradients<f64>>();
 }
+
+/// Found by the fuzz target: axis ops and their backward rules on arrays with
+/// an empty dimension (before, after or on the reduced axis) must neither
+/// panic nor produce a wrong shape. Expected shapes follow NumPy's reductions.
+#[test]
+fn axis_ops_on_empty_dimensions() -> Result<()> {
+    for shape in [vec![0, 3], vec![3, 0], vec![2, 3, 0], vec![0, 2, 3], vec![2, 0, 3]] {
+        for axis in 0..shape.len() {
+            let mut reduced = shape.clone();
+            reduced.remove(axis);
+            let tape = Tape::<f64>::new();
+            let x = tape.var(ArrayD::zeros(shape.clone()));
+            let s = x.sum_axis(axis, false)?;
+            assert_eq!(s.shape(), reduced, "sum_axis {shape:?} axis {axis}");
+            assert!(s.value().iter().all(|&v| v == 0.0));
+            let n = x.norm_axis(axis, false)?;
+            assert_eq!(n.shape(), reduced, "norm_axis {shape:?} axis {axis}");
+            let ls = x.log_softmax(axis)?;
+            let sm = x.softmax(axis)?;
+            assert_eq!(ls.shape(), shape);
+            let total = s.sum()?.add(n.sum()?)?.add(ls.sum()?)?.add(sm.sum()?)?;
+            if shape[axis] > 0 {
+                for v in [
+                    x.mean_axis(axis, true)?,
+                    x.max_axis(axis, true)?,
+                    x.logsumexp_axis(axis, true)?,
+                ] {
+                    assert_eq!(v.value().len(), 0, "{shape:?} axis {axis}");
+                }
+            }
+            let grads = tape.backward(total)?;
+            assert_eq!(grads.wrt(x).map(|g| g.shape().to_vec()), Some(shape.clone()));
+        }
+    }
+    Ok(())
+}

@@ -95,6 +95,15 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
             continue;
         };
         let out = &node.value;
+        // An op with an empty result passes empty or zero gradients: nothing to
+        // compute, and no kernel ever sees a zero-length row.
+        if out.is_empty() {
+            for input in node.op.inputs() {
+                let shape = sweep.value(input).raw_dim();
+                sweep.send(input, ArrayD::zeros(shape));
+            }
+            continue;
+        }
         match node.op {
             Op::Leaf => {}
             Op::Unary { input, f } => {

@@ -49,7 +49,7 @@ fn max_nan<F: Float>(m: F, v: F) -> F {
 fn fold_lanes<F: Float>(xs: &[F], (outer, n, inner): (usize, usize, usize), init: F, f: impl Fn(F, F) -> F) -> Vec<F> {
     if inner == 1 && n > 0 {
         return xs
-            .chunks_exact(n)
+            .chunks_exact(n.max(1))
             .take(outer)
             .map(|row| row.iter().fold(init, |acc, &v| f(acc, v)))
             .collect();
@@ -70,7 +70,7 @@ fn fold_lanes<F: Float>(xs: &[F], (outer, n, inner): (usize, usize, usize), init
 fn sum_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
     let (outer, n, inner) = dims;
     if inner == 1 && n > 0 {
-        return xs.chunks_exact(n).take(outer).map(layout::sum).collect();
+        return xs.chunks_exact(n.max(1)).take(outer).map(layout::sum).collect();
     }
     fold_lanes(xs, dims, F::zero(), |a, v| a + v)
 }
@@ -138,7 +138,7 @@ fn exp_shifted<F: Float>(row: &[F], shift: F, shifted: &mut [F], out: &mut [F]) 
 /// in cache: the maximum, then the shifted exps into `terms`, then their sum.
 fn logsumexp_rows<F: Float>(xs: &[F], n: usize) -> Vec<F> {
     let (mut shifted, mut terms) = (vec![F::zero(); n], vec![F::zero(); n]);
-    xs.chunks_exact(n)
+    xs.chunks_exact(n.max(1))
         .map(|row| {
             let shift = shift_for(row_max(row));
             exp_shifted(row, shift, &mut shifted, &mut terms);
@@ -158,7 +158,7 @@ fn map_against_lanes<F: Float>(
 ) -> Vec<F> {
     let mut out = Vec::with_capacity(outer * n * inner);
     if inner == 1 && n > 0 {
-        for (row, &l) in xs.chunks_exact(n).zip(lanes) {
+        for (row, &l) in xs.chunks_exact(n.max(1)).zip(lanes) {
             out.extend(row.iter().map(|&x| f(x, l)));
         }
         return out;
@@ -181,7 +181,7 @@ fn exp_against_lanes<F: Float>(xs: &[F], lanes: &[F], dims: (usize, usize, usize
     if inner == 1 && n > 0 {
         let mut out = vec![F::zero(); outer * n];
         let mut shifted = vec![F::zero(); n];
-        for ((row, out), &l) in xs.chunks_exact(n).zip(out.chunks_exact_mut(n)).zip(lanes) {
+        for ((row, out), &l) in xs.chunks_exact(n.max(1)).zip(out.chunks_exact_mut(n.max(1))).zip(lanes) {
             exp_shifted(row, l, &mut shifted, out);
         }
         return out;
@@ -202,11 +202,14 @@ fn update_against_lanes<F: Float>(
         return;
     }
     for ((block, y_block), lane) in xs
-        .chunks_exact_mut(n * inner)
-        .zip(ys.chunks_exact(n * inner))
-        .zip(lanes.chunks_exact(inner))
+        .chunks_exact_mut((n * inner).max(1))
+        .zip(ys.chunks_exact((n * inner).max(1)))
+        .zip(lanes.chunks_exact(inner.max(1)))
     {
-        for (row, y_row) in block.chunks_exact_mut(inner).zip(y_block.chunks_exact(inner)) {
+        for (row, y_row) in block
+            .chunks_exact_mut(inner.max(1))
+            .zip(y_block.chunks_exact(inner.max(1)))
+        {
             for ((x, &y), &l) in row.iter_mut().zip(y_row).zip(lane) {
                 *x = f(*x, y, l);
             }
@@ -414,7 +417,7 @@ fn norms<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
     if inner == 1 && n > 0 {
         // Eight running sums per row, like `layout::sum`.
         return xs
-            .chunks_exact(n)
+            .chunks_exact(n.max(1))
             .take(outer)
             .map(|row| {
                 let mut partial = [F::zero(); 8];
@@ -482,7 +485,7 @@ pub(crate) fn sum_axis_backward<F: Float>(x: &ArrayD<F>, axis: usize, grad: &Arr
             out.extend(std::iter::repeat_n(g * scale, n));
         }
     } else {
-        for lane in g.chunks_exact(inner).take(outer) {
+        for lane in g.chunks_exact(inner.max(1)).take(outer) {
             for _ in 0..n {
                 out.extend(lane.iter().map(|&g| g * scale));
             }
@@ -587,7 +590,7 @@ pub(crate) fn log_softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, mut gra
     flat_mut(&mut grad, |g| {
         if dims.2 == 1 && dims.1 > 0 {
             let mut p = vec![F::zero(); dims.1];
-            for (g, y) in g.chunks_exact_mut(dims.1).zip(ys.chunks_exact(dims.1)) {
+            for (g, y) in g.chunks_exact_mut(dims.1.max(1)).zip(ys.chunks_exact(dims.1.max(1))) {
                 let s = layout::sum(g);
                 fastmath::exp_slice(y, &mut p);
                 g.iter_mut().zip(&p).for_each(|(g, &p)| *g -= p * s);
@@ -607,7 +610,7 @@ pub(crate) fn softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, mut grad: A
     let ys = flat(y);
     flat_mut(&mut grad, |g| {
         if dims.2 == 1 && dims.1 > 0 {
-            for (g, y) in g.chunks_exact_mut(dims.1).zip(ys.chunks_exact(dims.1)) {
+            for (g, y) in g.chunks_exact_mut(dims.1.max(1)).zip(ys.chunks_exact(dims.1.max(1))) {
                 let s = g.iter().zip(y).fold(F::zero(), |acc, (&g, &y)| acc + g * y);
                 g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - s));
             }
