@@ -108,6 +108,20 @@ impl<S: Split> Split for Option<S> {
     }
 }
 
+/// Several parts of the same length (the gradients a chain sends out), cut
+/// alike. Put it after a part that counts the items: an empty list has none.
+impl<S: Split> Split for Vec<S> {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        self.first().map_or(0, Split::items)
+    }
+
+    #[inline(always)]
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        self.into_iter().map(|s| s.split_at(mid)).unzip()
+    }
+}
+
 /// A row-major matrix as items of `width` elements each (a sample's logits,
 /// a triplet's vectors), so that splits fall between rows.
 #[derive(Debug)]

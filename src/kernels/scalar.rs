@@ -3,28 +3,24 @@
 use super::fastmath;
 use crate::float::Float;
 
-/// The logistic function 1 / (1 + e^(−x)), without overflow for any x.
+/// The logistic function 1 / (1 + e^(−x)), without overflow for any x
+/// (e^(−|x|) ≤ 1 in both arms), from [`Logistic`]'s fast `exp`.
 #[inline(always)]
 pub(crate) fn sigmoid<F: Float>(x: F) -> F {
-    // e^(−|x|) ≤ 1, so neither branch overflows.
-    let z = (-x.abs()).exp();
-    if x >= F::zero() {
-        F::one() / (F::one() + z)
-    } else {
-        z / (F::one() + z)
-    }
+    let k = Logistic::new(x);
+    k.a / k.d
 }
 
 /// ln(1 + e^x), as max(x, 0) + ln(1 + e^(−|x|)): exact for large |x|.
 #[inline(always)]
 pub(crate) fn softplus<F: Float>(x: F) -> F {
-    x.max(F::zero()) + (-x.abs()).exp().ln_1p()
+    x.max(F::zero()) + Logistic::new(x).l
 }
 
 /// ln σ(x) = −softplus(−x), finite for every finite x.
 #[inline(always)]
 pub(crate) fn log_sigmoid<F: Float>(x: F) -> F {
-    x.min(F::zero()) - (-x.abs()).exp().ln_1p()
+    x.min(F::zero()) - Logistic::new(x).l
 }
 
 /// What softplus(±x) and σ(±x) share, from one fast `exp` and one fast

@@ -235,17 +235,17 @@ enum Log {
     Log1p,
 }
 
-/// `max(log x, −100)` on the tape: where the floor is active the result is
-/// the constant −100, with slope 0. The log's slope is infinite at its pole
-/// (`p = 0` for `ln p`, `p = 1` for `ln(1 − p)`), but the zero gradient that
-/// `where_mask` passes it there stays zero through it (the tape's rule for
-/// `0·∞`), so no stand-in input is needed and the log is taken once.
+/// `max(log x, −100)` on the tape, as a clamp from below: where the floor is
+/// active the result is the constant −100, with slope 0 (clamp passes the
+/// gradient only strictly inside its bounds). The log's slope is infinite at
+/// its pole (`p = 0` for `ln p`, `p = 1` for `ln(1 − p)`), but the zero
+/// gradient the clamp passes it there stays zero through it (the tape's rule
+/// for `0·∞`), so no stand-in input is needed and the log is taken once. Both
+/// ops are elementwise, so the whole loss stays one fused chain on the tape.
 fn record_floored_log<'t, F: Float>(x: Var<'t, F>, log: Log) -> Result<Var<'t, F>> {
-    let floor = F::from_f64(LOG_FLOOR);
     let logged = match log {
         Log::Ln => x.ln()?,
         Log::Log1p => x.log1p()?,
     };
-    let above_floor = logged.with_value(|v| v.mapv(|v| v > floor));
-    logged.where_mask(&above_floor, x.tape().scalar(floor))
+    logged.clamp(F::from_f64(LOG_FLOOR), F::infinity())
 }

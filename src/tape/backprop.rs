@@ -9,8 +9,9 @@
 
 use ndarray::ArrayD;
 
+use super::fusion::{self, Seed};
 use super::layout::{flat, flat_mut, zeros};
-use super::ops::{Op, binary, elementwise, reduce, structural};
+use super::ops::{Op, binary, reduce, structural};
 use super::{Gradients, Node};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -22,9 +23,20 @@ pub(super) struct Sweep<'a, F: Float> {
 }
 
 impl<'a, F: Float> Sweep<'a, F> {
-    /// The forward value of node `i`.
+    /// The forward value of node `i` (computed now if it is lazy and was
+    /// never needed before).
     pub(super) fn value(&self, i: usize) -> &'a ArrayD<F> {
-        &self.nodes[i].value
+        fusion::value(self.nodes, i)
+    }
+
+    /// The shape of node `i`, without computing a lazy value.
+    pub(super) fn shape(&self, i: usize) -> &'a [usize] {
+        &self.nodes[i].shape
+    }
+
+    /// The whole record.
+    pub(super) fn nodes(&self) -> &'a [Node<F>] {
+        self.nodes
     }
 
     /// Whether node `i` leads to a tracked leaf, so that its gradient is worth
@@ -40,7 +52,7 @@ impl<'a, F: Float> Sweep<'a, F> {
         if !self.needs(i) {
             return;
         }
-        debug_assert_eq!(grad.shape(), self.nodes[i].value.shape(), "gradient shape of node {i}");
+        debug_assert_eq!(grad.shape(), self.shape(i), "gradient shape of node {i}");
         match &mut self.pending[i] {
             Some(acc) => {
                 let g = flat(&grad);
@@ -65,25 +77,33 @@ impl<'a, F: Float> Sweep<'a, F> {
         if !self.needs(i) {
             return;
         }
-        let shape = self.nodes[i].value.shape();
+        let shape = self.shape(i);
         flat_mut(self.pending[i].get_or_insert_with(|| zeros(shape)), add);
     }
 }
 
 /// Differentiates node `root` with respect to every tracked leaf.
 pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> Result<Gradients<F>> {
-    let root_value = &nodes[root].value;
-    if root_value.len() != 1 {
+    let root_shape = nodes[root].shape.as_slice();
+    if nodes[root].len() != 1 {
         return Err(Error::NotScalar {
             op: "backward",
-            shape: root_value.shape().to_vec(),
+            shape: root_shape.to_vec(),
         });
     }
     let mut sweep = Sweep {
         nodes,
         pending: (0..nodes.len()).map(|_| None).collect(),
     };
-    sweep.send(root, ArrayD::ones(root_value.raw_dim()));
+    sweep.send(root, ArrayD::ones(root_shape));
+    // How many times each value is read: a lazy chain absorbs only values
+    // that it alone reads.
+    let mut uses = vec![0u32; nodes.len()];
+    for node in &nodes[..=root] {
+        for input in node.op.inputs() {
+            uses[input] += 1;
+        }
+    }
 
     for i in (0..=root).rev() {
         let node = &nodes[i];
@@ -94,33 +114,43 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
         let Some(grad) = sweep.pending[i].take() else {
             continue;
         };
-        let out = &node.value;
         // An op with an empty result passes empty or zero gradients: nothing to
         // compute, and no kernel ever sees a zero-length row.
-        if out.is_empty() {
+        if node.len() == 0 {
             for input in node.op.inputs() {
-                let shape = sweep.value(input).raw_dim();
-                sweep.send(input, ArrayD::zeros(shape));
+                sweep.send(input, ArrayD::zeros(sweep.shape(input)));
             }
             continue;
         }
+        if fusion::is_lazy_op(nodes, i) {
+            fusion::backward(&mut sweep, &uses, i, Seed::Array(grad));
+            continue;
+        }
+        let out = sweep.value(i);
         match node.op {
-            Op::Leaf => {}
-            Op::Unary { input, f } => {
-                let g = elementwise::backward(f, sweep.value(input), out, grad);
-                sweep.send(input, g);
-            }
+            Op::Leaf | Op::Unary { .. } => {} // leaves were skipped; unary ops are lazy
             Op::Binary { lhs, rhs, f } => binary::backward(&mut sweep, f, lhs, rhs, out, grad),
-            Op::Sum { input } => sweep.send(input, reduce::sum_backward(sweep.value(input), &grad)),
-            Op::Mean { input } => sweep.send(input, reduce::mean_backward(sweep.value(input), &grad)),
+            Op::Sum { input } | Op::Mean { input } => {
+                let n = sweep.nodes()[input].len();
+                let g = match node.op {
+                    Op::Mean { .. } => reduce::only(&grad) / F::from_f64(n as f64),
+                    _ => reduce::only(&grad),
+                };
+                if fusion::is_lazy_op(nodes, input) && uses[input] == 1 {
+                    // The chain behind a reduction needs no gradient array.
+                    fusion::backward(&mut sweep, &uses, input, Seed::Uniform(g));
+                } else {
+                    sweep.send(input, ArrayD::from_elem(sweep.shape(input), g));
+                }
+            }
             Op::SumAxis { input, axis, .. } => {
-                let g = reduce::sum_axis_backward(sweep.value(input), axis, &grad, F::one());
+                let g = reduce::sum_axis_backward(sweep.shape(input), axis, &grad, F::one());
                 sweep.send(input, g);
             }
             Op::MeanAxis { input, axis, .. } => {
-                let x = sweep.value(input);
-                let scale = F::one() / F::from_f64(x.shape()[axis] as f64);
-                sweep.send(input, reduce::sum_axis_backward(x, axis, &grad, scale));
+                let shape = sweep.shape(input);
+                let scale = F::one() / F::from_f64(shape[axis] as f64);
+                sweep.send(input, reduce::sum_axis_backward(shape, axis, &grad, scale));
             }
             Op::MaxAxis { input, axis, .. } => {
                 let g = reduce::max_axis_backward(sweep.value(input), out, axis, &grad);
@@ -138,7 +168,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
             Op::Softmax { input, axis } => sweep.send(input, reduce::softmax_backward(out, axis, grad)),
             Op::MatMul { lhs, rhs } => structural::matmul_backward(&mut sweep, lhs, rhs, &grad),
             Op::Reshape { input } => {
-                let g = structural::reshape_backward(sweep.value(input), grad);
+                let g = structural::reshape_backward(sweep.shape(input), grad);
                 sweep.send(input, g);
             }
             Op::Gather {
@@ -163,7 +193,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
     // A tracked leaf that the root does not depend on has a zero gradient.
     for (i, node) in nodes.iter().enumerate() {
         if matches!(node.op, Op::Leaf) && node.requires_grad && sweep.pending[i].is_none() {
-            sweep.pending[i] = Some(ArrayD::zeros(node.value.raw_dim()));
+            sweep.pending[i] = Some(ArrayD::zeros(node.shape.as_slice()));
         }
     }
     // Only leaves can still hold a gradient: every other node's was taken.

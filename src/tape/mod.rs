@@ -26,10 +26,11 @@
 
 mod backprop;
 mod broadcast;
+pub(crate) mod fusion;
 pub(crate) mod layout;
 mod ops;
 
-use std::cell::{Ref, RefCell};
+use std::cell::{OnceCell, Ref, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -45,10 +46,23 @@ static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
 
 /// One recorded value: its forward result, how it was made, and whether any
 /// tracked leaf reaches it (if not, the sweep skips it).
+///
+/// An elementwise op's result is computed lazily (see `fusion.rs`): `value`
+/// stays empty until something needs the array itself, and a chain of such
+/// ops is then evaluated in one pass, or never materialised at all when a
+/// whole-array reduction or the backward sweep consumes it.
 struct Node<F> {
-    value: ArrayD<F>,
+    value: OnceCell<ArrayD<F>>,
+    shape: Vec<usize>,
     op: Op<F>,
     requires_grad: bool,
+}
+
+impl<F: Float> Node<F> {
+    /// The number of elements.
+    fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
 }
 
 /// A record of operations on arrays, to be differentiated in reverse.
@@ -120,7 +134,7 @@ impl<F: Float> Tape<F> {
     /// standard row-major layout, a transposed view's copy say: then it is
     /// copied once into that layout, which every op's loops assume).
     pub fn var(&self, value: ArrayD<F>) -> Var<'_, F> {
-        self.push(layout::standard(value), Op::Leaf, true)
+        self.push_leaf(layout::standard(value), true)
     }
 
     /// Records a constant: it takes part in operations but gets no gradient
@@ -128,7 +142,7 @@ impl<F: Float> Tape<F> {
     /// constants are skipped by the sweep. Moved onto the tape like
     /// [`Tape::var`].
     pub fn constant(&self, value: ArrayD<F>) -> Var<'_, F> {
-        self.push(layout::standard(value), Op::Leaf, false)
+        self.push_leaf(layout::standard(value), false)
     }
 
     /// A zero-dimensional constant holding `value`.
@@ -180,11 +194,13 @@ impl<F: Float> Tape<F> {
         backprop::sweep(self.id, &nodes, loss.index)
     }
 
-    /// Records a node and returns its handle.
-    fn push(&self, value: ArrayD<F>, op: Op<F>, requires_grad: bool) -> Var<'_, F> {
+    /// Records a node (with its value, or `None` for a lazy elementwise
+    /// result) and returns its handle.
+    fn push(&self, value: Option<ArrayD<F>>, shape: Vec<usize>, op: Op<F>, requires_grad: bool) -> Var<'_, F> {
         let mut nodes = self.nodes.borrow_mut();
         nodes.push(Node {
-            value,
+            value: value.map(OnceCell::from).unwrap_or_default(),
+            shape,
             op,
             requires_grad,
         });
@@ -194,14 +210,21 @@ impl<F: Float> Tape<F> {
         }
     }
 
-    /// Records the result of an op on `inputs`; it needs a gradient when any
+    /// Records a leaf holding `value`.
+    fn push_leaf(&self, value: ArrayD<F>, requires_grad: bool) -> Var<'_, F> {
+        let shape = value.shape().to_vec();
+        self.push(Some(value), shape, Op::Leaf, requires_grad)
+    }
+
+    /// Records the result of an op on `inputs` (computed, or `None` for a
+    /// lazy elementwise result of `shape`); it needs a gradient when any
     /// input does.
-    fn record(&self, value: ArrayD<F>, op: Op<F>) -> Var<'_, F> {
+    fn record(&self, value: Option<ArrayD<F>>, shape: Vec<usize>, op: Op<F>) -> Var<'_, F> {
         let requires_grad = {
             let nodes = self.nodes.borrow();
             op.inputs().iter().any(|&i| nodes[i].requires_grad)
         };
-        self.push(value, op, requires_grad)
+        self.push(value, shape, op, requires_grad)
     }
 }
 
@@ -229,7 +252,7 @@ impl<'t, F: Float> Var<'t, F> {
 
     /// This value's shape.
     pub fn shape(&self) -> Vec<usize> {
-        self.value_ref().shape().to_vec()
+        self.tape.nodes.borrow()[self.index].shape.clone()
     }
 
     /// The single element of a one-element value.
@@ -264,9 +287,16 @@ impl<'t, F: Float> Var<'t, F> {
         f(&self.value_ref())
     }
 
-    /// Borrows the value in place.
+    /// The sum of the elements, streamed through a lazy chain rather than
+    /// materialising it.
+    fn sum_of_elements(&self) -> F {
+        fusion::sum_of(&self.tape.nodes.borrow(), self.index)
+    }
+
+    /// Borrows the value in place, computing it first if it is a lazy
+    /// elementwise result.
     fn value_ref(&self) -> Ref<'t, ArrayD<F>> {
-        Ref::map(self.tape.nodes.borrow(), |nodes| &nodes[self.index].value)
+        Ref::map(self.tape.nodes.borrow(), |nodes| fusion::value(nodes, self.index))
     }
 
     /// Fails with [`Error::ForeignVar`] unless `other` is on the same tape.
@@ -280,7 +310,13 @@ impl<'t, F: Float> Var<'t, F> {
 
     /// Records `value` as the result of `op`.
     fn record(&self, value: ArrayD<F>, op: Op<F>) -> Var<'t, F> {
-        self.tape.record(value, op)
+        let shape = value.shape().to_vec();
+        self.tape.record(Some(value), shape, op)
+    }
+
+    /// Records the lazy result of the elementwise `op`, of `shape`.
+    fn record_lazy(&self, shape: Vec<usize>, op: Op<F>) -> Var<'t, F> {
+        self.tape.record(None, shape, op)
     }
 }
 

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::float::Float;
 use crate::tape::backprop::Sweep;
+use crate::tape::fusion::fuses_binary;
 use crate::tape::layout::{Broadcast, flat, flat_mut, from_vec};
 use crate::tape::{Var, broadcast_shape, reduce_to_shape, sum_to_shape};
 
@@ -39,7 +40,7 @@ impl Binary {
 
     /// `y = f(a, b)` for one element.
     #[inline(always)]
-    fn apply<F: Float>(self, a: F, b: F) -> F {
+    pub(crate) fn apply<F: Float>(self, a: F, b: F) -> F {
         match self {
             Binary::Add => a + b,
             Binary::Sub => a - b,
@@ -66,7 +67,7 @@ impl Binary {
     /// `(∂y/∂a, ∂y/∂b)` for one element, given `a`, `b` and `y`. Ties of
     /// `maximum` and `minimum` split the gradient evenly, as PyTorch does.
     #[inline(always)]
-    fn partials<F: Float>(self, a: F, b: F, y: F) -> (F, F) {
+    pub(crate) fn partials<F: Float>(self, a: F, b: F, y: F) -> (F, F) {
         let (zero, one, half) = (F::zero(), F::one(), F::from_f64(0.5));
         match self {
             Binary::Add => (one, one),
@@ -101,6 +102,7 @@ macro_rules! specialise {
         }
     };
 }
+pub(crate) use specialise as specialise_binary;
 
 /// `f(a, b)` broadcast to `shape`, run by run: a run where both operands
 /// advance, or one repeats, is one tight loop.
@@ -301,20 +303,24 @@ pub(crate) fn backward<F: Float>(
 // The names are pinned by the API; returning `Result`, they cannot be `std::ops`.
 #[allow(clippy::should_implement_trait)]
 impl<'t, F: Float> Var<'t, F> {
+    /// Records `f(self, other)`: lazily (see `tape/fusion.rs`) when each
+    /// operand has the result's elements or a single one, else computed now
+    /// under the broadcast.
     fn binary(self, other: Var<'t, F>, f: Binary) -> Result<Var<'t, F>> {
         self.same_tape(other, f.name())?;
-        let (a, b) = (self.value_ref(), other.value_ref());
-        let shape = broadcast_shape(f.name(), a.shape(), b.shape())?;
-        let value = forward(f, &a, &b, &shape);
-        drop((a, b));
-        Ok(self.record(
-            value,
-            Op::Binary {
-                lhs: self.index,
-                rhs: other.index,
-                f,
-            },
-        ))
+        let (a_shape, b_shape) = (self.shape(), other.shape());
+        let shape = broadcast_shape(f.name(), &a_shape, &b_shape)?;
+        let op = Op::Binary {
+            lhs: self.index,
+            rhs: other.index,
+            f,
+        };
+        let len = |s: &[usize]| s.iter().product::<usize>();
+        if fuses_binary(len(&shape), len(&a_shape), len(&b_shape)) {
+            return Ok(self.record_lazy(shape, op));
+        }
+        let value = forward(f, &self.value_ref(), &other.value_ref(), &shape);
+        Ok(self.record(value, op))
     }
 
     /// `a + b`, broadcast.

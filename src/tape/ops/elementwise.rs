@@ -1,15 +1,12 @@
 //! Elementwise functions of one input: `y = f(x)` and its derivative `dy/dx`,
 //! written side by side; the derivative may use `x` or `y`, whichever is cheaper.
 
-use ndarray::ArrayD;
-
-use super::{Op, chain};
+use super::Op;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::fastmath;
 use crate::kernels::scalar::{log_sigmoid, sigmoid, softplus};
 use crate::tape::Var;
-use crate::tape::layout::{flat, flat_mut, from_vec};
 
 /// An elementwise function of one input, with its parameters.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +32,7 @@ pub(crate) enum Unary<F> {
 impl<F: Float> Unary<F> {
     /// `y = f(x)` for one element.
     #[inline(always)]
-    fn apply(self, x: F) -> F {
+    pub(crate) fn apply(self, x: F) -> F {
         let zero = F::zero();
         match self {
             Unary::Neg => -x,
@@ -77,7 +74,7 @@ impl<F: Float> Unary<F> {
     /// PyTorch's choice: `relu'(0) = 0`, `abs'(0) = 0`, and clamp passes the
     /// gradient only strictly inside `(min, max)` (torch 2.15, scalar bounds).
     #[inline(always)]
-    fn derivative(self, x: F, y: F) -> F {
+    pub(crate) fn derivative(self, x: F, y: F) -> F {
         let (zero, one) = (F::zero(), F::one());
         match self {
             Unary::Neg => -one,
@@ -148,40 +145,7 @@ macro_rules! specialise {
         }
     };
 }
-
-/// `y = f(x)` for every element, in one specialised loop.
-fn forward<F: Float>(f: Unary<F>, x: &ArrayD<F>) -> ArrayD<F> {
-    let xs = flat(x);
-    macro_rules! map {
-        ($op:expr) => {
-            xs.iter().map(|&x| $op.apply(x)).collect()
-        };
-    }
-    let values = specialise!(f, map);
-    from_vec(x.shape(), values)
-}
-
-/// The local backward rule: `dx = grad ⊙ f'(x)` (a zero `grad` element stays
-/// zero, see [`chain`]), written over `grad` itself (it has `x`'s shape), so
-/// the sweep allocates nothing here.
-pub(crate) fn backward<F: Float>(f: Unary<F>, x: &ArrayD<F>, y: &ArrayD<F>, mut grad: ArrayD<F>) -> ArrayD<F> {
-    if let Unary::AddScalar(_) = f {
-        return grad; // dy/dx = 1
-    }
-    let (xs, ys) = (flat(x), flat(y));
-    flat_mut(&mut grad, |gs| {
-        macro_rules! update {
-            ($op:expr) => {
-                gs.iter_mut()
-                    .zip(xs.iter())
-                    .zip(ys.iter())
-                    .for_each(|((g, &x), &y)| *g = chain(*g, $op.derivative(x, y)))
-            };
-        }
-        specialise!(f, update)
-    });
-    grad
-}
+pub(crate) use specialise as specialise_unary;
 
 /// Fails with [`Error::InvalidParameter`] when a scalar argument is NaN.
 fn not_nan<F: Float>(name: &str, value: F) -> Result<()> {
@@ -206,9 +170,9 @@ fn not_nan<F: Float>(name: &str, value: F) -> Result<()> {
 // `neg` is a pinned name; returning `Result`, it cannot be `std::ops::Neg`.
 #[allow(clippy::should_implement_trait)]
 impl<'t, F: Float> Var<'t, F> {
+    /// Records `f(self)`, computed lazily (see `tape/fusion.rs`).
     fn unary(self, f: Unary<F>) -> Result<Var<'t, F>> {
-        let value = forward(f, &self.value_ref());
-        Ok(self.record(value, Op::Unary { input: self.index, f }))
+        Ok(self.record_lazy(self.shape(), Op::Unary { input: self.index, f }))
     }
 
     /// `−x`.

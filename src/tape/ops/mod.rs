@@ -12,8 +12,8 @@ use ndarray::ArrayD;
 use crate::float::Float;
 use smallvec::{SmallVec, smallvec};
 
-pub(crate) use binary::Binary;
-pub(crate) use elementwise::Unary;
+pub(crate) use binary::{Binary, specialise_binary};
+pub(crate) use elementwise::{Unary, specialise_unary};
 
 /// How a recorded value was made: the operation and the indices of its inputs
 /// on the tape, plus whatever the backward rule needs that is not a value.

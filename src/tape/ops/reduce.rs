@@ -226,7 +226,7 @@ impl<'t, F: Float> Var<'t, F> {
     /// # Errors
     /// None: always `Ok`.
     pub fn sum(self) -> Result<Var<'t, F>> {
-        let value = ndarray::arr0(layout::sum(&flat(&self.value_ref()))).into_dyn();
+        let value = ndarray::arr0(self.sum_of_elements()).into_dyn();
         Ok(self.record(value, Op::Sum { input: self.index }))
     }
 
@@ -236,31 +236,24 @@ impl<'t, F: Float> Var<'t, F> {
     /// # Errors
     /// [`Error::Empty`] when the value has no element.
     pub fn mean(self) -> Result<Var<'t, F>> {
-        let x = self.value_ref();
-        if x.is_empty() {
+        let shape = self.shape();
+        let n: usize = shape.iter().product();
+        if n == 0 {
             return Err(Error::Empty {
                 op: "mean",
                 arg: "input",
-                shape: x.shape().to_vec(),
+                shape,
             });
         }
-        let value = ndarray::arr0(layout::sum(&flat(&x)) / F::from_f64(x.len() as f64)).into_dyn();
-        drop(x);
+        let value = ndarray::arr0(self.sum_of_elements() / F::from_f64(n as f64)).into_dyn();
         Ok(self.record(value, Op::Mean { input: self.index }))
     }
 }
 
-/// The one element of a one-element gradient.
-fn only<F: Float>(grad: &ArrayD<F>) -> F {
+/// The one element of a one-element gradient (`sum` and `mean` pass it to
+/// every element; the sweep does that in `backprop.rs`).
+pub(crate) fn only<F: Float>(grad: &ArrayD<F>) -> F {
     grad.iter().copied().next().unwrap_or_else(F::zero)
-}
-
-pub(crate) fn sum_backward<F: Float>(x: &ArrayD<F>, grad: &ArrayD<F>) -> ArrayD<F> {
-    ArrayD::from_elem(x.raw_dim(), only(grad))
-}
-
-pub(crate) fn mean_backward<F: Float>(x: &ArrayD<F>, grad: &ArrayD<F>) -> ArrayD<F> {
-    ArrayD::from_elem(x.raw_dim(), only(grad) / F::from_f64(x.len() as f64))
 }
 
 /// Reductions along one axis. With `keepdims` the reduced axis stays with size
@@ -475,10 +468,10 @@ pub(crate) fn norm_axis_backward<F: Float>(
 }
 
 /// `scale · grad` broadcast back over the reduced axis (sum and mean).
-pub(crate) fn sum_axis_backward<F: Float>(x: &ArrayD<F>, axis: usize, grad: &ArrayD<F>, scale: F) -> ArrayD<F> {
-    let (outer, n, inner) = around(x.shape(), axis);
+pub(crate) fn sum_axis_backward<F: Float>(shape: &[usize], axis: usize, grad: &ArrayD<F>, scale: F) -> ArrayD<F> {
+    let (outer, n, inner) = around(shape, axis);
     let g = flat(grad);
-    let mut out = Vec::with_capacity(x.len());
+    let mut out = Vec::with_capacity(outer * n * inner);
     if inner == 1 {
         // Each lane's gradient repeated along its row.
         for &g in g.iter().take(outer) {
@@ -491,7 +484,7 @@ pub(crate) fn sum_axis_backward<F: Float>(x: &ArrayD<F>, axis: usize, grad: &Arr
             }
         }
     }
-    from_vec(x.shape(), out)
+    from_vec(shape, out)
 }
 
 /// The output gradient shared among the elements equal to the maximum.

@@ -119,13 +119,13 @@ pub(crate) fn matmul_backward<F: Float>(sweep: &mut Sweep<'_, F>, lhs: usize, rh
 }
 
 /// The gradient under the input's shape: free when it is in row-major layout.
-pub(crate) fn reshape_backward<F: Float>(x: &ArrayD<F>, grad: ArrayD<F>) -> ArrayD<F> {
+pub(crate) fn reshape_backward<F: Float>(shape: &[usize], grad: ArrayD<F>) -> ArrayD<F> {
     let reshaped = if grad.is_standard_layout() {
-        grad.into_shape_with_order(x.raw_dim())
+        grad.into_shape_with_order(shape)
     } else {
-        grad.to_shape(x.raw_dim()).map(|g| g.into_owned())
+        grad.to_shape(shape).map(|g| g.into_owned())
     };
-    reshaped.unwrap_or_else(|_| ArrayD::zeros(x.raw_dim())) // unreachable: sizes checked forward
+    reshaped.unwrap_or_else(|_| ArrayD::zeros(shape)) // unreachable: sizes checked forward
 }
 
 /// Taking part of a value along one axis.
@@ -251,7 +251,7 @@ pub(crate) fn slice_axis_backward<F: Float>(
     (start, end): (usize, usize),
     grad: &ArrayD<F>,
 ) {
-    let shape = sweep.value(input).shape();
+    let shape = sweep.shape(input);
     let (outer, n, inner) = around(shape, axis);
     let g = flat(grad);
     let block = (end - start) * inner;
@@ -419,7 +419,7 @@ pub(crate) fn gather_backward<F: Float>(
     indices: &ArrayD<usize>,
     grad: &ArrayD<F>,
 ) {
-    let dims = around(sweep.value(input).shape(), axis);
+    let dims = around(sweep.shape(input), axis);
     let (g, idx) = (flat(grad), flat(indices));
     sweep.accumulate(input, |dx| {
         for_each_pick(dims, indices.shape()[axis], &idx, |at, from| dx[from] += g[at]);
@@ -493,12 +493,12 @@ pub(crate) fn where_mask_backward<F: Float>(
             std::mem::take(&mut grad)
         };
         zero_where(&mut g, mask, true);
-        let shape = sweep.value(on_false).shape();
+        let shape = sweep.shape(on_false);
         sweep.send(on_false, reduce_to_shape(g, shape));
     }
     if sweep.needs(on_true) {
         zero_where(&mut grad, mask, false);
-        let shape = sweep.value(on_true).shape();
+        let shape = sweep.shape(on_true);
         sweep.send(on_true, reduce_to_shape(grad, shape));
     }
 }

@@ -1,0 +1,610 @@
+//! Lazy elementwise chains, run one block of elements at a time.
+//!
+//! An elementwise op (every unary op, and a binary op whose operands either
+//! have the output's elements or hold a single one) records no array. Its
+//! value is computed when something needs it: then the chain of lazy ops
+//! behind it becomes a [`Program`], a list of steps over registers of
+//! [`BLOCK`] elements, run block by block over the whole array. Every
+//! intermediate lives in a register that stays in L1, and only the result is
+//! written to memory.
+//!
+//! Two consumers never need the array at all:
+//! - `sum` and `mean` reduce the program's blocks as they come;
+//! - the backward sweep: at a lazy node it runs the program forward for a
+//!   block, then back through the steps, and writes only the gradients that
+//!   leave the chain (those of materialised inputs, and of lazy values also
+//!   used outside it). The chain's values are recomputed rather than stored:
+//!   a few flops per element against a pass over memory for each op.
+//!
+//! Each step's maths is `Unary::apply`/`derivative` and
+//! `Binary::apply`/`partials`; this file only schedules them.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+
+use ndarray::ArrayD;
+
+use super::Node;
+use super::backprop::Sweep;
+use super::layout::{flat, from_vec, sum};
+use super::ops::{Binary, Op, Unary, chain, specialise_binary, specialise_unary};
+use crate::float::Float;
+use crate::kernels::parallel::{self, Plan};
+
+/// Elements per register: a program of a dozen steps keeps its values and
+/// gradients within L1 and L2.
+const BLOCK: usize = 512;
+
+/// How a program's blocks are spread over the cores: leaves of 32 register
+/// blocks, combined along `parallel`'s fixed tree (so sums have the same
+/// bits on any number of threads), and the pool from 2¹⁸ elements.
+const PLAN: Plan = Plan {
+    block: 32 * BLOCK,
+    min_parallel: 1 << 18,
+    streaming: false,
+};
+
+/// Whether node `i` is an elementwise op whose value is computed lazily.
+pub(super) fn is_lazy_op<F: Float>(nodes: &[Node<F>], i: usize) -> bool {
+    match nodes[i].op {
+        Op::Unary { .. } => true,
+        Op::Binary { lhs, rhs, .. } => fuses_binary(nodes[i].len(), nodes[lhs].len(), nodes[rhs].len()),
+        _ => false,
+    }
+}
+
+/// Whether a binary op with operands of `lhs` and `rhs` elements and a
+/// result of `out` elements is run lazily: each operand has the result's
+/// elements (in its row-major order, since only axes of size 1 can have been
+/// added) or a single element, broadcast.
+pub(crate) fn fuses_binary(out: usize, lhs: usize, rhs: usize) -> bool {
+    (lhs == out || lhs == 1) && (rhs == out || rhs == 1)
+}
+
+/// The value of node `i`, computed (and kept) first if it is lazy.
+pub(super) fn value<F: Float>(nodes: &[Node<F>], i: usize) -> &ArrayD<F> {
+    nodes[i].value.get_or_init(|| {
+        let program = Program::new(nodes, i, |j| nodes[j].value.get().is_none());
+        let inputs = program.input_values(nodes);
+        let (_, mut outputs) = fill(
+            program.len,
+            1,
+            #[inline(always)]
+            |range, out| {
+                program.run(
+                    &inputs,
+                    range.clone(),
+                    #[inline(always)]
+                    |block, values| {
+                        out[0][block.start - range.start..block.end - range.start].copy_from_slice(values.root());
+                    },
+                );
+                F::zero()
+            },
+        );
+        from_vec(&nodes[i].shape, outputs.pop().unwrap_or_default())
+    })
+}
+
+/// The sum of node `i`'s elements, without materialising it if it is lazy.
+pub(super) fn sum_of<F: Float>(nodes: &[Node<F>], i: usize) -> F {
+    if let Some(value) = nodes[i].value.get() {
+        return sum(&flat(value));
+    }
+    let program = Program::new(nodes, i, |j| nodes[j].value.get().is_none());
+    let inputs = program.input_values(nodes);
+    fill(
+        program.len,
+        0,
+        #[inline(always)]
+        |range, _| {
+            let mut total = F::zero();
+            program.run(
+                &inputs,
+                range,
+                #[inline(always)]
+                |_, values| total += sum(values.root()),
+            );
+            total
+        },
+    )
+    .0
+}
+
+/// Runs `leaf` over `0..n` cut along [`PLAN`]'s tree, with `outputs` arrays
+/// of `n` elements to write: each call gets its range and those arrays'
+/// slices for that range. Returns the leaves' results summed along the tree,
+/// and the arrays. On one thread the arrays grow block by block; on two
+/// they are zeroed first and filled in place.
+fn fill<F: Float>(
+    n: usize,
+    outputs: usize,
+    leaf: impl Fn(Range<usize>, &mut [&mut [F]]) -> F + Sync,
+) -> (F, Vec<Vec<F>>) {
+    if parallel::builds_in_order(PLAN, n) {
+        let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| Vec::with_capacity(n)).collect();
+        let total = parallel::reduce_in_order(
+            0..n,
+            PLAN,
+            #[inline(always)]
+            |range: Range<usize>| {
+                let mut slices: Vec<&mut [F]> = arrays
+                    .iter_mut()
+                    .map(|array| {
+                        let start = array.len();
+                        array.resize(start + range.len(), F::zero());
+                        &mut array[start..]
+                    })
+                    .collect();
+                leaf(range, &mut slices)
+            },
+            |a, b| a + b,
+        );
+        return (total, arrays);
+    }
+    let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| vec![F::zero(); n]).collect();
+    let slices: Vec<&mut [F]> = arrays.iter_mut().map(Vec::as_mut_slice).collect();
+    let total = parallel::reduce(
+        (0..n, slices),
+        PLAN,
+        #[inline(always)]
+        |(range, mut slices): (Range<usize>, Vec<&mut [F]>)| leaf(range, &mut slices),
+        |a, b| a + b,
+    );
+    (total, arrays)
+}
+
+/// The gradient reaching a lazy node from its consumer.
+pub(super) enum Seed<F> {
+    /// One gradient element per element.
+    Array(ArrayD<F>),
+    /// The same gradient for every element (from `sum` or `mean`).
+    Uniform(F),
+}
+
+/// The backward rule of the chain ending at lazy node `root`, which received
+/// `seed`: runs the chain forward and back one block at a time and sends the
+/// gradients that leave it.
+///
+/// The chain holds `root` and every lazy ancestor with the root's length
+/// whose uses all lie within the chain (`uses[j]` counts node `j`'s uses on
+/// the whole tape); those never receive a gradient array, and the sweep
+/// skips them. A lazy ancestor also used elsewhere, and every materialised
+/// input, is sent its share, to be swept in its turn.
+pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: usize, seed: Seed<F>) {
+    let nodes = sweep.nodes();
+    let program = Program::new(nodes, root, |j| is_lazy_op(nodes, j));
+    let inputs = program.input_values(nodes);
+    let flow = Flow::new(&program, nodes, uses);
+    // The registers whose gradients leave the chain, in output order.
+    let exported: Vec<(usize, Register)> = (program.steps.iter().enumerate())
+        .filter(|&(k, _)| flow.exported_step[k])
+        .map(|(k, step)| (step.node, Register::Step(k)))
+        .chain(
+            (program.inputs.iter().enumerate())
+                .filter(|&(k, _)| flow.exported_input[k])
+                .map(|(k, input)| (input.node, Register::Input(k))),
+        )
+        .collect();
+    let seed_values = match &seed {
+        Seed::Array(g) => flat(g),
+        Seed::Uniform(_) => Cow::Borrowed(&[][..]),
+    };
+    let (_, outputs) = fill(
+        program.len,
+        exported.len(),
+        #[inline(always)]
+        |range, out| {
+            let mut adjoints = Registers::new(program.steps.len(), program.inputs.len());
+            program.run(
+                &inputs,
+                range.clone(),
+                #[inline(always)]
+                |block, values| {
+                    let len = block.len();
+                    adjoints.clear(len);
+                    let root_adjoint = &mut adjoints.steps[program.steps.len() - 1][..len];
+                    match seed {
+                        Seed::Array(_) => root_adjoint.copy_from_slice(&seed_values[block.clone()]),
+                        Seed::Uniform(g) => root_adjoint.fill(g),
+                    }
+                    for k in (0..program.steps.len()).rev() {
+                        if flow.internal[k] {
+                            program.step_backward(k, values, &mut adjoints, &flow);
+                        }
+                    }
+                    let at = block.start - range.start..block.end - range.start;
+                    for (out, &(_, register)) in out.iter_mut().zip(&exported) {
+                        let adjoint = match register {
+                            Register::Step(k) => &adjoints.steps[k],
+                            Register::Input(k) => &adjoints.inputs[k],
+                        };
+                        out[at.clone()].copy_from_slice(&adjoint[..len]);
+                    }
+                },
+            );
+            F::zero()
+        },
+    );
+    for ((node, _), grad) in exported.into_iter().zip(outputs) {
+        let shape = &nodes[node].shape;
+        let grad = if nodes[node].len() == program.len {
+            from_vec(shape, grad)
+        } else {
+            // An input of one element, broadcast: its gradient is the sum.
+            ArrayD::from_elem(shape.as_slice(), sum(&grad))
+        };
+        sweep.send(node, grad);
+    }
+}
+
+/// A gradient register of a program.
+#[derive(Clone, Copy)]
+enum Register {
+    Step(usize),
+    Input(usize),
+}
+
+/// One step's function.
+#[derive(Clone, Copy)]
+enum Function<F> {
+    Unary(Unary<F>),
+    Binary(Binary),
+}
+
+/// Where a step reads an operand.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    /// The register of an earlier step.
+    Step(usize),
+    /// A materialised input.
+    Input(usize),
+}
+
+/// One lazy node, computed into its own register.
+struct Step<F> {
+    node: usize,
+    function: Function<F>,
+    args: [Arg; 2],
+}
+
+/// A materialised value that the steps read.
+struct Input {
+    node: usize,
+    /// One element, broadcast against the chain's length.
+    scalar: bool,
+}
+
+/// The lazy chain behind one node, in tape order (every step's operands
+/// come before it), the root last.
+struct Program<F> {
+    /// Elements of every step.
+    len: usize,
+    steps: Vec<Step<F>>,
+    inputs: Vec<Input>,
+}
+
+impl<F: Float> Program<F> {
+    /// The chain ending at `root`: every ancestor reached through lazy ops
+    /// that has the root's length and for which `include` holds becomes a
+    /// step; every other operand becomes an input (and is materialised).
+    fn new(nodes: &[Node<F>], root: usize, include: impl Fn(usize) -> bool) -> Self {
+        let len = nodes[root].len();
+        // Collect the steps' nodes, depth first.
+        let mut members = vec![root];
+        let mut stack = vec![root];
+        while let Some(i) = stack.pop() {
+            for j in nodes[i].op.inputs() {
+                let joins = nodes[j].len() == len && is_lazy_op(nodes, j) && include(j);
+                if joins && !members.contains(&j) {
+                    members.push(j);
+                    stack.push(j);
+                }
+            }
+        }
+        members.sort_unstable();
+        let step_of: HashMap<usize, usize> = members.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let mut inputs: Vec<Input> = Vec::new();
+        let mut arg = |j: usize| match step_of.get(&j) {
+            Some(&k) => Arg::Step(k),
+            None => Arg::Input(match inputs.iter().position(|input| input.node == j) {
+                Some(k) => k,
+                None => {
+                    inputs.push(Input {
+                        node: j,
+                        scalar: nodes[j].len() != len,
+                    });
+                    inputs.len() - 1
+                }
+            }),
+        };
+        let steps = members
+            .iter()
+            .map(|&i| match nodes[i].op {
+                Op::Unary { input, f } => Step {
+                    node: i,
+                    function: Function::Unary(f),
+                    args: [arg(input); 2],
+                },
+                Op::Binary { lhs, rhs, f } => Step {
+                    node: i,
+                    function: Function::Binary(f),
+                    args: [arg(lhs), arg(rhs)],
+                },
+                // unreachable: only lazy ops are members
+                _ => Step {
+                    node: i,
+                    function: Function::Unary(Unary::AddScalar(F::zero())),
+                    args: [Arg::Input(0); 2],
+                },
+            })
+            .collect();
+        Program { len, steps, inputs }
+    }
+
+    /// The inputs' elements, materialising any that are lazy.
+    fn input_values<'n>(&self, nodes: &'n [Node<F>]) -> Vec<Cow<'n, [F]>> {
+        self.inputs.iter().map(|input| flat(value(nodes, input.node))).collect()
+    }
+
+    /// Runs the steps over the elements in `range`, one block at a time,
+    /// calling `visit` with each block's range and the registers.
+    #[inline(always)]
+    fn run(&self, inputs: &[Cow<'_, [F]>], range: Range<usize>, mut visit: impl FnMut(Range<usize>, &Values<'_, F>)) {
+        let mut values = Values {
+            inputs,
+            registers: vec![vec![F::zero(); BLOCK]; self.steps.len()],
+            len: 0,
+            start: 0,
+        };
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + BLOCK).min(range.end);
+            values.start = start;
+            values.len = end - start;
+            for k in 0..self.steps.len() {
+                self.step_forward(k, &mut values);
+            }
+            visit(start..end, &values);
+            start = end;
+        }
+    }
+
+    /// Step `k` forward on the current block.
+    #[inline(always)]
+    fn step_forward(&self, k: usize, values: &mut Values<'_, F>) {
+        let step = &self.steps[k];
+        let len = values.len;
+        let (done, rest) = values.registers.split_at_mut(k);
+        let out = &mut rest[0][..len];
+        let view = |arg: Arg| match arg {
+            Arg::Step(j) => View::Slice(&done[j][..len]),
+            Arg::Input(j) if self.inputs[j].scalar => View::Scalar(values.inputs[j][0]),
+            Arg::Input(j) => View::Slice(&values.inputs[j][values.start..values.start + len]),
+        };
+        match step.function {
+            Function::Unary(f) => {
+                let x = view(step.args[0]).slice(len);
+                macro_rules! run {
+                    ($op:expr) => {
+                        for (y, &x) in out.iter_mut().zip(x.iter()) {
+                            *y = $op.apply(x);
+                        }
+                    };
+                }
+                specialise_unary!(f, run)
+            }
+            Function::Binary(f) => {
+                let (a, b) = (view(step.args[0]), view(step.args[1]));
+                macro_rules! run {
+                    ($op:expr) => {
+                        match (a, b) {
+                            (View::Slice(a), View::Slice(b)) => {
+                                for ((y, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                                    *y = $op.apply(a, b);
+                                }
+                            }
+                            (View::Slice(a), View::Scalar(b)) => {
+                                for (y, &a) in out.iter_mut().zip(a) {
+                                    *y = $op.apply(a, b);
+                                }
+                            }
+                            (View::Scalar(a), View::Slice(b)) => {
+                                for (y, &b) in out.iter_mut().zip(b) {
+                                    *y = $op.apply(a, b);
+                                }
+                            }
+                            (View::Scalar(a), View::Scalar(b)) => out.fill($op.apply(a, b)),
+                        }
+                    };
+                }
+                specialise_binary!(f, run)
+            }
+        }
+    }
+
+    /// Step `k` backward on the current block: adds `adjoint(k) ⊙ ∂k/∂arg`
+    /// to each operand that takes part in the flow.
+    #[inline(always)]
+    fn step_backward(&self, k: usize, values: &Values<'_, F>, adjoints: &mut Registers<F>, flow: &Flow) {
+        let len = values.len;
+        let step = &self.steps[k];
+        let (before, rest) = adjoints.steps.split_at_mut(k);
+        let g = &rest[0][..len];
+        let y = &values.registers[k][..len];
+        let value = |arg: Arg| match arg {
+            Arg::Step(j) => View::Slice(&values.registers[j][..len]),
+            Arg::Input(j) if self.inputs[j].scalar => View::Scalar(values.inputs[j][0]),
+            Arg::Input(j) => View::Slice(&values.inputs[j][values.start..values.start + len]),
+        };
+        for (position, &arg) in step.args.iter().enumerate() {
+            if matches!(step.function, Function::Unary(_)) && position == 1 {
+                break;
+            }
+            let target: &mut [F] = match arg {
+                Arg::Step(j) if flow.receives_step[j] => &mut before[j][..len],
+                Arg::Input(j) if flow.exported_input[j] => &mut adjoints.inputs[j][..len],
+                _ => continue,
+            };
+            // A scalar input's gradient is summed per block when it leaves,
+            // so here it is kept element by element like any other.
+            match step.function {
+                Function::Unary(f) => {
+                    let x = value(arg).slice(len);
+                    macro_rules! run {
+                        ($op:expr) => {
+                            for (((d, &g), &x), &y) in target.iter_mut().zip(g).zip(x.iter()).zip(y) {
+                                *d += chain(g, $op.derivative(x, y));
+                            }
+                        };
+                    }
+                    specialise_unary!(f, run)
+                }
+                Function::Binary(f) => {
+                    let (a, b) = (value(step.args[0]), value(step.args[1]));
+                    let pick = |(da, db): (F, F)| if position == 0 { da } else { db };
+                    macro_rules! run {
+                        ($op:expr) => {{
+                            let gy = target.iter_mut().zip(g).zip(y);
+                            match (a, b) {
+                                (View::Slice(a), View::Slice(b)) => {
+                                    for (((d, &g), &y), (&a, &b)) in gy.zip(a.iter().zip(b)) {
+                                        *d += chain(g, pick($op.partials(a, b, y)));
+                                    }
+                                }
+                                (View::Slice(a), View::Scalar(b)) => {
+                                    for (((d, &g), &y), &a) in gy.zip(a) {
+                                        *d += chain(g, pick($op.partials(a, b, y)));
+                                    }
+                                }
+                                (View::Scalar(a), View::Slice(b)) => {
+                                    for (((d, &g), &y), &b) in gy.zip(b) {
+                                        *d += chain(g, pick($op.partials(a, b, y)));
+                                    }
+                                }
+                                (View::Scalar(a), View::Scalar(b)) => {
+                                    for ((d, &g), &y) in gy {
+                                        *d += chain(g, pick($op.partials(a, b, y)));
+                                    }
+                                }
+                            }
+                        }};
+                    }
+                    specialise_binary!(f, run)
+                }
+            }
+        }
+    }
+}
+
+/// An operand's elements on the current block.
+#[derive(Clone, Copy)]
+enum View<'a, F> {
+    Slice(&'a [F]),
+    Scalar(F),
+}
+
+impl<'a, F: Float> View<'a, F> {
+    /// The elements as a slice (a unary op's operand always has them).
+    fn slice(self, len: usize) -> Cow<'a, [F]> {
+        match self {
+            View::Slice(s) => Cow::Borrowed(s),
+            View::Scalar(v) => Cow::Owned(vec![v; len]),
+        }
+    }
+}
+
+/// The program's values on the current block.
+struct Values<'a, F: Clone> {
+    inputs: &'a [Cow<'a, [F]>],
+    registers: Vec<Vec<F>>,
+    /// The block's first element and length.
+    start: usize,
+    len: usize,
+}
+
+impl<F: Clone> Values<'_, F> {
+    /// The root's register.
+    fn root(&self) -> &[F] {
+        self.registers.last().map_or(&[], |r| &r[..self.len])
+    }
+}
+
+/// Gradient registers: one per step and one per input.
+struct Registers<F> {
+    steps: Vec<Vec<F>>,
+    inputs: Vec<Vec<F>>,
+}
+
+impl<F: Float> Registers<F> {
+    fn new(steps: usize, inputs: usize) -> Self {
+        Registers {
+            steps: vec![vec![F::zero(); BLOCK]; steps],
+            inputs: vec![vec![F::zero(); BLOCK]; inputs],
+        }
+    }
+
+    fn clear(&mut self, len: usize) {
+        for register in self.steps.iter_mut().chain(self.inputs.iter_mut()) {
+            register[..len].fill(F::zero());
+        }
+    }
+}
+
+/// Where gradients flow in a program: which steps pass theirs on within the
+/// chain, and which gradients leave it.
+struct Flow {
+    /// Step k is part of the chain: all its uses are inside, so its gradient
+    /// is complete within the block, and it passes it to its operands.
+    internal: Vec<bool>,
+    /// Step k receives gradient from an internal step.
+    receives_step: Vec<bool>,
+    /// Step k receives gradient but is also used outside the chain: its
+    /// gradient leaves, to be swept from its own node.
+    exported_step: Vec<bool>,
+    /// Input k receives gradient, which leaves.
+    exported_input: Vec<bool>,
+}
+
+impl Flow {
+    fn new<F: Float>(program: &Program<F>, nodes: &[Node<F>], uses: &[u32]) -> Self {
+        let steps = program.steps.len();
+        let mut flow = Flow {
+            internal: vec![false; steps],
+            receives_step: vec![false; steps],
+            exported_step: vec![false; steps],
+            exported_input: vec![false; program.inputs.len()],
+        };
+        let mut uses_inside = vec![0u32; steps];
+        for k in (0..steps).rev() {
+            let step = &program.steps[k];
+            let needs = nodes[step.node].requires_grad;
+            let is_root = k + 1 == steps;
+            if !needs || !(is_root || flow.receives_step[k]) {
+                continue;
+            }
+            if is_root || uses_inside[k] == uses[step.node] {
+                flow.internal[k] = true;
+            } else {
+                flow.exported_step[k] = true;
+                continue;
+            }
+            let arity = match step.function {
+                Function::Unary(_) => 1,
+                Function::Binary(_) => 2,
+            };
+            for &arg in &step.args[..arity] {
+                match arg {
+                    Arg::Step(j) if nodes[program.steps[j].node].requires_grad => {
+                        uses_inside[j] += 1;
+                        flow.receives_step[j] = true;
+                    }
+                    Arg::Input(j) if nodes[program.inputs[j].node].requires_grad => flow.exported_input[j] = true,
+                    _ => {}
+                }
+            }
+        }
+        flow
+    }
+}

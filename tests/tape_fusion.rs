@@ -1,0 +1,215 @@
+//! The tape's fused elementwise chains against slow, obvious references.
+//!
+//! Elementwise ops are evaluated lazily, a block of elements at a time, and
+//! the backward sweep runs a whole chain forward and back per block. These
+//! tests compare that machinery with plain loops over the elements (the value
+//! and the gradient worked out by hand), on seeded inputs whose lengths cross
+//! the block size (512) and the size from which the chains use both cores, and
+//! with values shared inside and outside a chain.
+
+mod common;
+
+use common::Rng;
+use tapeloss::ndarray::{ArrayD, IxDyn, arr0};
+use tapeloss::{Result, Tape};
+
+/// Lengths around the register block (512), the parallel leaf (16,384) and
+/// the parallel threshold (2¹⁸).
+const LENGTHS: [usize; 8] = [1, 7, 511, 512, 513, 16_385, 40_000, 300_001];
+
+fn assert_close_slices(actual: &[f64], expected: &[f64], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: length");
+    for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= 1e-12 * (1.0 + e.abs()),
+            "{what}: element {i} of {}: {a} against {e}",
+            actual.len()
+        );
+    }
+}
+
+fn slice(x: &ArrayD<f64>) -> &[f64] {
+    x.as_slice().expect("standard layout")
+}
+
+fn softplus(v: f64) -> f64 {
+    v.max(0.0) + (-v.abs()).exp().ln_1p()
+}
+
+fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+/// `Σ ½(x − y)² + softplus(x)·y − 0.3·|x − y|`: one chain of eight ops in
+/// which `d = x − y` is read three times, reduced by `sum` (so the chain's
+/// gradient starts uniform and no array of it is ever made).
+#[test]
+fn a_chain_with_fan_out_matches_the_loop() -> Result<()> {
+    let mut rng = Rng::new(11);
+    for n in LENGTHS {
+        let (x0, y0) = (rng.array(&[n], -3.0, 3.0), rng.array(&[n], -3.0, 3.0));
+        let tape = Tape::<f64>::new();
+        let (x, y) = (tape.var(x0.clone()), tape.var(y0.clone()));
+        let d = x.sub(y)?;
+        let terms = d
+            .square()?
+            .mul_scalar(0.5)?
+            .add(x.softplus()?.mul(y)?)?
+            .sub(d.abs()?.mul_scalar(0.3)?)?;
+        let loss = terms.sum()?;
+        let grads = tape.backward(loss)?;
+
+        let (xs, ys) = (slice(&x0), slice(&y0));
+        let value: f64 = (xs.iter().zip(ys))
+            .map(|(&x, &y)| 0.5 * (x - y).powi(2) + softplus(x) * y - 0.3 * (x - y).abs())
+            .sum();
+        let sign = |v: f64| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        };
+        let dx: Vec<f64> = (xs.iter().zip(ys))
+            .map(|(&x, &y)| (x - y) + sigmoid(x) * y - 0.3 * sign(x - y))
+            .collect();
+        let dy: Vec<f64> = (xs.iter().zip(ys))
+            .map(|(&x, &y)| -(x - y) + softplus(x) + 0.3 * sign(x - y))
+            .collect();
+        assert_close_slices(&[loss.item()?], &[value], &format!("value, n = {n}"));
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &dx, &format!("dx, n = {n}"));
+        assert_close_slices(slice(grads.wrt(y).expect("y")), &dy, &format!("dy, n = {n}"));
+        // Reading the chain's values materialises them; they are the loop's.
+        let expected_terms: Vec<f64> = (xs.iter().zip(ys))
+            .map(|(&x, &y)| 0.5 * (x - y).powi(2) + softplus(x) * y - 0.3 * (x - y).abs())
+            .collect();
+        assert_close_slices(slice(&terms.value()), &expected_terms, &format!("terms, n = {n}"));
+    }
+    Ok(())
+}
+
+/// `e = exp(0.1·x)` feeds both the fused chain `Σ e²` and an op outside it
+/// (`sum_axis`), so its gradient leaves the chain and is swept from `e`
+/// itself: `∂/∂x = 0.1·e·(2e + 1)`.
+#[test]
+fn a_value_used_inside_and_outside_a_chain() -> Result<()> {
+    let mut rng = Rng::new(12);
+    for n in LENGTHS {
+        let x0 = rng.array(&[n], -2.0, 2.0);
+        let tape = Tape::<f64>::new();
+        let x = tape.var(x0.clone());
+        let e = x.mul_scalar(0.1)?.exp()?;
+        let loss = e.square()?.sum()?.add(e.sum_axis(0, false)?)?;
+        let grads = tape.backward(loss)?;
+        let expected: Vec<f64> = slice(&x0)
+            .iter()
+            .map(|&x| {
+                let e = (0.1 * x).exp();
+                0.1 * e * (2.0 * e + 1.0)
+            })
+            .collect();
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &expected, &format!("n = {n}"));
+    }
+    Ok(())
+}
+
+/// A tracked one-element value broadcast against a chain: its gradient is
+/// the sum over every element. `Σ (s·x + c)²` with `∂/∂s = Σ 2(s·x + c)·x`.
+#[test]
+fn a_broadcast_scalar_gets_the_summed_gradient() -> Result<()> {
+    let mut rng = Rng::new(13);
+    for n in LENGTHS {
+        let x0 = rng.array(&[n], -1.0, 1.0);
+        let tape = Tape::<f64>::new();
+        let x = tape.var(x0.clone());
+        let s = tape.var(arr0(1.5).into_dyn());
+        let c = tape.constant(arr0(-0.25).into_dyn());
+        let loss = x.mul(s)?.add(c)?.square()?.sum()?;
+        let grads = tape.backward(loss)?;
+        let ds: f64 = slice(&x0).iter().map(|&x| 2.0 * (1.5 * x - 0.25) * x).sum();
+        let dx: Vec<f64> = slice(&x0).iter().map(|&x| 2.0 * (1.5 * x - 0.25) * 1.5).collect();
+        let got_ds = grads.wrt(s).expect("s");
+        assert_eq!(got_ds.shape(), &[] as &[usize]);
+        assert_close_slices(&[got_ds.iter().copied().sum::<f64>()], &[ds], &format!("ds, n = {n}"));
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &dx, &format!("dx, n = {n}"));
+    }
+    Ok(())
+}
+
+/// A chain that ends in an array (not a reduction) and is differentiated
+/// through `mean` of a broadcast product, so the gradient reaching the chain
+/// is an array; and `backward` run twice gives the same gradients.
+#[test]
+fn a_chain_seeded_by_an_array_and_swept_twice() -> Result<()> {
+    let mut rng = Rng::new(14);
+    let (rows, cols) = (300, 97);
+    let x0 = rng.array(&[rows, cols], -2.0, 2.0);
+    let w0 = rng.array(&[cols], -1.0, 1.0);
+    let tape = Tape::<f64>::new();
+    let x = tape.var(x0.clone());
+    let w = tape.constant(w0.clone());
+    // tanh(x) is lazy; the product with the row `w` broadcasts, so it is
+    // computed at once and sends tanh(x) an array of gradients.
+    let loss = x.tanh()?.mul(w)?.mean()?;
+    let first = tape.backward(loss)?;
+    let second = tape.backward(loss)?;
+    let n = (rows * cols) as f64;
+    let expected: Vec<f64> = x0
+        .indexed_iter()
+        .map(|(i, &x)| {
+            let t = x.tanh();
+            (1.0 - t * t) * w0[i[1]] / n
+        })
+        .collect();
+    assert_close_slices(slice(first.wrt(x).expect("x")), &expected, "first sweep");
+    assert_eq!(first.wrt(x), second.wrt(x), "second sweep");
+    Ok(())
+}
+
+/// Sums of long chains and their gradients have the same bits on one thread
+/// and on several: blocks are combined along a fixed tree.
+#[test]
+fn fused_chains_give_the_same_bits_on_any_number_of_threads() {
+    let mut rng = Rng::new(15);
+    let n = 700_001;
+    let (x0, y0) = (rng.array(&[n], -3.0, 3.0), rng.array(&[n], -3.0, 3.0));
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| -> Result<(u64, Vec<u64>, Vec<u64>)> {
+            let tape = Tape::<f64>::new();
+            let (x, y) = (tape.var(x0.clone()), tape.constant(y0.clone()));
+            let chain = x.sub(y)?.softplus()?.mul(x)?;
+            let loss = chain.mean()?;
+            let grads = tape.backward(loss)?;
+            let bits = |a: &ArrayD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            Ok((
+                loss.item()?.to_bits(),
+                bits(grads.wrt(x).expect("x")),
+                bits(&chain.value()),
+            ))
+        })
+        .expect("the tape")
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(run(threads) == one, "{threads} threads differ from one");
+    }
+}
+
+/// An empty chain: values and gradients of shape `[0]`, and `sum` gives 0.
+#[test]
+fn an_empty_chain() -> Result<()> {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(ArrayD::zeros(IxDyn(&[0])));
+    let y = x.exp()?.mul(x)?;
+    assert_eq!(y.value().shape(), &[0]);
+    let loss = y.sum()?;
+    assert_eq!(loss.item()?, 0.0);
+    assert_eq!(tape.backward(loss)?.wrt(x).expect("x").shape(), &[0]);
+    Ok(())
+}
