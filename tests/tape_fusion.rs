@@ -213,3 +213,55 @@ fn an_empty_chain() -> Result<()> {
     assert_eq!(tape.backward(loss)?.wrt(x).expect("x").shape(), &[0]);
     Ok(())
 }
+
+/// Reductions along the last axis stream a lazy chain row by row, and seed
+/// its gradient with one factor per row: `Σ_r (‖a_r − b_r‖ + mean_r(a·b)·w_r
+/// + sum_r(a))` against the loop, for rows narrower and wider than a block
+/// and with a trailing axis of size 1.
+#[test]
+fn row_reductions_of_a_chain_match_the_loop() -> Result<()> {
+    let mut rng = Rng::new(16);
+    for (rows, width, trailing_one) in [(5, 3, false), (9, 700, false), (40, 128, true), (3000, 130, false)] {
+        let shape: Vec<usize> = if trailing_one {
+            vec![rows, width, 1]
+        } else {
+            vec![rows, width]
+        };
+        let (a0, b0) = (rng.array(&shape, -2.0, 2.0), rng.array(&shape, -2.0, 2.0));
+        let w0 = rng.array(&[rows], -1.0, 1.0);
+        let tape = Tape::<f64>::new();
+        let (a, b) = (tape.var(a0.clone()), tape.var(b0.clone()));
+        let w = tape.constant(w0.clone());
+        let norms = a.sub(b)?.norm_axis(1, false)?;
+        let means = a.mul(b)?.mean_axis(1, false)?;
+        let sums = a.exp()?.sum_axis(1, false)?;
+        let (norms, means, sums) = if trailing_one {
+            (norms.reshape(&[rows])?, means.reshape(&[rows])?, sums.reshape(&[rows])?)
+        } else {
+            (norms, means, sums)
+        };
+        let loss = norms.add(means.mul(w)?)?.add(sums)?.sum()?;
+        let grads = tape.backward(loss)?;
+
+        let (da_tape, db_tape) = (grads.wrt(a).expect("a").clone(), grads.wrt(b).expect("b").clone());
+        let (a, b, w) = (slice(&a0), slice(&b0), slice(&w0));
+        let mut value = 0.0;
+        let (mut da, mut db) = (vec![0.0; rows * width], vec![0.0; rows * width]);
+        for r in 0..rows {
+            let row = r * width..(r + 1) * width;
+            let norm = row.clone().map(|i| (a[i] - b[i]).powi(2)).sum::<f64>().sqrt();
+            let mean = row.clone().map(|i| a[i] * b[i]).sum::<f64>() / width as f64;
+            value += norm + mean * w[r] + row.clone().map(|i| a[i].exp()).sum::<f64>();
+            for i in row {
+                let unit = (a[i] - b[i]) / norm;
+                da[i] = unit + w[r] * b[i] / width as f64 + a[i].exp();
+                db[i] = -unit + w[r] * a[i] / width as f64;
+            }
+        }
+        let what = format!("{rows}×{width}");
+        assert_close_slices(&[loss.item()?], &[value], &format!("value, {what}"));
+        assert_close_slices(slice(&da_tape), &da, &format!("da, {what}"));
+        assert_close_slices(slice(&db_tape), &db, &format!("db, {what}"));
+    }
+    Ok(())
+}

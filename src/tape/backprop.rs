@@ -82,6 +82,12 @@ impl<'a, F: Float> Sweep<'a, F> {
     }
 }
 
+/// Whether `axis` is the last of `shape` that is not of size 1, and not
+/// empty: its lanes are then consecutive rows.
+fn is_last(shape: &[usize], axis: usize) -> bool {
+    shape[axis] > 0 && shape[axis + 1..].iter().all(|&n| n == 1)
+}
+
 /// Differentiates node `root` with respect to every tracked leaf.
 pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> Result<Gradients<F>> {
     let root_shape = nodes[root].shape.as_slice();
@@ -142,6 +148,21 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 } else {
                     sweep.send(input, ArrayD::from_elem(sweep.shape(input), g));
                 }
+            }
+            Op::SumAxis { input, axis } | Op::MeanAxis { input, axis } | Op::NormAxis { input, axis }
+                if fusion::is_lazy_op(nodes, input) && uses[input] == 1 && is_last(sweep.shape(input), axis) =>
+            {
+                // The chain behind a reduction along its last axis needs no
+                // gradient array: one factor per row seeds it.
+                let width = sweep.shape(input)[axis];
+                let g = flat(&grad);
+                let (grad, norms) = match node.op {
+                    Op::NormAxis { .. } => (g.to_vec(), Some(flat(out).to_vec())),
+                    Op::MeanAxis { .. } => (g.iter().map(|&g| g / F::from_f64(width as f64)).collect(), None),
+                    _ => (g.to_vec(), None),
+                };
+                let seed = Seed::Rows { grad, width, norms };
+                fusion::backward(&mut sweep, &uses, input, seed);
             }
             Op::SumAxis { input, axis, .. } => {
                 let g = reduce::sum_axis_backward(sweep.shape(input), axis, &grad, F::one());

@@ -68,6 +68,7 @@ pub(super) fn value<F: Float>(nodes: &[Node<F>], i: usize) -> &ArrayD<F> {
         let program = Program::new(nodes, i, |j| nodes[j].value.get().is_none());
         let inputs = program.input_values(nodes);
         let (_, mut outputs) = fill(
+            PLAN,
             program.len,
             1,
             #[inline(always)]
@@ -95,6 +96,7 @@ pub(super) fn sum_of<F: Float>(nodes: &[Node<F>], i: usize) -> F {
     let program = Program::new(nodes, i, |j| nodes[j].value.get().is_none());
     let inputs = program.input_values(nodes);
     fill(
+        PLAN,
         program.len,
         0,
         #[inline(always)]
@@ -112,21 +114,82 @@ pub(super) fn sum_of<F: Float>(nodes: &[Node<F>], i: usize) -> F {
     .0
 }
 
-/// Runs `leaf` over `0..n` cut along [`PLAN`]'s tree, with `outputs` arrays
+/// The sums of each row of `width` elements of node `i` (of their squares
+/// when `squares`), streamed through its lazy chain; `None` when the node is
+/// not a lazy chain or is already materialised (the caller reads the array).
+pub(super) fn row_sums<F: Float>(nodes: &[Node<F>], i: usize, width: usize, squares: bool) -> Option<Vec<F>> {
+    if nodes[i].value.get().is_some() || !is_lazy_op(nodes, i) || width == 0 {
+        return None;
+    }
+    let program = Program::new(nodes, i, |j| nodes[j].value.get().is_none());
+    let inputs = program.input_values(nodes);
+    let (_, mut outputs) = fill(
+        PLAN.rows(width),
+        program.len / width,
+        1,
+        #[inline(always)]
+        |rows, out| {
+            let first = rows.start * width;
+            program.run(
+                &inputs,
+                first..rows.end * width,
+                #[inline(always)]
+                |block, values| {
+                    for_each_row_segment(block.clone(), width, |row, at| {
+                        let segment = &values.root()[at.start - block.start..at.end - block.start];
+                        out[0][row - rows.start] += if squares { sum_of_squares(segment) } else { sum(segment) };
+                    })
+                },
+            );
+            F::zero()
+        },
+    );
+    outputs.pop()
+}
+
+/// Calls `f(row, elements)` for each piece of `range` that lies in one row
+/// of `width` elements.
+#[inline(always)]
+fn for_each_row_segment(range: Range<usize>, width: usize, mut f: impl FnMut(usize, Range<usize>)) {
+    let mut at = range.start;
+    while at < range.end {
+        let row = at / width;
+        let end = ((row + 1) * width).min(range.end);
+        f(row, at..end);
+        at = end;
+    }
+}
+
+/// `Σ v²` with eight running sums, like [`sum`].
+#[inline(always)]
+fn sum_of_squares<F: Float>(values: &[F]) -> F {
+    let mut partial = [F::zero(); 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder().iter().fold(F::zero(), |s, &v| s + v * v);
+    for chunk in chunks {
+        for (p, &v) in partial.iter_mut().zip(chunk) {
+            *p += v * v;
+        }
+    }
+    partial.iter().fold(tail, |s, &p| s + p)
+}
+
+/// Runs `leaf` over `0..n` items cut along `plan`'s tree, with `outputs` arrays
 /// of `n` elements to write: each call gets its range and those arrays'
 /// slices for that range. Returns the leaves' results summed along the tree,
 /// and the arrays. On one thread the arrays grow block by block; on two
 /// they are zeroed first and filled in place.
 fn fill<F: Float>(
+    plan: Plan,
     n: usize,
     outputs: usize,
     leaf: impl Fn(Range<usize>, &mut [&mut [F]]) -> F + Sync,
 ) -> (F, Vec<Vec<F>>) {
-    if parallel::builds_in_order(PLAN, n) {
+    if parallel::builds_in_order(plan, n) {
         let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| Vec::with_capacity(n)).collect();
         let total = parallel::reduce_in_order(
             0..n,
-            PLAN,
+            plan,
             #[inline(always)]
             |range: Range<usize>| {
                 let mut slices: Vec<&mut [F]> = arrays
@@ -147,7 +210,7 @@ fn fill<F: Float>(
     let slices: Vec<&mut [F]> = arrays.iter_mut().map(Vec::as_mut_slice).collect();
     let total = parallel::reduce(
         (0..n, slices),
-        PLAN,
+        plan,
         #[inline(always)]
         |(range, mut slices): (Range<usize>, Vec<&mut [F]>)| leaf(range, &mut slices),
         |a, b| a + b,
@@ -161,6 +224,16 @@ pub(super) enum Seed<F> {
     Array(ArrayD<F>),
     /// The same gradient for every element (from `sum` or `mean`).
     Uniform(F),
+    /// One gradient per row of `width` elements (from a reduction along the
+    /// last axis): element `e` of row `r` gets `grad[r]`, or, with the rows'
+    /// norms, the norm's `grad[r]·y[e]/norm[r]` (0 where the norm is 0),
+    /// `y` being the chain's own value. (`y/norm` is taken first: `grad/norm`
+    /// can overflow where the product does not.)
+    Rows {
+        grad: Vec<F>,
+        width: usize,
+        norms: Option<Vec<F>>,
+    },
 }
 
 /// The backward rule of the chain ending at lazy node `root`, which received
@@ -189,9 +262,10 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
         .collect();
     let seed_values = match &seed {
         Seed::Array(g) => flat(g),
-        Seed::Uniform(_) => Cow::Borrowed(&[][..]),
+        Seed::Uniform(_) | Seed::Rows { .. } => Cow::Borrowed(&[][..]),
     };
     let (_, outputs) = fill(
+        PLAN,
         program.len,
         exported.len(),
         #[inline(always)]
@@ -205,9 +279,24 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
                     let len = block.len();
                     adjoints.clear(len);
                     let root_adjoint = &mut adjoints.steps[program.steps.len() - 1][..len];
-                    match seed {
+                    match &seed {
                         Seed::Array(_) => root_adjoint.copy_from_slice(&seed_values[block.clone()]),
-                        Seed::Uniform(g) => root_adjoint.fill(g),
+                        Seed::Uniform(g) => root_adjoint.fill(*g),
+                        Seed::Rows { grad, width, norms } => {
+                            for_each_row_segment(block.clone(), *width, |row, at| {
+                                let (g, at) = (grad[row], at.start - block.start..at.end - block.start);
+                                match norms.as_ref().map(|norms| norms[row]) {
+                                    None => root_adjoint[at].fill(g),
+                                    Some(norm) if norm == F::zero() => root_adjoint[at].fill(F::zero()),
+                                    Some(norm) => {
+                                        let ys = &values.root()[at.clone()];
+                                        for (a, &y) in root_adjoint[at].iter_mut().zip(ys) {
+                                            *a = chain(g, y / norm);
+                                        }
+                                    }
+                                }
+                            })
+                        }
                     }
                     for k in (0..program.steps.len()).rev() {
                         if flow.internal[k] {

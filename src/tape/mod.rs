@@ -293,6 +293,12 @@ impl<'t, F: Float> Var<'t, F> {
         fusion::sum_of(&self.tape.nodes.borrow(), self.index)
     }
 
+    /// Sums (of squares, with `squares`) of each row of `width` elements,
+    /// streamed through a lazy chain; `None` when the value is not one.
+    fn row_sums(&self, width: usize, squares: bool) -> Option<Vec<F>> {
+        fusion::row_sums(&self.tape.nodes.borrow(), self.index, width, squares)
+    }
+
     /// Borrows the value in place, computing it first if it is a lazy
     /// elementwise result.
     fn value_ref(&self) -> Ref<'t, ArrayD<F>> {

@@ -260,28 +260,39 @@ pub(crate) fn only<F: Float>(grad: &ArrayD<F>) -> F {
 /// 1, so the result broadcasts against the input; without it the axis is
 /// removed.
 impl<'t, F: Float> Var<'t, F> {
+    /// Records the reduction of every lane along `axis`. `reduce` reads the
+    /// array; `fused`, when given, instead streams a lazy chain along a last
+    /// axis (nothing after it but sizes of 1): row sums, of squares when its
+    /// flag is set, each then finished by its function (with the row length).
     fn axis_reduction(
         self,
         op: &'static str,
         axis: usize,
         keepdims: bool,
         reduce: impl FnOnce(&[F], (usize, usize, usize)) -> Vec<F>,
+        fused: Option<(bool, fn(F, usize) -> F)>,
         make_op: impl FnOnce(usize) -> Op<F>,
     ) -> Result<Var<'t, F>> {
-        let x = self.value_ref();
-        check_axis(op, x.shape(), axis)?;
+        let shape = self.shape();
+        check_axis(op, &shape, axis)?;
         let empty_is_undefined = !matches!(op, "sum_axis" | "norm_axis");
-        if empty_is_undefined && x.shape()[axis] == 0 {
+        if empty_is_undefined && shape[axis] == 0 {
             return Err(Error::InvalidShape {
                 op,
                 arg: "input",
-                shape: x.shape().to_vec(),
+                shape,
                 expected: format!("at least one element along axis {axis}, the reduced axis"),
             });
         }
-        let lanes = reduce(&flat(&x), around(x.shape(), axis));
-        let value = from_vec(&reduced_shape(x.shape(), axis, keepdims), lanes);
-        drop(x);
+        let dims = around(&shape, axis);
+        let streamed = match fused {
+            Some((squares, finish)) if dims.2 == 1 => self
+                .row_sums(dims.1, squares)
+                .map(|sums| sums.into_iter().map(|s| finish(s, dims.1)).collect()),
+            _ => None,
+        };
+        let lanes = streamed.unwrap_or_else(|| reduce(&flat(&self.value_ref()), dims));
+        let value = from_vec(&reduced_shape(&shape, axis, keepdims), lanes);
         Ok(self.record(value, make_op(self.index)))
     }
 
@@ -302,10 +313,14 @@ impl<'t, F: Float> Var<'t, F> {
     /// # Errors
     /// [`Error::AxisOutOfRange`] when `axis ≥ ndim`.
     pub fn sum_axis(self, axis: usize, keepdims: bool) -> Result<Var<'t, F>> {
-        self.axis_reduction("sum_axis", axis, keepdims, sum_lanes, |input| Op::SumAxis {
-            input,
+        self.axis_reduction(
+            "sum_axis",
             axis,
-        })
+            keepdims,
+            sum_lanes,
+            Some((false, |s, _| s)),
+            |input| Op::SumAxis { input, axis },
+        )
     }
 
     /// Mean along `axis`; its gradient is the output gradient broadcast back and
@@ -323,6 +338,7 @@ impl<'t, F: Float> Var<'t, F> {
                 let n = F::from_f64(dims.1 as f64);
                 sum_lanes(x, dims).into_iter().map(|s| s / n).collect()
             },
+            Some((false, |s, n| s / F::from_f64(n as f64))),
             |input| Op::MeanAxis { input, axis },
         )
     }
@@ -353,6 +369,7 @@ impl<'t, F: Float> Var<'t, F> {
             axis,
             keepdims,
             |x, dims| fold_lanes(x, dims, F::neg_infinity(), max_nan),
+            None,
             |input| Op::MaxAxis { input, axis },
         )
     }
@@ -365,7 +382,7 @@ impl<'t, F: Float> Var<'t, F> {
     /// [`Error::AxisOutOfRange`] when `axis ≥ ndim`; [`Error::InvalidShape`]
     /// naming the axis when it has size 0.
     pub fn logsumexp_axis(self, axis: usize, keepdims: bool) -> Result<Var<'t, F>> {
-        self.axis_reduction("logsumexp_axis", axis, keepdims, logsumexp_lanes, |input| {
+        self.axis_reduction("logsumexp_axis", axis, keepdims, logsumexp_lanes, None, |input| {
             Op::LogSumExpAxis { input, axis }
         })
     }
@@ -399,6 +416,7 @@ impl<'t, F: Float> Var<'t, F> {
             axis,
             keepdims,
             |x, dims| norms(x, dims),
+            Some((true, |s, _| s.sqrt())),
             |input| Op::NormAxis { input, axis },
         )
     }
