@@ -256,6 +256,11 @@ pub(crate) fn only<F: Float>(grad: &ArrayD<F>) -> F {
     grad.iter().copied().next().unwrap_or_else(F::zero)
 }
 
+/// How a reduction along a last axis streams a lazy chain: row sums (of
+/// squares when the flag is set), each finished by the function, which also
+/// gets the row length.
+type RowFold<F> = (bool, fn(F, usize) -> F);
+
 /// Reductions along one axis. With `keepdims` the reduced axis stays with size
 /// 1, so the result broadcasts against the input; without it the axis is
 /// removed.
@@ -270,7 +275,7 @@ impl<'t, F: Float> Var<'t, F> {
         axis: usize,
         keepdims: bool,
         reduce: impl FnOnce(&[F], (usize, usize, usize)) -> Vec<F>,
-        fused: Option<(bool, fn(F, usize) -> F)>,
+        fused: Option<RowFold<F>>,
         make_op: impl FnOnce(usize) -> Op<F>,
     ) -> Result<Var<'t, F>> {
         let shape = self.shape();
