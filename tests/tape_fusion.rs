@@ -215,8 +215,8 @@ fn an_empty_chain() -> Result<()> {
 }
 
 /// Reductions along the last axis stream a lazy chain row by row, and seed
-/// its gradient with one factor per row: `Σ_r (‖a_r − b_r‖ + mean_r(a·b)·w_r
-/// + sum_r(a))` against the loop, for rows narrower and wider than a block
+/// its gradient with one factor per row: `Σ_r (‖a_r − b_r‖ +
+/// w_r·mean_r(a·b) + sum_r(eᵃ))` against the loop, for rows narrower and wider than a block
 /// and with a trailing axis of size 1.
 #[test]
 fn row_reductions_of_a_chain_match_the_loop() -> Result<()> {
@@ -247,15 +247,15 @@ fn row_reductions_of_a_chain_match_the_loop() -> Result<()> {
         let (a, b, w) = (slice(&a0), slice(&b0), slice(&w0));
         let mut value = 0.0;
         let (mut da, mut db) = (vec![0.0; rows * width], vec![0.0; rows * width]);
-        for r in 0..rows {
+        for (r, &w_r) in w.iter().enumerate() {
             let row = r * width..(r + 1) * width;
             let norm = row.clone().map(|i| (a[i] - b[i]).powi(2)).sum::<f64>().sqrt();
             let mean = row.clone().map(|i| a[i] * b[i]).sum::<f64>() / width as f64;
-            value += norm + mean * w[r] + row.clone().map(|i| a[i].exp()).sum::<f64>();
+            value += norm + mean * w_r + row.clone().map(|i| a[i].exp()).sum::<f64>();
             for i in row {
                 let unit = (a[i] - b[i]) / norm;
-                da[i] = unit + w[r] * b[i] / width as f64 + a[i].exp();
-                db[i] = -unit + w[r] * a[i] / width as f64;
+                da[i] = unit + w_r * b[i] / width as f64 + a[i].exp();
+                db[i] = -unit + w_r * a[i] / width as f64;
             }
         }
         let what = format!("{rows}×{width}");
