@@ -27,7 +27,7 @@ use ndarray::ArrayD;
 
 use super::Node;
 use super::backprop::Sweep;
-use super::layout::{flat, from_vec, sum};
+use super::layout::{self, flat, from_vec, sum};
 use super::ops::{Binary, Op, Unary, chain, specialise_binary, specialise_unary};
 use crate::float::Float;
 use crate::kernels::parallel::{self, Plan};
@@ -137,7 +137,11 @@ pub(super) fn row_sums<F: Float>(nodes: &[Node<F>], i: usize, width: usize, squa
                 |block, values| {
                     for_each_row_segment(block.clone(), width, |row, at| {
                         let segment = &values.root()[at.start - block.start..at.end - block.start];
-                        out[0][row - rows.start] += if squares { sum_of_squares(segment) } else { sum(segment) };
+                        out[0][row - rows.start] += if squares {
+                            layout::sum_of(segment, |v| v * v)
+                        } else {
+                            sum(segment)
+                        };
                     })
                 },
             );
@@ -158,20 +162,6 @@ fn for_each_row_segment(range: Range<usize>, width: usize, mut f: impl FnMut(usi
         f(row, at..end);
         at = end;
     }
-}
-
-/// `Σ v²` with eight running sums, like [`sum`].
-#[inline(always)]
-fn sum_of_squares<F: Float>(values: &[F]) -> F {
-    let mut partial = [F::zero(); 8];
-    let chunks = values.chunks_exact(8);
-    let tail = chunks.remainder().iter().fold(F::zero(), |s, &v| s + v * v);
-    for chunk in chunks {
-        for (p, &v) in partial.iter_mut().zip(chunk) {
-            *p += v * v;
-        }
-    }
-    partial.iter().fold(tail, |s, &p| s + p)
 }
 
 /// Runs `leaf` over `0..n` items cut along `plan`'s tree, with `outputs` arrays
@@ -250,14 +240,14 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
     let program = Program::new(nodes, root, |j| is_lazy_op(nodes, j));
     let inputs = program.input_values(nodes);
     let flow = Flow::new(&program, nodes, uses);
-    // The registers whose gradients leave the chain, in output order.
-    let exported: Vec<(usize, Register)> = (program.steps.iter().enumerate())
-        .filter(|&(k, _)| flow.exported_step[k])
-        .map(|(k, step)| (step.node, Register::Step(k)))
+    // The nodes whose gradients leave the chain, one output array each.
+    let exported: Vec<usize> = (program.steps.iter().enumerate())
+        .filter(|&(k, _)| flow.slot_step[k].is_some())
+        .map(|(_, step)| step.node)
         .chain(
             (program.inputs.iter().enumerate())
-                .filter(|&(k, _)| flow.exported_input[k])
-                .map(|(k, input)| (input.node, Register::Input(k))),
+                .filter(|&(k, _)| flow.slot_input[k].is_some())
+                .map(|(_, input)| input.node),
         )
         .collect();
     let seed_values = match &seed {
@@ -270,53 +260,50 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
         exported.len(),
         #[inline(always)]
         |range, out| {
-            let mut adjoints = Registers::new(program.steps.len(), program.inputs.len());
+            // The steps' gradients on the current block; those that leave the
+            // chain are added straight into `out` (zeroed) instead.
+            let mut adjoints = vec![vec![F::zero(); BLOCK]; program.steps.len()];
             program.run(
                 &inputs,
                 range.clone(),
                 #[inline(always)]
                 |block, values| {
                     let len = block.len();
-                    adjoints.clear(len);
-                    let root_adjoint = &mut adjoints.steps[program.steps.len() - 1][..len];
+                    for (k, adjoint) in adjoints.iter_mut().enumerate() {
+                        if flow.receives_step[k] && flow.slot_step[k].is_none() {
+                            adjoint[..len].fill(F::zero());
+                        }
+                    }
+                    let root_adjoint = &mut adjoints[program.steps.len() - 1][..len];
                     match &seed {
                         Seed::Array(_) => root_adjoint.copy_from_slice(&seed_values[block.clone()]),
                         Seed::Uniform(g) => root_adjoint.fill(*g),
-                        Seed::Rows { grad, width, norms } => {
-                            for_each_row_segment(block.clone(), *width, |row, at| {
-                                let (g, at) = (grad[row], at.start - block.start..at.end - block.start);
-                                match norms.as_ref().map(|norms| norms[row]) {
-                                    None => root_adjoint[at].fill(g),
-                                    Some(norm) if norm == F::zero() => root_adjoint[at].fill(F::zero()),
-                                    Some(norm) => {
-                                        let ys = &values.root()[at.clone()];
-                                        for (a, &y) in root_adjoint[at].iter_mut().zip(ys) {
-                                            *a = chain(g, y / norm);
-                                        }
+                        Seed::Rows { grad, width, norms } => for_each_row_segment(block.clone(), *width, |row, at| {
+                            let (g, at) = (grad[row], at.start - block.start..at.end - block.start);
+                            match norms.as_ref().map(|norms| norms[row]) {
+                                None => root_adjoint[at].fill(g),
+                                Some(norm) if norm == F::zero() => root_adjoint[at].fill(F::zero()),
+                                Some(norm) => {
+                                    let ys = &values.root()[at.clone()];
+                                    for (a, &y) in root_adjoint[at].iter_mut().zip(ys) {
+                                        *a = chain(g, y / norm);
                                     }
                                 }
-                            })
-                        }
-                    }
-                    for k in (0..program.steps.len()).rev() {
-                        if flow.internal[k] {
-                            program.step_backward(k, values, &mut adjoints, &flow);
-                        }
+                            }
+                        }),
                     }
                     let at = block.start - range.start..block.end - range.start;
-                    for (out, &(_, register)) in out.iter_mut().zip(&exported) {
-                        let adjoint = match register {
-                            Register::Step(k) => &adjoints.steps[k],
-                            Register::Input(k) => &adjoints.inputs[k],
-                        };
-                        out[at.clone()].copy_from_slice(&adjoint[..len]);
+                    for k in (0..program.steps.len()).rev() {
+                        if flow.internal[k] {
+                            program.step_backward(k, values, &mut adjoints, out, at.clone(), &flow);
+                        }
                     }
                 },
             );
             F::zero()
         },
     );
-    for ((node, _), grad) in exported.into_iter().zip(outputs) {
+    for (node, grad) in exported.into_iter().zip(outputs) {
         let shape = &nodes[node].shape;
         let grad = if nodes[node].len() == program.len {
             from_vec(shape, grad)
@@ -326,13 +313,6 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
         };
         sweep.send(node, grad);
     }
-}
-
-/// A gradient register of a program.
-#[derive(Clone, Copy)]
-enum Register {
-    Step(usize),
-    Input(usize),
 }
 
 /// One step's function.
@@ -516,10 +496,18 @@ impl<F: Float> Program<F> {
     /// Step `k` backward on the current block: adds `adjoint(k) ⊙ ∂k/∂arg`
     /// to each operand that takes part in the flow.
     #[inline(always)]
-    fn step_backward(&self, k: usize, values: &Values<'_, F>, adjoints: &mut Registers<F>, flow: &Flow) {
+    fn step_backward(
+        &self,
+        k: usize,
+        values: &Values<'_, F>,
+        adjoints: &mut [Vec<F>],
+        out: &mut [&mut [F]],
+        at: Range<usize>,
+        flow: &Flow,
+    ) {
         let len = values.len;
         let step = &self.steps[k];
-        let (before, rest) = adjoints.steps.split_at_mut(k);
+        let (before, rest) = adjoints.split_at_mut(k);
         let g = &rest[0][..len];
         let y = &values.registers[k][..len];
         let value = |arg: Arg| match arg {
@@ -532,9 +520,15 @@ impl<F: Float> Program<F> {
                 break;
             }
             let target: &mut [F] = match arg {
-                Arg::Step(j) if flow.receives_step[j] => &mut before[j][..len],
-                Arg::Input(j) if flow.exported_input[j] => &mut adjoints.inputs[j][..len],
-                _ => continue,
+                Arg::Step(j) => match flow.slot_step[j] {
+                    Some(slot) => &mut out[slot][at.clone()],
+                    None if flow.receives_step[j] => &mut before[j][..len],
+                    None => continue,
+                },
+                Arg::Input(j) => match flow.slot_input[j] {
+                    Some(slot) => &mut out[slot][at.clone()],
+                    None => continue,
+                },
             };
             // A scalar input's gradient is summed per block when it leaves,
             // so here it is kept element by element like any other.
@@ -620,27 +614,6 @@ impl<F: Clone> Values<'_, F> {
     }
 }
 
-/// Gradient registers: one per step and one per input.
-struct Registers<F> {
-    steps: Vec<Vec<F>>,
-    inputs: Vec<Vec<F>>,
-}
-
-impl<F: Float> Registers<F> {
-    fn new(steps: usize, inputs: usize) -> Self {
-        Registers {
-            steps: vec![vec![F::zero(); BLOCK]; steps],
-            inputs: vec![vec![F::zero(); BLOCK]; inputs],
-        }
-    }
-
-    fn clear(&mut self, len: usize) {
-        for register in self.steps.iter_mut().chain(self.inputs.iter_mut()) {
-            register[..len].fill(F::zero());
-        }
-    }
-}
-
 /// Where gradients flow in a program: which steps pass theirs on within the
 /// chain, and which gradients leave it.
 struct Flow {
@@ -650,10 +623,11 @@ struct Flow {
     /// Step k receives gradient from an internal step.
     receives_step: Vec<bool>,
     /// Step k receives gradient but is also used outside the chain: its
-    /// gradient leaves, to be swept from its own node.
-    exported_step: Vec<bool>,
-    /// Input k receives gradient, which leaves.
-    exported_input: Vec<bool>,
+    /// gradient leaves, to be swept from its own node; the output array it
+    /// is added to.
+    slot_step: Vec<Option<usize>>,
+    /// Input k receives gradient, which leaves: its output array.
+    slot_input: Vec<Option<usize>>,
 }
 
 impl Flow {
@@ -662,9 +636,10 @@ impl Flow {
         let mut flow = Flow {
             internal: vec![false; steps],
             receives_step: vec![false; steps],
-            exported_step: vec![false; steps],
-            exported_input: vec![false; program.inputs.len()],
+            slot_step: vec![None; steps],
+            slot_input: vec![None; program.inputs.len()],
         };
+        let (mut exported_step, mut exported_input) = (vec![false; steps], vec![false; program.inputs.len()]);
         let mut uses_inside = vec![0u32; steps];
         for k in (0..steps).rev() {
             let step = &program.steps[k];
@@ -676,7 +651,7 @@ impl Flow {
             if is_root || uses_inside[k] == uses[step.node] {
                 flow.internal[k] = true;
             } else {
-                flow.exported_step[k] = true;
+                exported_step[k] = true;
                 continue;
             }
             let arity = match step.function {
@@ -689,10 +664,18 @@ impl Flow {
                         uses_inside[j] += 1;
                         flow.receives_step[j] = true;
                     }
-                    Arg::Input(j) if nodes[program.inputs[j].node].requires_grad => flow.exported_input[j] = true,
+                    Arg::Input(j) if nodes[program.inputs[j].node].requires_grad => exported_input[j] = true,
                     _ => {}
                 }
             }
+        }
+        // Output arrays: the exported steps, then the inputs.
+        let mut slots = 0..;
+        for (slot, exported) in flow.slot_step.iter_mut().zip(exported_step) {
+            *slot = exported.then(|| slots.next()).flatten();
+        }
+        for (slot, exported) in flow.slot_input.iter_mut().zip(exported_input) {
+            *slot = exported.then(|| slots.next()).flatten();
         }
         flow
     }

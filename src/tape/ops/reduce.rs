@@ -431,21 +431,10 @@ impl<'t, F: Float> Var<'t, F> {
 fn norms<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
     let (outer, n, inner) = dims;
     if inner == 1 && n > 0 {
-        // Eight running sums per row, like `layout::sum`.
         return xs
             .chunks_exact(n.max(1))
             .take(outer)
-            .map(|row| {
-                let mut partial = [F::zero(); 8];
-                let chunks = row.chunks_exact(8);
-                let tail = chunks.remainder().iter().fold(F::zero(), |s, &v| s + v * v);
-                for chunk in chunks {
-                    for (p, &v) in partial.iter_mut().zip(chunk) {
-                        *p += v * v;
-                    }
-                }
-                (partial.iter().fold(tail, |s, &p| s + p)).sqrt()
-            })
+            .map(|row| layout::sum_of(row, |v| v * v).sqrt())
             .collect();
     }
     let mut squares = fold_lanes(xs, dims, F::zero(), |s, v| s + v * v);
