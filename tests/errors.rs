@@ -10,7 +10,7 @@ use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn, array};
 use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HuberLoss, Loss,
-    MeanAbsoluteError, MeanSquaredError, Result, SmoothL1Loss, Tape, TripletLoss, Var,
+    MeanAbsoluteError, MeanSquaredError, Reduction, Result, SmoothL1Loss, Tape, TripletLoss, Var,
 };
 
 /// Panics unless `result` is an error whose message contains every `part`;
@@ -688,6 +688,35 @@ fn a_finite_loss_with_an_overflowing_gradient_is_an_error() {
         (grad[[0, 0, 0]] / 2e18 - 1.0).abs() < 0.05 && (grad[[0, 1, 0]] / -2e18 - 1.0).abs() < 0.05,
         "{grad}"
     );
+
+    // Cross-entropy in f32 on soft targets [3e38, −3e38, 3e38] over equal
+    // logits: the loss 3e38·ln 3 fits, the middle slope A/3 − a₁ = 4e38 does
+    // not. Two rows, so that the bad one is not the first the kernel checks.
+    let loss = CrossEntropyLoss::new().with_reduction(Reduction::Sum);
+    let p = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.0_f32; 6]).unwrap();
+    let t = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.0_f32, 0.0, 0.0, 3e38, -3e38, 3e38]).unwrap();
+    let value = loss.forward(&p, &t).expect("the value is finite");
+    assert!((value / (3e38 * 3f32.ln()) - 1.0).abs() < 1e-5, "{value}");
+    let mut grad = ArrayD::zeros(p.raw_dim());
+    let results = [
+        ("backward", loss.backward(&p, &t).map(drop)),
+        ("value_and_grad", loss.value_and_grad(&p, &t).map(drop)),
+        (
+            "value_and_grad_into",
+            loss.value_and_grad_into(&p, &t, &mut grad).map(drop),
+        ),
+        (
+            "value_and_grad_on_tape",
+            value_and_grad_on_tape(&loss, &p, &t).map(drop),
+        ),
+    ];
+    for (method, result) in results {
+        let err = result.expect_err(method);
+        assert!(
+            matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[1, 1]),
+            "{method}: {err:?}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
