@@ -691,31 +691,38 @@ fn a_finite_loss_with_an_overflowing_gradient_is_an_error() {
 
     // Cross-entropy in f32 on soft targets [3e38, −3e38, 3e38] over equal
     // logits: the loss 3e38·ln 3 fits, the middle slope A/3 − a₁ = 4e38 does
-    // not. Two rows, so that the bad one is not the first the kernel checks.
+    // not. Two samples, so that the bad one is not the first checked; rows
+    // [2, 3] and a spatial axis [1, 3, 2] take different kernels.
     let loss = CrossEntropyLoss::new().with_reduction(Reduction::Sum);
-    let p = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.0_f32; 6]).unwrap();
-    let t = ArrayD::from_shape_vec(IxDyn(&[2, 3]), vec![0.0_f32, 0.0, 0.0, 3e38, -3e38, 3e38]).unwrap();
-    let value = loss.forward(&p, &t).expect("the value is finite");
-    assert!((value / (3e38 * 3f32.ln()) - 1.0).abs() < 1e-5, "{value}");
-    let mut grad = ArrayD::zeros(p.raw_dim());
-    let results = [
-        ("backward", loss.backward(&p, &t).map(drop)),
-        ("value_and_grad", loss.value_and_grad(&p, &t).map(drop)),
-        (
-            "value_and_grad_into",
-            loss.value_and_grad_into(&p, &t, &mut grad).map(drop),
-        ),
-        (
-            "value_and_grad_on_tape",
-            value_and_grad_on_tape(&loss, &p, &t).map(drop),
-        ),
+    let cases: [(&[usize], [f32; 6], &[usize]); 2] = [
+        (&[2, 3], [0.0, 0.0, 0.0, 3e38, -3e38, 3e38], &[1, 1]),
+        (&[1, 3, 2], [0.0, 3e38, 0.0, -3e38, 0.0, 3e38], &[0, 1, 1]),
     ];
-    for (method, result) in results {
-        let err = result.expect_err(method);
-        assert!(
-            matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[1, 1]),
-            "{method}: {err:?}"
-        );
+    for (shape, targets, bad) in cases {
+        let p = ArrayD::from_shape_vec(IxDyn(shape), vec![0.0_f32; 6]).unwrap();
+        let t = ArrayD::from_shape_vec(IxDyn(shape), targets.to_vec()).unwrap();
+        let value = loss.forward(&p, &t).expect("the value is finite");
+        assert!((value / (3e38 * 3f32.ln()) - 1.0).abs() < 1e-5, "{value}");
+        let mut grad = ArrayD::zeros(p.raw_dim());
+        let results = [
+            ("backward", loss.backward(&p, &t).map(drop)),
+            ("value_and_grad", loss.value_and_grad(&p, &t).map(drop)),
+            (
+                "value_and_grad_into",
+                loss.value_and_grad_into(&p, &t, &mut grad).map(drop),
+            ),
+            (
+                "value_and_grad_on_tape",
+                value_and_grad_on_tape(&loss, &p, &t).map(drop),
+            ),
+        ];
+        for (method, result) in results {
+            let err = result.expect_err(method);
+            assert!(
+                matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == bad),
+                "{shape:?} {method}: {err:?}"
+            );
+        }
     }
 }
 

@@ -132,19 +132,13 @@ fn block<F: Float>(
     first: usize,
     coefs: &Coefficients<'_, F>,
     scale: F,
-    mut g: Option<&mut [F]>,
+    g: Option<&mut [F]>,
 ) -> (f64, bool) {
-    let total = if layout.inner == 1 {
-        contiguous(x, layout.classes, first, coefs, scale, g.as_deref_mut())
+    if layout.inner == 1 {
+        contiguous(x, layout.classes, first, coefs, scale, g)
     } else {
-        strided(x, layout, first, coefs, scale, g.as_deref_mut())
-    };
-    // Each element is scale·(A·softmax − a): finite whenever the loss is,
-    // short of an overflow in A or the scale. Checked here, while the block
-    // is in cache (a separate pass over the whole gradient cost ~20% of the
-    // loss), without an early exit so that it vectorises.
-    let finite = g.is_none_or(|g| g.iter().fold(true, |ok, v| ok & v.is_finite()));
-    (total, finite)
+        strided(x, layout, first, coefs, scale, g)
+    }
 }
 
 /// Cross-entropy's cost per logit is one `exp` (and a few adds): the plan of
@@ -261,6 +255,17 @@ impl<'a, F: Float> Coefficients<'a, F> {
     }
 }
 
+/// Whether a one-hot sample's gradient `k·e_c − [c = y]·h` is finite, with
+/// `k = scale·w/Σe` and `h = scale·w`: checked on the two factors, not per
+/// element. A NaN or ∞ among the `e_c` makes `Σe`, hence `k`, NaN; else every
+/// `e_c ∈ [0, 1]` and `Σe ≥ 1` (the maximum's term), so `|k·e_c| ≤ |h|`.
+/// Other samples check each element as it is written. (A separate pass over
+/// the whole gradient cost ~15% of cross-entropy.)
+#[inline(always)]
+fn one_hot_finite<F: Float>(k: F, h: F) -> bool {
+    k.is_finite() & h.is_finite()
+}
+
 /// `a·d`, and 0 when `a = 0` (so `d = −∞` on a masked class gives 0, not NaN).
 #[inline(always)]
 fn weighted<F: Float>(a: F, d: F) -> F {
@@ -276,8 +281,8 @@ fn contiguous<F: Float>(
     coefs: &Coefficients<'_, F>,
     scale: F,
     mut grad: Option<&mut [F]>,
-) -> f64 {
-    let mut total = 0.0;
+) -> (f64, bool) {
+    let (mut total, mut finite) = (0.0, true);
     for (row, x) in logits.chunks_exact(classes).enumerate() {
         let i = first + row;
         let mut g = grad
@@ -305,6 +310,7 @@ fn contiguous<F: Float>(
                     if let Some(gy) = g.get_mut(y) {
                         *gy -= scale * w;
                     }
+                    finite &= one_hot_finite(k, scale * w);
                 }
                 weighted(w, ln_sum - d)
             }
@@ -327,6 +333,7 @@ fn contiguous<F: Float>(
                     let k = scale * a_total / sum;
                     for (c, e) in g.iter_mut().enumerate() {
                         *e = k * *e - scale * coefs.at(sample, c, base + c);
+                        finite &= e.is_finite();
                     }
                 }
                 a_total * ln_sum - dot
@@ -334,7 +341,7 @@ fn contiguous<F: Float>(
         };
         total += loss.as_f64();
     }
-    total
+    (total, finite)
 }
 
 /// The maximum of a row (NaN, if any, shows up later in the sum).
@@ -405,9 +412,9 @@ fn strided<F: Float>(
     coefs: &Coefficients<'_, F>,
     scale: F,
     mut grad: Option<&mut [F]>,
-) -> f64 {
+) -> (f64, bool) {
     let ClassLayout { classes, inner, .. } = layout;
-    let mut total = 0.0;
+    let (mut total, mut finite) = (0.0, true);
     for (slab, x) in logits.chunks_exact(classes * inner).enumerate() {
         let n = first + slab;
         let mut g = grad
@@ -485,6 +492,11 @@ fn strided<F: Float>(
                 total += loss.as_f64();
             }
             let Some(g) = g.as_deref_mut() else { continue };
+            if coefs.one_hot {
+                for j in (0..w).filter(|&j| live[j]) {
+                    finite &= one_hot_finite(k[j], hot[j].1);
+                }
+            }
             for c in 0..classes {
                 let gs = &mut g[lanes(c)];
                 if coefs.one_hot {
@@ -497,12 +509,13 @@ fn strided<F: Float>(
                     for (j, e) in gs.iter_mut().enumerate() {
                         let a = coefs.at(samples[j], c, n * classes * inner + c * inner + s0 + j);
                         *e = if live[j] { k[j] * *e - scale * a } else { F::zero() };
+                        finite &= e.is_finite();
                     }
                 }
             }
         }
     }
-    total
+    (total, finite)
 }
 
 #[cfg(test)]
@@ -642,6 +655,37 @@ mod tests {
             assert!(g.iter().all(|v| v.is_finite()));
             assert_eq!(g[inner], 0.0);
             assert!(g[3 * inner..].iter().all(|&v| v == 0.0));
+        }
+    }
+
+    #[test]
+    fn a_non_finite_gradient_is_reported_on_every_path() {
+        // An infinite scale (no loss produces one) makes k = scale·w/Σe
+        // infinite: one-hot samples are judged on k, the others per element.
+        let x = [0.5_f32, -1.0, 2.0, 0.0, 1.0, -0.5];
+        let y = [1.0_f32, 2.0];
+        for (outer, inner) in [(2, 1), (1, 2)] {
+            let layout = ClassLayout {
+                outer,
+                classes: 3,
+                inner,
+            };
+            let labels = Labels::Indices {
+                targets: &y,
+                ignore_index: None,
+            };
+            for smoothing in [0.0, 0.1] {
+                let options = Options {
+                    weights: None,
+                    smoothing,
+                };
+                for (scale, expected) in [(1.0, true), (f32::INFINITY, false)] {
+                    let mut g = [0.0_f32; 6];
+                    let (_, finite) = cross_entropy(&x, layout, labels, options, scale, Some(&mut g));
+                    assert_eq!(finite, expected, "inner {inner}, ε {smoothing}, scale {scale}");
+                    assert_eq!(finite, g.iter().all(|v| v.is_finite()));
+                }
+            }
         }
     }
 
