@@ -10,7 +10,7 @@ use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn, array};
 use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HuberLoss, Loss,
-    MeanAbsoluteError, MeanSquaredError, Result, SmoothL1Loss, Tape, TripletLoss, Var,
+    MeanAbsoluteError, MeanSquaredError, Reduction, Result, SmoothL1Loss, Tape, TripletLoss, Var,
 };
 
 /// Panics unless `result` is an error whose message contains every `part`;
@@ -664,11 +664,22 @@ fn a_finite_loss_with_an_overflowing_gradient_is_an_error() {
     let t = ArrayD::from_shape_vec(IxDyn(&[1]), vec![0.0_f32]).unwrap();
     let value = loss.forward(&p, &t).expect("the value is finite");
     assert!((value - 1e36).abs() < 1e30, "{value}");
-    let err = loss.value_and_grad(&p, &t).map(drop).expect_err("value_and_grad");
-    assert!(
-        matches!(err, Error::NonFinite { arg: "gradient", .. }),
-        "value_and_grad: {err:?}"
-    );
+    // value_and_grad builds its gradient on its own path, so both are checked.
+    let mut grad = ArrayD::zeros(p.raw_dim());
+    let results = [
+        ("value_and_grad", loss.value_and_grad(&p, &t).map(drop)),
+        (
+            "value_and_grad_into",
+            loss.value_and_grad_into(&p, &t, &mut grad).map(drop),
+        ),
+    ];
+    for (method, result) in results {
+        let err = result.expect_err(method);
+        assert!(
+            matches!(err, Error::NonFinite { arg: "gradient", .. }),
+            "{method}: {err:?}"
+        );
+    }
     // The gradient itself, ∓2h·(x₁ − x₂)/d = ±2e18, fits, and the tape gets
     // it: `norm_axis` divides x₁ − x₂ by d before the factor 2h meets it.
     // (d² = 1e-44 is subnormal in f32, hence the loose tolerance.)
@@ -677,6 +688,42 @@ fn a_finite_loss_with_an_overflowing_gradient_is_an_error() {
         (grad[[0, 0, 0]] / 2e18 - 1.0).abs() < 0.05 && (grad[[0, 1, 0]] / -2e18 - 1.0).abs() < 0.05,
         "{grad}"
     );
+
+    // Cross-entropy in f32 on soft targets [3e38, −3e38, 3e38] over equal
+    // logits: the loss 3e38·ln 3 fits, the middle slope A/3 − a₁ = 4e38 does
+    // not. Two samples, so that the bad one is not the first checked; rows
+    // [2, 3] and a spatial axis [1, 3, 2] take different kernels.
+    let loss = CrossEntropyLoss::new().with_reduction(Reduction::Sum);
+    let cases: [(&[usize], [f32; 6], &[usize]); 2] = [
+        (&[2, 3], [0.0, 0.0, 0.0, 3e38, -3e38, 3e38], &[1, 1]),
+        (&[1, 3, 2], [0.0, 3e38, 0.0, -3e38, 0.0, 3e38], &[0, 1, 1]),
+    ];
+    for (shape, targets, bad) in cases {
+        let p = ArrayD::from_shape_vec(IxDyn(shape), vec![0.0_f32; 6]).unwrap();
+        let t = ArrayD::from_shape_vec(IxDyn(shape), targets.to_vec()).unwrap();
+        let value = loss.forward(&p, &t).expect("the value is finite");
+        assert!((value / (3e38 * 3f32.ln()) - 1.0).abs() < 1e-5, "{value}");
+        let mut grad = ArrayD::zeros(p.raw_dim());
+        let results = [
+            ("backward", loss.backward(&p, &t).map(drop)),
+            ("value_and_grad", loss.value_and_grad(&p, &t).map(drop)),
+            (
+                "value_and_grad_into",
+                loss.value_and_grad_into(&p, &t, &mut grad).map(drop),
+            ),
+            (
+                "value_and_grad_on_tape",
+                value_and_grad_on_tape(&loss, &p, &t).map(drop),
+            ),
+        ];
+        for (method, result) in results {
+            let err = result.expect_err(method);
+            assert!(
+                matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == bad),
+                "{shape:?} {method}: {err:?}"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

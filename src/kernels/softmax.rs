@@ -79,7 +79,8 @@ pub(crate) struct Options<'a> {
 }
 
 /// `scale · Σ_samples loss`, with `grad = scale · ∂(Σ loss)/∂logits` written
-/// when a buffer is given (every element is written).
+/// when a buffer is given (every element is written), and whether every
+/// element written is finite (`true` without a buffer).
 ///
 /// `logits` and `grad` hold `layout.len()` elements; `Labels` must have been
 /// checked as its documentation says. The sum over samples is accumulated in
@@ -91,7 +92,7 @@ pub(crate) fn cross_entropy<F: Float>(
     options: Options<'_>,
     scale: F,
     grad: Option<&mut [F]>,
-) -> F {
+) -> (F, bool) {
     debug_assert_eq!(logits.len(), layout.len());
     let coefs = Coefficients::new(layout, labels, options);
     let (items, width, plan) = rows_of(layout);
@@ -100,7 +101,7 @@ pub(crate) fn cross_entropy<F: Float>(
         Rows { data: logits, width },
         grad.map(|g| Rows { data: g, width }),
     );
-    let total = parallel::reduce(
+    let (total, finite) = parallel::reduce(
         work,
         plan,
         #[inline(always)]
@@ -108,9 +109,9 @@ pub(crate) fn cross_entropy<F: Float>(
             block(x.data, layout, range.start, &coefs, scale, g.map(|g| g.data))
         },
         #[inline(always)]
-        |a: f64, b: f64| a + b,
+        |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
     );
-    F::from_f64(total * scale.as_f64())
+    (F::from_f64(total * scale.as_f64()), finite)
 }
 
 /// Rows of independent work and their plan: samples `[N, C]` when the
@@ -123,7 +124,7 @@ fn rows_of(layout: ClassLayout) -> (usize, usize, Plan) {
 }
 
 /// The loss of a run of whole rows, the first being row `first`, and their
-/// gradient when asked for.
+/// gradient when asked for, with whether it is finite.
 #[inline(always)]
 fn block<F: Float>(
     x: &[F],
@@ -132,7 +133,7 @@ fn block<F: Float>(
     coefs: &Coefficients<'_, F>,
     scale: F,
     g: Option<&mut [F]>,
-) -> f64 {
+) -> (f64, bool) {
     if layout.inner == 1 {
         contiguous(x, layout.classes, first, coefs, scale, g)
     } else {
@@ -254,6 +255,17 @@ impl<'a, F: Float> Coefficients<'a, F> {
     }
 }
 
+/// Whether a one-hot sample's gradient `k·e_c − [c = y]·h` is finite, with
+/// `k = scale·w/Σe` and `h = scale·w`: checked on the two factors, not per
+/// element. A NaN or ∞ among the `e_c` makes `Σe`, hence `k`, NaN; else every
+/// `e_c ∈ [0, 1]` and `Σe ≥ 1` (the maximum's term), so `|k·e_c| ≤ |h|`.
+/// Other samples check each element as it is written. (A separate pass over
+/// the whole gradient cost ~15% of cross-entropy.)
+#[inline(always)]
+fn one_hot_finite<F: Float>(k: F, h: F) -> bool {
+    k.is_finite() & h.is_finite()
+}
+
 /// `a·d`, and 0 when `a = 0` (so `d = −∞` on a masked class gives 0, not NaN).
 #[inline(always)]
 fn weighted<F: Float>(a: F, d: F) -> F {
@@ -269,8 +281,8 @@ fn contiguous<F: Float>(
     coefs: &Coefficients<'_, F>,
     scale: F,
     mut grad: Option<&mut [F]>,
-) -> f64 {
-    let mut total = 0.0;
+) -> (f64, bool) {
+    let (mut total, mut finite) = (0.0, true);
     for (row, x) in logits.chunks_exact(classes).enumerate() {
         let i = first + row;
         let mut g = grad
@@ -298,6 +310,7 @@ fn contiguous<F: Float>(
                     if let Some(gy) = g.get_mut(y) {
                         *gy -= scale * w;
                     }
+                    finite &= one_hot_finite(k, scale * w);
                 }
                 weighted(w, ln_sum - d)
             }
@@ -320,6 +333,7 @@ fn contiguous<F: Float>(
                     let k = scale * a_total / sum;
                     for (c, e) in g.iter_mut().enumerate() {
                         *e = k * *e - scale * coefs.at(sample, c, base + c);
+                        finite &= e.is_finite();
                     }
                 }
                 a_total * ln_sum - dot
@@ -327,7 +341,7 @@ fn contiguous<F: Float>(
         };
         total += loss.as_f64();
     }
-    total
+    (total, finite)
 }
 
 /// The maximum of a row (NaN, if any, shows up later in the sum).
@@ -398,9 +412,9 @@ fn strided<F: Float>(
     coefs: &Coefficients<'_, F>,
     scale: F,
     mut grad: Option<&mut [F]>,
-) -> f64 {
+) -> (f64, bool) {
     let ClassLayout { classes, inner, .. } = layout;
-    let mut total = 0.0;
+    let (mut total, mut finite) = (0.0, true);
     for (slab, x) in logits.chunks_exact(classes * inner).enumerate() {
         let n = first + slab;
         let mut g = grad
@@ -478,6 +492,11 @@ fn strided<F: Float>(
                 total += loss.as_f64();
             }
             let Some(g) = g.as_deref_mut() else { continue };
+            if coefs.one_hot {
+                for j in (0..w).filter(|&j| live[j]) {
+                    finite &= one_hot_finite(k[j], hot[j].1);
+                }
+            }
             for c in 0..classes {
                 let gs = &mut g[lanes(c)];
                 if coefs.one_hot {
@@ -490,12 +509,13 @@ fn strided<F: Float>(
                     for (j, e) in gs.iter_mut().enumerate() {
                         let a = coefs.at(samples[j], c, n * classes * inner + c * inner + s0 + j);
                         *e = if live[j] { k[j] * *e - scale * a } else { F::zero() };
+                        finite &= e.is_finite();
                     }
                 }
             }
         }
     }
-    total
+    (total, finite)
 }
 
 #[cfg(test)]
@@ -529,8 +549,10 @@ mod tests {
 
     fn run(x: &[f64], layout: ClassLayout, labels: Labels<'_, f64>, options: Options<'_>) -> (f64, Vec<f64>, f64) {
         let mut g = vec![f64::NAN; x.len()];
-        let v = cross_entropy(x, layout, labels, options, 1.0, Some(&mut g));
-        let forward_only = cross_entropy(x, layout, labels, options, 1.0, None);
+        let (v, finite) = cross_entropy(x, layout, labels, options, 1.0, Some(&mut g));
+        assert_eq!(finite, g.iter().all(|v| v.is_finite()));
+        let (forward_only, no_grad) = cross_entropy(x, layout, labels, options, 1.0, None);
+        assert!(no_grad);
         (v, g, forward_only)
     }
 
@@ -637,6 +659,37 @@ mod tests {
     }
 
     #[test]
+    fn a_non_finite_gradient_is_reported_on_every_path() {
+        // An infinite scale (no loss produces one) makes k = scale·w/Σe
+        // infinite: one-hot samples are judged on k, the others per element.
+        let x = [0.5_f32, -1.0, 2.0, 0.0, 1.0, -0.5];
+        let y = [1.0_f32, 2.0];
+        for (outer, inner) in [(2, 1), (1, 2)] {
+            let layout = ClassLayout {
+                outer,
+                classes: 3,
+                inner,
+            };
+            let labels = Labels::Indices {
+                targets: &y,
+                ignore_index: None,
+            };
+            for smoothing in [0.0, 0.1] {
+                let options = Options {
+                    weights: None,
+                    smoothing,
+                };
+                for (scale, expected) in [(1.0, true), (f32::INFINITY, false)] {
+                    let mut g = [0.0_f32; 6];
+                    let (_, finite) = cross_entropy(&x, layout, labels, options, scale, Some(&mut g));
+                    assert_eq!(finite, expected, "inner {inner}, ε {smoothing}, scale {scale}");
+                    assert_eq!(finite, g.iter().all(|v| v.is_finite()));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn huge_logits_lose_nothing() {
         let layout = ClassLayout {
             outer: 1,
@@ -646,7 +699,7 @@ mod tests {
         let x = [1e4_f32, -1e4, 1e4 - 1.0];
         let mut g = [0.0_f32; 3];
         let y = [2.0_f32];
-        let v = cross_entropy(
+        let (v, finite) = cross_entropy(
             &x,
             layout,
             Labels::Indices {
@@ -662,6 +715,6 @@ mod tests {
         );
         let expected = (1.0 + (-1.0_f64).exp()).ln() + 1.0;
         assert!((v as f64 - expected).abs() < 1e-6, "{v}");
-        assert!(g.iter().all(|v| v.is_finite()));
+        assert!(finite && g.iter().all(|v| v.is_finite()));
     }
 }

@@ -7,7 +7,9 @@ use super::slices::{elements, write_elements};
 use super::{Loss, Reduction, validate};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::distance::{squared_distance, write_difference};
+use crate::kernels::distance::{RowSink, squared_distance, write_difference};
+use crate::kernels::parallel::{self, GradRows, Rows};
+use crate::kernels::pointwise::STREAMING;
 use crate::tape::{Tape, Var};
 
 /// Contrastive loss (Hadsell, Chopra and LeCun, 2006), for learning embeddings
@@ -136,26 +138,97 @@ impl ContrastiveLoss {
     /// overflows `h/d` while the loss stays finite; given finite distances, a
     /// finite factor `c` makes every `c·(x₁ − x₂)` finite). Row terms are
     /// summed in f64: one conversion per D-element row costs nothing and keeps
-    /// the f32 mean of thousands of rows accurate.
+    /// the f32 mean of thousands of rows accurate. Blocks of rows run on both
+    /// cores for large batches, summed along a fixed tree so the bits do not
+    /// depend on the thread count.
     fn sweep<F: Float>(&self, x: &[F], y: &[F], d: usize, scale: F, grad: Option<&mut [F]>) -> (f64, bool, bool) {
         let m = F::from_f64(self.margin);
-        let mut grad_rows = grad.map(|g| g.chunks_exact_mut(2 * d));
-        let (mut total, mut finite, mut factors_finite) = (0.0, true, true);
-        for (pair, &y) in x.chunks_exact(2 * d).zip(y) {
-            let (x1, x2) = pair.split_at(d);
-            let s = squared_distance(x1, x2);
-            finite &= s.is_finite();
-            let (term, factor) = term_and_factor(y, s, m);
-            total += term.as_f64();
-            if let Some(g) = grad_rows.as_mut().and_then(Iterator::next) {
-                let (g1, g2) = g.split_at_mut(d);
-                let c = scale * factor;
-                factors_finite &= c.is_finite();
-                write_difference(x1, x2, c, g1, g2);
-            }
-        }
-        (total, finite, factors_finite)
+        let width = 2 * d;
+        let rows = (Rows { data: x, width }, y, grad.map(|g| Rows { data: g, width }));
+        parallel::reduce(
+            rows,
+            STREAMING.rows(width),
+            #[inline(always)]
+            |(x, y, g): (Rows<&[F]>, &[F], GradRows<'_, F>)| match g {
+                Some(g) => sweep_rows(x.data, y, d, m, scale, Some(&mut { g.data })),
+                None => sweep_rows::<F, &mut [F]>(x.data, y, d, m, scale, None),
+            },
+            #[inline(always)]
+            |a: (f64, bool, bool), b: (f64, bool, bool)| (a.0 + b.0, a.1 && b.1, a.2 && b.2),
+        )
     }
+
+    /// [`ContrastiveLoss::sweep`] with a new gradient, which it returns with
+    /// the same bits, built in order on the calling thread: the rows extend
+    /// it, so it needs no zeroing first. This is streaming work, where zeroing
+    /// a whole gradient costs more than a second thread gains
+    /// (`parallel::builds_in_order`).
+    fn sweep_new_grad<F: Float>(&self, x: &[F], y: &[F], d: usize, scale: F) -> ((f64, bool, bool), Vec<F>) {
+        let m = F::from_f64(self.margin);
+        let width = 2 * d;
+        let mut grad = Vec::with_capacity(x.len());
+        let result = parallel::reduce_in_order(
+            (Rows { data: x, width }, y),
+            STREAMING.rows(width),
+            #[inline(always)]
+            |(x, y): (Rows<&[F]>, &[F])| sweep_rows(x.data, y, d, m, scale, Some(&mut &mut grad)),
+            #[inline(always)]
+            |a: (f64, bool, bool), b: (f64, bool, bool)| (a.0 + b.0, a.1 && b.1, a.2 && b.2),
+        );
+        (result, grad)
+    }
+
+    /// The value from a sweep's results, or the error for a non-finite
+    /// distance, value or gradient factor.
+    fn finish<F: Float>(
+        &self,
+        n: usize,
+        (total, finite, factors_finite): (f64, bool, bool),
+        predictions: &ArrayD<F>,
+        targets: &ArrayD<F>,
+        grad: &ArrayD<F>,
+    ) -> Result<F> {
+        let value = F::from_f64(total * self.reduction.scale::<f64>(n));
+        let value = finite_result(Self::NAME, value, finite, predictions, Some(targets))?;
+        if factors_finite {
+            Ok(value)
+        } else {
+            Err(validate::non_finite(
+                Self::NAME,
+                value,
+                predictions,
+                targets,
+                Some(grad),
+            ))
+        }
+    }
+}
+
+/// [`ContrastiveLoss::sweep`] over a run of whole pairs, on one thread,
+/// writing the gradient rows into `grad` when given.
+#[inline(always)]
+fn sweep_rows<F: Float, S: RowSink<F>>(
+    x: &[F],
+    y: &[F],
+    d: usize,
+    m: F,
+    scale: F,
+    mut grad: Option<&mut S>,
+) -> (f64, bool, bool) {
+    let (mut total, mut finite, mut factors_finite) = (0.0, true, true);
+    for (pair, &y) in x.chunks_exact(2 * d).zip(y) {
+        let (x1, x2) = pair.split_at(d);
+        let s = squared_distance(x1, x2);
+        finite &= s.is_finite();
+        let (term, factor) = term_and_factor(y, s, m);
+        total += term.as_f64();
+        if let Some(g) = grad.as_deref_mut() {
+            let c = scale * factor;
+            factors_finite &= c.is_finite();
+            write_difference(x1, x2, c, g);
+        }
+    }
+    (total, finite, factors_finite)
 }
 
 /// One pair's term `y·d² + (1 − y)·h²`, `h = max(0, m − d)`, from `s = d²`,
@@ -196,24 +269,21 @@ impl<F: Float> Loss<F> for ContrastiveLoss {
         finite_result(Self::NAME, value, finite, predictions, Some(targets))
     }
 
+    fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
+        let (n, d) = self.check(predictions.shape(), targets)?;
+        let scale = self.reduction.scale::<F>(n);
+        let (x, y) = (elements(predictions), elements(targets));
+        let (result, grad) = self.sweep_new_grad(&x, &y, d, scale);
+        let grad = ArrayD::from_shape_vec(predictions.raw_dim(), grad)?;
+        Ok((self.finish(n, result, predictions, targets, &grad)?, grad))
+    }
+
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
         let (n, d) = self.check(predictions.shape(), targets)?;
         validate::grad_buffer(predictions, grad)?;
         let scale = self.reduction.scale::<F>(n);
         let (x, y) = (elements(predictions), elements(targets));
-        let (total, finite, factors_finite) = write_elements(grad, |g| self.sweep(&x, &y, d, scale, Some(g)));
-        let value = F::from_f64(total * self.reduction.scale::<f64>(n));
-        let value = finite_result(Self::NAME, value, finite, predictions, Some(targets))?;
-        if factors_finite {
-            Ok(value)
-        } else {
-            Err(validate::non_finite(
-                Self::NAME,
-                value,
-                predictions,
-                targets,
-                Some(grad),
-            ))
-        }
+        let result = write_elements(grad, |g| self.sweep(&x, &y, d, scale, Some(g)));
+        self.finish(n, result, predictions, targets, grad)
     }
 }

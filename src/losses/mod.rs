@@ -129,9 +129,10 @@ impl Reduction {
 /// Only [`Loss::record`] is required: it writes the loss as tape ops, and the
 /// provided methods run the tape. A closed form overrides two methods:
 /// [`Loss::forward`] and [`Loss::value_and_grad_into`]; `value_and_grad` and
-/// `backward` follow from the latter. The built-in losses do exactly that, and
-/// the test suite checks both derivations against each other, against finite
-/// differences and against PyTorch. (A loss that overrides only `backward`, to
+/// `backward` follow from the latter. The built-in losses do that (some also
+/// override `value_and_grad`, to build a new gradient without zeroing it
+/// first), and the test suite checks both derivations against each other,
+/// against finite differences and against PyTorch. (A loss that overrides only `backward`, to
 /// test a hand-written gradient, keeps the tape's `value_and_grad`, and
 /// [`crate::gradcheck::check_loss`] compares the two.)
 ///

@@ -7,7 +7,9 @@ use super::slices::{elements, write_elements};
 use super::{Loss, Reduction, validate};
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::distance::{squared_distances_from, write_two_differences};
+use crate::kernels::distance::{RowSink, squared_distances_from, write_two_differences, write_zeros};
+use crate::kernels::parallel::{self, GradRows, Rows};
+use crate::kernels::pointwise::STREAMING;
 use crate::tape::{Tape, Var};
 
 /// Triplet margin loss (Schroff, Kalenichenko and Philbin, 2015), for metric
@@ -132,30 +134,67 @@ impl TripletLoss {
 
     /// Σᵢ termᵢ over the triplets in f64, writing `scale · ∂termᵢ/∂x` into
     /// `grad` when given; also whether every squared distance was finite. Row
-    /// terms are summed in f64, as in [`super::ContrastiveLoss`].
+    /// terms are summed in f64, as in [`super::ContrastiveLoss`], on both
+    /// cores for large batches along the same fixed tree.
     fn sweep<F: Float>(&self, x: &[F], d: usize, scale: F, grad: Option<&mut [F]>) -> (f64, bool) {
         let m = F::from_f64(self.margin);
-        let mut grad_rows = grad.map(|g| g.chunks_exact_mut(3 * d));
-        let (mut total, mut finite) = (0.0, true);
-        for triplet in x.chunks_exact(3 * d) {
-            let (a, rest) = triplet.split_at(d);
-            let (p, n) = rest.split_at(d);
-            let (sp, sn) = squared_distances_from(a, p, n);
-            finite &= sp.is_finite() && sn.is_finite();
-            let (term, cp, cn) = term_and_factors(sp, sn, m);
-            total += term.as_f64();
-            if let Some(g) = grad_rows.as_mut().and_then(Iterator::next) {
-                if term > F::zero() {
-                    let (ga, rest) = g.split_at_mut(d);
-                    let (gp, gn) = rest.split_at_mut(d);
-                    write_two_differences(a, p, n, scale * cp, scale * cn, ga, gp, gn);
-                } else {
-                    g.fill(F::zero());
-                }
+        let width = 3 * d;
+        let rows = (Rows { data: x, width }, grad.map(|g| Rows { data: g, width }));
+        parallel::reduce(
+            rows,
+            STREAMING.rows(width),
+            #[inline(always)]
+            |(x, g): (Rows<&[F]>, GradRows<'_, F>)| match g {
+                Some(g) => sweep_rows(x.data, d, m, scale, Some(&mut { g.data })),
+                None => sweep_rows::<F, &mut [F]>(x.data, d, m, scale, None),
+            },
+            #[inline(always)]
+            |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
+        )
+    }
+
+    /// [`TripletLoss::sweep`] with a new gradient, which it returns with the
+    /// same bits, built in order on the calling thread: the rows extend it,
+    /// so it needs no zeroing first. This is streaming work, where zeroing a
+    /// whole gradient costs more than a second thread gains
+    /// (`parallel::builds_in_order`).
+    fn sweep_new_grad<F: Float>(&self, x: &[F], d: usize, scale: F) -> ((f64, bool), Vec<F>) {
+        let m = F::from_f64(self.margin);
+        let width = 3 * d;
+        let mut grad = Vec::with_capacity(x.len());
+        let result = parallel::reduce_in_order(
+            Rows { data: x, width },
+            STREAMING.rows(width),
+            #[inline(always)]
+            |x: Rows<&[F]>| sweep_rows(x.data, d, m, scale, Some(&mut &mut grad)),
+            #[inline(always)]
+            |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
+        );
+        (result, grad)
+    }
+}
+
+/// [`TripletLoss::sweep`] over a run of whole triplets, on one thread,
+/// writing the gradient rows into `grad` when given.
+#[inline(always)]
+fn sweep_rows<F: Float, S: RowSink<F>>(x: &[F], d: usize, m: F, scale: F, mut grad: Option<&mut S>) -> (f64, bool) {
+    let (mut total, mut finite) = (0.0, true);
+    for triplet in x.chunks_exact(3 * d) {
+        let (a, rest) = triplet.split_at(d);
+        let (p, n) = rest.split_at(d);
+        let (sp, sn) = squared_distances_from(a, p, n);
+        finite &= sp.is_finite() && sn.is_finite();
+        let (term, cp, cn) = term_and_factors(sp, sn, m);
+        total += term.as_f64();
+        if let Some(g) = grad.as_deref_mut() {
+            if term > F::zero() {
+                write_two_differences(a, p, n, scale * cp, scale * cn, g);
+            } else {
+                write_zeros(3 * d, g);
             }
         }
-        (total, finite)
     }
+    (total, finite)
 }
 
 /// One triplet's term `max(0, d⁺ − d⁻ + m)` from `s⁺ = d⁺²`, `s⁻ = d⁻²`, and
@@ -202,6 +241,15 @@ impl<F: Float> Loss<F> for TripletLoss {
         let (total, finite) = self.sweep(&elements(predictions), d, F::one(), None);
         let value = F::from_f64(total * self.reduction.scale::<f64>(n));
         finite_result(Self::NAME, value, finite, predictions, None)
+    }
+
+    fn value_and_grad(&self, predictions: &ArrayD<F>, _targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
+        let (n, d) = self.check(predictions.shape())?;
+        let scale = self.reduction.scale::<F>(n);
+        let ((total, finite), grad) = self.sweep_new_grad(&elements(predictions), d, scale);
+        let grad = ArrayD::from_shape_vec(predictions.raw_dim(), grad)?;
+        let value = F::from_f64(total * self.reduction.scale::<f64>(n));
+        Ok((finite_result(Self::NAME, value, finite, predictions, None)?, grad))
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, _targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {

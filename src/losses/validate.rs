@@ -97,7 +97,13 @@ pub(crate) fn parameter(name: impl Into<String>, value: f64, domain: Domain) -> 
 }
 
 /// The first element of `array` that fails `ok`, with its index.
-pub(crate) fn first_where<F: Float>(array: &ArrayD<F>, mut bad: impl FnMut(F) -> bool) -> Option<(Vec<usize>, F)> {
+pub(crate) fn first_where<F: Float>(array: &ArrayD<F>, bad: impl Fn(F) -> bool + Sync) -> Option<(Vec<usize>, F)> {
+    // A vectorised scan first: `indexed_iter` builds every element's index
+    // and cost about 15 ns per element (a quarter of contrastive's time on
+    // 4096 labels), so it only runs to find an element known to be there.
+    if crate::kernels::pointwise::all(&super::slices::elements(array), |v| !bad(v)) {
+        return None;
+    }
     array
         .indexed_iter()
         .find(|(_, v)| bad(**v))
