@@ -98,7 +98,7 @@ pub(crate) fn sum_of<F: Float>(values: &[F], f: impl Fn(F) -> F) -> F {
     while width > 1 {
         width /= 2;
         for k in 0..width {
-            partial[k] = partial[k] + partial[k + width];
+            partial[k] += partial[k + width];
         }
     }
     tail.iter().fold(partial[0], |acc, &v| acc + f(v))
