@@ -1043,3 +1043,25 @@ fn axis_ops_on_empty_dimensions() -> Result<()> {
     }
     Ok(())
 }
+
+/// `powf` with an integer exponent runs as products; values and slopes
+/// match `f64::powf`'s, negative bases included, and `x⁰` has slope 0 even
+/// at 0 (PyTorch's `pow(x, 0)` too).
+#[test]
+fn powf_with_integer_exponents() -> Result<()> {
+    let xs = [-2.0, -0.5, 0.0, 0.5, 3.0];
+    for p in [0.0, 1.0, 2.0, 3.0, 5.0, -1.0, -2.0] {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(ArrayD::from_shape_vec(IxDyn(&[5]), xs.to_vec()).expect("five elements"));
+        let y = x.powf(p)?;
+        let grads = tape.backward(y.sum()?)?;
+        let (values, slopes) = (y.value(), grads.wrt(x).expect("x").clone());
+        for (i, &v) in xs.iter().enumerate() {
+            let (value, slope) = (v.powf(p), if p == 0.0 { 0.0 } else { p * v.powf(p - 1.0) });
+            let close = |a: f64, b: f64| a == b || (a - b).abs() <= 1e-14 * b.abs();
+            assert!(close(values[i], value), "{v}^{p}: {} against {value}", values[i]);
+            assert!(close(slopes[i], slope), "d/dx {v}^{p}: {} against {slope}", slopes[i]);
+        }
+    }
+    Ok(())
+}

@@ -18,6 +18,9 @@ pub(crate) enum Unary<F> {
     Sqrt,
     Square,
     Powf(F),
+    /// `powf` with a small integer exponent: repeated products, which
+    /// vectorise, where `powf` is a libm call per element.
+    Powi(i32),
     Abs,
     Relu,
     Sigmoid,
@@ -43,6 +46,7 @@ impl<F: Float> Unary<F> {
             Unary::Sqrt => x.sqrt(),
             Unary::Square => x * x,
             Unary::Powf(p) => x.powf(p),
+            Unary::Powi(n) => powi(x, n),
             Unary::Abs => x.abs(),
             // Comparisons rather than `F::max`, so that NaN propagates.
             Unary::Relu => {
@@ -84,6 +88,9 @@ impl<F: Float> Unary<F> {
             Unary::Sqrt => F::from_f64(0.5) / y,
             Unary::Square => x + x,
             Unary::Powf(p) => p * x.powf(p - one),
+            // The constant x⁰ has slope 0, also at x = 0 (0·0⁻¹ would be NaN).
+            Unary::Powi(0) => zero,
+            Unary::Powi(n) => F::from_f64(f64::from(n)) * powi(x, n - 1),
             Unary::Abs => {
                 if x > zero {
                     one
@@ -133,6 +140,10 @@ macro_rules! specialise {
             Unary::Sqrt => $run!(Unary::Sqrt),
             Unary::Square => $run!(Unary::Square),
             Unary::Powf(p) => $run!(Unary::Powf(p)),
+            // The exponents worth a loop of their own (focal's default γ = 2).
+            Unary::Powi(2) => $run!(Unary::Powi(2)),
+            Unary::Powi(3) => $run!(Unary::Powi(3)),
+            Unary::Powi(n) => $run!(Unary::Powi(n)),
             Unary::Abs => $run!(Unary::Abs),
             Unary::Relu => $run!(Unary::Relu),
             Unary::Sigmoid => $run!(Unary::Sigmoid),
@@ -146,6 +157,20 @@ macro_rules! specialise {
     };
 }
 pub(crate) use specialise as specialise_unary;
+
+/// `xⁿ` by repeated squaring (`n` may be negative).
+#[inline(always)]
+fn powi<F: Float>(x: F, n: i32) -> F {
+    let (mut base, mut k, mut result) = (x, n.unsigned_abs(), F::one());
+    while k > 0 {
+        if k & 1 == 1 {
+            result *= base;
+        }
+        base *= base;
+        k >>= 1;
+    }
+    if n < 0 { F::one() / result } else { result }
+}
 
 /// Fails with [`Error::InvalidParameter`] when a scalar argument is NaN.
 fn not_nan<F: Float>(name: &str, value: F) -> Result<()> {
@@ -231,6 +256,11 @@ impl<'t, F: Float> Var<'t, F> {
     /// [`Error::InvalidParameter`] when `p` is NaN.
     pub fn powf(self, p: F) -> Result<Var<'t, F>> {
         not_nan("powf(p)", p)?;
+        // Integer exponents as products: exact where `powf` rounds anyway,
+        // and vectorised.
+        if p.fract() == F::zero() && p.abs() <= F::from_f64(16.0) {
+            return self.unary(Unary::Powi(p.as_f64() as i32));
+        }
         self.unary(Unary::Powf(p))
     }
 
