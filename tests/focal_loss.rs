@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    Rng, assert_close, assert_close_scalar, assert_f32_agrees, assert_gradients_agree, assert_shards_add_up, fixtures,
-    opt_f64,
+    GradAtol, Rng, assert_close_scalar, assert_f32_agrees, assert_gradients_agree, assert_matches_fixture,
+    assert_shards_add_up, fixtures, opt_f64, reduction,
 };
 use tapeloss::ndarray::{Array2, ArrayD, Axis, IxDyn, array};
 use tapeloss::{Error, FocalLoss, Loss, Reduction};
@@ -41,20 +41,13 @@ fn matches_pytorch_autograd() {
             opt_f64(o, "alpha"),
             opt_f64(o, "epsilon").unwrap(),
         )
-        .with_reduction(match o["reduction"].as_str() {
-            Some("sum") => Reduction::Sum,
-            _ => Reduction::Mean,
-        });
-        let (value, grad) = loss.value_and_grad(&case.predictions, &case.targets).unwrap();
-        assert_close_scalar(value, case.value, 1e-10, 0.0, &case.name);
-        assert_close(&grad, &case.grad, 1e-10, 1e-300, &case.name);
-        let forward = loss.forward(&case.predictions, &case.targets).unwrap();
-        assert_close_scalar(forward, case.value, 1e-10, 0.0, &case.name);
+        .with_reduction(reduction(o));
         // The tape composition matches autograd too, edges included.
-        let (tape_value, tape_grad) =
-            tapeloss::losses::value_and_grad_on_tape(&loss, &case.predictions, &case.targets).unwrap();
-        assert_close_scalar(tape_value, case.value, 1e-10, 0.0, &format!("{}: tape", case.name));
-        assert_close(&tape_grad, &case.grad, 1e-10, 1e-300, &format!("{}: tape", case.name));
+        let atol = GradAtol {
+            closed: 1e-300,
+            tape: Some(1e-300),
+        };
+        assert_matches_fixture(&loss, &case, atol);
     }
 }
 

@@ -106,6 +106,36 @@ pub fn assert_close_scalar(actual: f64, expected: f64, rtol: f64, atol: f64, wha
     );
 }
 
+/// Absolute gradient tolerances for [`assert_matches_fixture`] (beside the
+/// relative 1e-10): of the closed form, and of the tape, or `None` to compare
+/// only the tape's value (where its gradient is meant to differ at the edges).
+pub struct GradAtol {
+    pub closed: f64,
+    pub tape: Option<f64>,
+}
+
+/// `loss` on one PyTorch fixture case: `value_and_grad`, `forward` and the
+/// tape's `value_and_grad_on_tape` against PyTorch's value and gradient, to
+/// 1e-10 relative.
+pub fn assert_matches_fixture<L: Loss<f64> + ?Sized>(loss: &L, case: &Fixture, atol: GradAtol) {
+    let what = &case.name;
+    let (value, grad) = loss
+        .value_and_grad(&case.predictions, &case.targets)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_close_scalar(value, case.value, 1e-10, 0.0, what);
+    assert_close(&grad, &case.grad, 1e-10, atol.closed, what);
+    let forward = loss
+        .forward(&case.predictions, &case.targets)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_close_scalar(forward, case.value, 1e-10, 0.0, what);
+    let (tape_value, tape_grad) = tapeloss::losses::value_and_grad_on_tape(loss, &case.predictions, &case.targets)
+        .unwrap_or_else(|e| panic!("{what}: tape: {e}"));
+    assert_close_scalar(tape_value, case.value, 1e-10, 0.0, &format!("{what}: tape"));
+    if let Some(tape_atol) = atol.tape {
+        assert_close(&tape_grad, &case.grad, 1e-10, tape_atol, &format!("{what}: tape"));
+    }
+}
+
 /// Checks a loss's three gradient derivations against each other with the
 /// public checker ([`tapeloss::gradcheck::check_loss`]): the closed-form
 /// `backward`, the tape-derived gradient of `record`, and central finite
