@@ -10,7 +10,7 @@
 use ndarray::ArrayD;
 
 use super::fusion::{self, Seed};
-use super::layout::{flat, flat_mut, zeros};
+use super::layout::{flat, flat_mut, rows_along, zeros};
 use super::ops::{Op, binary, reduce, structural};
 use super::{Gradients, Node};
 use crate::error::{Error, Result};
@@ -82,12 +82,6 @@ impl<'a, F: Float> Sweep<'a, F> {
     }
 }
 
-/// Whether `axis` is the last of `shape` that is not of size 1, and not
-/// empty: its lanes are then consecutive rows.
-fn is_last(shape: &[usize], axis: usize) -> bool {
-    shape[axis] > 0 && shape[axis + 1..].iter().all(|&n| n == 1)
-}
-
 /// Differentiates node `root` with respect to every tracked leaf.
 pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> Result<Gradients<F>> {
     let root_shape = nodes[root].shape.as_slice();
@@ -150,7 +144,9 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 }
             }
             Op::SumAxis { input, axis } | Op::MeanAxis { input, axis } | Op::NormAxis { input, axis }
-                if fusion::is_lazy_op(nodes, input) && uses[input] == 1 && is_last(sweep.shape(input), axis) =>
+                if fusion::is_lazy_op(nodes, input)
+                    && uses[input] == 1
+                    && rows_along(sweep.shape(input), axis).is_some() =>
             {
                 // The chain behind a reduction along its last axis needs no
                 // gradient array: one factor per row seeds it.

@@ -47,10 +47,22 @@ const PLAN: Plan = Plan {
 
 /// Whether node `i` is an elementwise op whose value is computed lazily.
 pub(super) fn is_lazy_op<F: Float>(nodes: &[Node<F>], i: usize) -> bool {
+    lazy_op(nodes, i).is_some()
+}
+
+/// A lazy op's function and the tape indices of its operands (a unary op's
+/// operand twice).
+type LazyOp<F> = (Function<F>, [usize; 2]);
+
+/// Node `i`'s function and operands, when it is an elementwise op computed
+/// lazily.
+fn lazy_op<F: Float>(nodes: &[Node<F>], i: usize) -> Option<LazyOp<F>> {
     match nodes[i].op {
-        Op::Unary { .. } => true,
-        Op::Binary { lhs, rhs, .. } => fuses_binary(nodes[i].len(), nodes[lhs].len(), nodes[rhs].len()),
-        _ => false,
+        Op::Unary { input, f } => Some((Function::Unary(f), [input; 2])),
+        Op::Binary { lhs, rhs, f } if fuses_binary(nodes[i].len(), nodes[lhs].len(), nodes[rhs].len()) => {
+            Some((Function::Binary(f), [lhs, rhs]))
+        }
+        _ => None,
     }
 }
 
@@ -335,7 +347,18 @@ enum Arg {
 struct Step<F> {
     node: usize,
     function: Function<F>,
+    /// A unary op's operand stands twice; [`Step::operands`] gives it once.
     args: [Arg; 2],
+}
+
+impl<F> Step<F> {
+    /// The operands the function reads.
+    fn operands(&self) -> &[Arg] {
+        match self.function {
+            Function::Unary(_) => &self.args[..1],
+            Function::Binary(_) => &self.args,
+        }
+    }
 }
 
 /// A materialised value that the steps read.
@@ -360,20 +383,24 @@ impl<F: Float> Program<F> {
     /// step; every other operand becomes an input (and is materialised).
     fn new(nodes: &[Node<F>], root: usize, include: impl Fn(usize) -> bool) -> Self {
         let len = nodes[root].len();
-        // Collect the steps' nodes, depth first.
-        let mut members = vec![root];
+        let joins = |j: usize| nodes[j].len() == len && include(j);
+        // Collect the steps' nodes, depth first (the root always joins).
+        let mut members: HashMap<usize, LazyOp<F>> = HashMap::new();
         let mut stack = vec![root];
         while let Some(i) = stack.pop() {
-            for j in nodes[i].op.inputs() {
-                let joins = nodes[j].len() == len && is_lazy_op(nodes, j) && include(j);
-                if joins && !members.contains(&j) {
-                    members.push(j);
+            let Some(op @ (_, operands)) = lazy_op(nodes, i) else {
+                continue;
+            };
+            members.insert(i, op);
+            for j in operands {
+                if !members.contains_key(&j) && joins(j) {
                     stack.push(j);
                 }
             }
         }
-        members.sort_unstable();
-        let step_of: HashMap<usize, usize> = members.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+        let mut order: Vec<(usize, LazyOp<F>)> = members.into_iter().collect();
+        order.sort_unstable_by_key(|&(i, _)| i);
+        let step_of: HashMap<usize, usize> = order.iter().enumerate().map(|(k, &(i, _))| (i, k)).collect();
         let mut inputs: Vec<Input> = Vec::new();
         let mut arg = |j: usize| match step_of.get(&j) {
             Some(&k) => Arg::Step(k),
@@ -388,25 +415,12 @@ impl<F: Float> Program<F> {
                 }
             }),
         };
-        let steps = members
-            .iter()
-            .map(|&i| match nodes[i].op {
-                Op::Unary { input, f } => Step {
-                    node: i,
-                    function: Function::Unary(f),
-                    args: [arg(input); 2],
-                },
-                Op::Binary { lhs, rhs, f } => Step {
-                    node: i,
-                    function: Function::Binary(f),
-                    args: [arg(lhs), arg(rhs)],
-                },
-                // unreachable: only lazy ops are members
-                _ => Step {
-                    node: i,
-                    function: Function::Unary(Unary::AddScalar(F::zero())),
-                    args: [Arg::Input(0); 2],
-                },
+        let steps = order
+            .into_iter()
+            .map(|(node, (function, [a, b]))| Step {
+                node,
+                function,
+                args: [arg(a), arg(b)],
             })
             .collect();
         Program { len, steps, inputs }
@@ -515,10 +529,7 @@ impl<F: Float> Program<F> {
             Arg::Input(j) if self.inputs[j].scalar => View::Scalar(values.inputs[j][0]),
             Arg::Input(j) => View::Slice(&values.inputs[j][values.start..values.start + len]),
         };
-        for (position, &arg) in step.args.iter().enumerate() {
-            if matches!(step.function, Function::Unary(_)) && position == 1 {
-                break;
-            }
+        for (position, &arg) in step.operands().iter().enumerate() {
             let target: &mut [F] = match arg {
                 Arg::Step(j) => match flow.slot_step[j] {
                     Some(slot) => &mut out[slot][at.clone()],
@@ -654,11 +665,7 @@ impl Flow {
                 exported_step[k] = true;
                 continue;
             }
-            let arity = match step.function {
-                Function::Unary(_) => 1,
-                Function::Binary(_) => 2,
-            };
-            for &arg in &step.args[..arity] {
+            for &arg in step.operands() {
                 match arg {
                     Arg::Step(j) if nodes[program.steps[j].node].requires_grad => {
                         uses_inside[j] += 1;

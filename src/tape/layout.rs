@@ -69,6 +69,14 @@ pub(crate) fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     (outer, shape[axis], inner)
 }
 
+/// The width of the rows that the lanes along `axis` form, when they are
+/// consecutive rows of the row-major elements (nothing after the axis but
+/// sizes of 1) and not empty: the case fused row reductions handle.
+pub(crate) fn rows_along(shape: &[usize], axis: usize) -> Option<usize> {
+    let (_, width, inner) = around(shape, axis);
+    (inner == 1 && width > 0).then_some(width)
+}
+
 /// Running partial sums in [`sum`]: 32 lanes are four independent AVX-512
 /// (or eight AVX2) accumulators for `f32`, so the adds overlap instead of
 /// waiting on one another (with 8, one `f32` accumulator's latency bounded a

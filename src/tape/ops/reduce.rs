@@ -290,10 +290,10 @@ impl<'t, F: Float> Var<'t, F> {
             });
         }
         let dims = around(&shape, axis);
-        let streamed = match fused {
-            Some((squares, finish)) if dims.2 == 1 => self
-                .row_sums(dims.1, squares)
-                .map(|sums| sums.into_iter().map(|s| finish(s, dims.1)).collect()),
+        let streamed = match (fused, layout::rows_along(&shape, axis)) {
+            (Some((squares, finish)), Some(width)) => self
+                .row_sums(width, squares)
+                .map(|sums| sums.into_iter().map(|s| finish(s, width)).collect()),
             _ => None,
         };
         let lanes = streamed.unwrap_or_else(|| reduce(&flat(&self.value_ref()), dims));
