@@ -249,8 +249,10 @@ impl<'t, F: Float> Var<'t, F> {
         self.unary(Unary::Square)
     }
 
-    /// `xᵖ`; derivative `p·xᵖ⁻¹`. A negative `x` with a fractional `p` gives
-    /// NaN, as `f64::powf` does.
+    /// `xᵖ`; derivative `p·xᵖ⁻¹`, and 0 everywhere for `p = 0` (also at
+    /// `x = 0`, as PyTorch's `pow`). A negative `x` with a fractional `p`
+    /// gives NaN, as `f64::powf` does; integer exponents up to 16 in size are
+    /// computed as products, which vectorise.
     ///
     /// # Errors
     /// [`Error::InvalidParameter`] when `p` is NaN.
