@@ -127,13 +127,31 @@ fn pow2_f64(n: i64) -> f64 {
 /// ln x for `f32`, within 1 ulp.
 #[inline(always)]
 pub(crate) fn ln_f32(x: f32) -> f32 {
-    const SQRT_HALF: i32 = 0x3f35_04f3; // the bits of √½
     // Subnormals: scale by 2²³ into the normal range first.
     let tiny = x < f32::MIN_POSITIVE;
     let xs = if tiny { x * 8_388_608.0 } else { x };
+    let y = ln_scaled_f32(xs, if tiny { 23 } else { 0 });
+    // NaN and negatives → NaN, 0 → −inf, +inf → +inf.
+    let y = if x == 0.0 { f32::NEG_INFINITY } else { y };
+    let y = if x == f32::INFINITY { x } else { y };
+    if x >= 0.0 { y } else { f32::NAN }
+}
+
+/// ln x for a positive, normal, finite `f32`, within 1 ulp: [`ln_f32`]
+/// without its special cases, for callers whose argument is known to lie in
+/// range (`1 + e^(−|x|)` in [1, 2]).
+#[inline(always)]
+pub(crate) fn ln_normal_f32(x: f32) -> f32 {
+    ln_scaled_f32(x, 0)
+}
+
+/// ln(x·2^(−scale)) for a positive, normal, finite x.
+#[inline(always)]
+fn ln_scaled_f32(x: f32, scale: i32) -> f32 {
+    const SQRT_HALF: i32 = 0x3f35_04f3; // the bits of √½
     // Offsetting by √½'s bits puts m in [√½, √2) and the rest in the exponent.
-    let ix = (xs.to_bits() as i32).wrapping_sub(SQRT_HALF);
-    let e = (ix >> 23) - if tiny { 23 } else { 0 };
+    let ix = (x.to_bits() as i32).wrapping_sub(SQRT_HALF);
+    let e = (ix >> 23) - scale;
     let m = f32::from_bits(((ix & 0x007f_ffff) + SQRT_HALF) as u32);
     let f = m - 1.0;
     let s = f / (2.0 + f);
@@ -143,34 +161,40 @@ pub(crate) fn ln_f32(x: f32) -> f32 {
     let half_f2 = 0.5 * f * f;
     let e = e as f32;
     let low = s * (half_f2 + z * horner!(z, LN_F32)) + e * LN2_LO_F32;
-    let y = e * LN2_HI_F32 + (f - (half_f2 - low));
-    // NaN and negatives → NaN, 0 → −inf, +inf → +inf.
-    let y = if x == 0.0 { f32::NEG_INFINITY } else { y };
-    let y = if x == f32::INFINITY { x } else { y };
-    if x >= 0.0 { y } else { f32::NAN }
+    e * LN2_HI_F32 + (f - (half_f2 - low))
 }
 
 /// ln x for `f64`, within 1 ulp.
 #[inline(always)]
 pub(crate) fn ln_f64(x: f64) -> f64 {
-    const SQRT_HALF: i64 = 0x3fe6_a09e_667f_3bcd;
     let tiny = x < f64::MIN_POSITIVE;
     let xs = if tiny { x * 4_503_599_627_370_496.0 } else { x }; // 2⁵²
-    let ix = (xs.to_bits() as i64).wrapping_sub(SQRT_HALF);
-    let e = (ix >> 52) - if tiny { 52 } else { 0 };
+    let y = ln_scaled_f64(xs, if tiny { 52 } else { 0 });
+    let y = if x == 0.0 { f64::NEG_INFINITY } else { y };
+    let y = if x == f64::INFINITY { x } else { y };
+    if x >= 0.0 { y } else { f64::NAN }
+}
+
+/// ln x for a positive, normal, finite `f64`, within 1 ulp.
+#[inline(always)]
+pub(crate) fn ln_normal_f64(x: f64) -> f64 {
+    ln_scaled_f64(x, 0)
+}
+
+/// ln(x·2^(−scale)) for a positive, normal, finite x.
+#[inline(always)]
+fn ln_scaled_f64(x: f64, scale: i64) -> f64 {
+    const SQRT_HALF: i64 = 0x3fe6_a09e_667f_3bcd;
+    let ix = (x.to_bits() as i64).wrapping_sub(SQRT_HALF);
+    let e = (ix >> 52) - scale;
     let m = f64::from_bits(((ix & 0x000f_ffff_ffff_ffff) + SQRT_HALF) as u64);
     let f = m - 1.0;
     let s = f / (2.0 + f);
     let z = s * s;
-    // ln m = 2s + s·z·R(z) = f − (f²/2 − s·(f²/2 + z·R(z))): f is exact and
-    // the rest is small, so the result is rounded nearly once.
     let half_f2 = 0.5 * f * f;
     let e = e as f64;
     let low = s * (half_f2 + z * horner!(z, LN_F64)) + e * LN2_LO_F64;
-    let y = e * LN2_HI_F64 + (f - (half_f2 - low));
-    let y = if x == 0.0 { f64::NEG_INFINITY } else { y };
-    let y = if x == f64::INFINITY { x } else { y };
-    if x >= 0.0 { y } else { f64::NAN }
+    e * LN2_HI_F64 + (f - (half_f2 - low))
 }
 
 /// ln(1 + x) for `f32`, within 2 ulp, accurate for tiny x.
@@ -215,6 +239,12 @@ pub(crate) fn exp<F: Float>(x: F) -> F {
 #[inline(always)]
 pub(crate) fn ln<F: Float>(x: F) -> F {
     generic!(x, ln_f32, ln_f64)
+}
+
+/// ln x for positive, normal, finite x, within 1 ulp (no special cases).
+#[inline(always)]
+pub(crate) fn ln_normal<F: Float>(x: F) -> F {
+    generic!(x, ln_normal_f32, ln_normal_f64)
 }
 
 /// ln(1 + x), within 2 ulp.
@@ -263,7 +293,7 @@ pub(crate) fn ln_1p_slice<F: Float>(x: &[F], out: &mut [F]) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Position of `x` in the ordered sequence of all floats (−0 and +0 both
@@ -280,7 +310,7 @@ mod tests {
     }
 
     /// Ulps between `got` and `want`; NaN only matches NaN.
-    fn ulps32(got: f32, want: f32) -> u64 {
+    pub(crate) fn ulps32(got: f32, want: f32) -> u64 {
         match (got.is_nan(), want.is_nan()) {
             (true, true) => 0,
             (false, false) => rank32(got).abs_diff(rank32(want)),

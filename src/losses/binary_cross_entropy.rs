@@ -199,8 +199,8 @@ impl Pointwise for BinaryCrossEntropyLoss {
             let k = Logistic::new(p);
             let (one_minus_t, wt) = (F::one() - t, self.w::<F>() * t);
             let term = one_minus_t * (p.max(F::zero()) + k.l) + wt * ((-p).max(F::zero()) + k.l);
-            // (1 − t)·σ(x) − w·t·σ(−x), over the one denominator.
-            (term, (one_minus_t * k.a - wt * k.b) / k.d)
+            // (1 − t)·σ(x) − w·t·σ(−x), with the one reciprocal.
+            (term, (one_minus_t * k.a - wt * k.b) * k.r)
         } else {
             let slope = (p - t) / ((F::one() - p) * p).max(F::from_f64(f64::from(SLOPE_FLOOR)));
             (self.term(p, t), slope)
