@@ -242,8 +242,9 @@ pub(crate) fn finite_grad<F: Float>(
     predictions: &ArrayD<F>,
     targets: &ArrayD<F>,
 ) -> Result<()> {
-    // A fold without early exit, so that it vectorises.
-    if grad.iter().fold(true, |ok, g| ok & g.is_finite()) {
+    // The vectorised scan (a fold over ndarray's iterator stayed scalar:
+    // 8% of MSE's tape route in a profile).
+    if crate::kernels::pointwise::all(&super::slices::elements(grad), F::is_finite) {
         Ok(())
     } else {
         Err(non_finite(op, value, predictions, targets, Some(grad)))
