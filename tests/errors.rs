@@ -1079,7 +1079,11 @@ fn ce_class_weights_of_the_wrong_length_or_negative() {
             x,
             y,
             Error::InvalidParameter { .. },
-            ["`class_weights.len()`", &len, "one weight per class"]
+            [
+                "`class_weights.len() against 3 classes (axis 1 of logits [",
+                &len,
+                "one weight per class"
+            ]
         );
     }
     for (bad, shown) in [(-0.5, "-0.5"), (f64::NAN, "NaN"), (f64::INFINITY, "inf")] {

@@ -250,7 +250,7 @@ impl CrossEntropyLoss {
             && w.len() != classes
         {
             return Err(Error::InvalidParameter {
-                name: "class_weights.len()".into(),
+                name: format!("class_weights.len() against {classes} classes (axis {axis} of logits {logits:?})"),
                 value: w.len() as f64,
                 expected: "one weight per class: the size of the logits' class axis",
             });
