@@ -265,3 +265,35 @@ fn row_reductions_of_a_chain_match_the_loop() -> Result<()> {
     }
     Ok(())
 }
+
+/// Tapes built one after another on a thread reuse each other's large
+/// buffers (the tape's buffer pool): each result must be its own inputs'
+/// alone, and a gradient handed out must not change when later tapes run.
+#[test]
+fn tapes_in_a_row_reuse_buffers_without_stale_values() -> Result<()> {
+    use tapeloss::losses::{HuberLoss, Loss, MeanSquaredError, value_and_grad_on_tape};
+    let mut rng = Rng::new(29);
+    let n = 100_000; // 800 KB per f64 array: pooled
+    let mut kept = Vec::new();
+    for round in 0..4 {
+        let (p, t) = (rng.array(&[n], -2.0, 2.0), rng.array(&[n], -2.0, 2.0));
+        let (ps, ts) = (slice(&p), slice(&t));
+        let (value, grad) = value_and_grad_on_tape(&MeanSquaredError::new(), &p, &t)?;
+        let expected: f64 = ps.iter().zip(ts).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / n as f64;
+        assert!(
+            (value - expected).abs() <= 1e-12 * expected,
+            "round {round}: {value} against {expected}"
+        );
+        let slopes: Vec<f64> = ps.iter().zip(ts).map(|(a, b)| 2.0 * (a - b) / n as f64).collect();
+        assert_close_slices(slice(&grad), &slopes, "MSE gradient");
+        // A second loss on a different shape in between, through `forward`.
+        let half = rng.array(&[n / 2], -2.0, 2.0);
+        let huber = HuberLoss::new(1.0).forward(&half, &half.mapv(|v| v + 0.5))?;
+        assert!((huber - 0.125).abs() < 1e-12, "round {round}: Huber {huber}");
+        kept.push((grad, slopes));
+    }
+    for (grad, slopes) in &kept {
+        assert_close_slices(slice(grad), slopes, "a gradient kept across later tapes");
+    }
+    Ok(())
+}

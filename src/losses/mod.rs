@@ -80,7 +80,7 @@ use ndarray::ArrayD;
 
 use crate::error::Result;
 use crate::float::Float;
-use crate::tape::{Tape, Var};
+use crate::tape::{Tape, Var, pool};
 
 pub use binary_cross_entropy::BinaryCrossEntropyLoss;
 pub use contrastive::ContrastiveLoss;
@@ -175,7 +175,7 @@ pub trait Loss<F: Float> {
     /// value is not finite, naming the first NaN or infinity in the inputs.
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
         let tape = Tape::new();
-        let loss = self.record(&tape, tape.constant(predictions.clone()), targets)?;
+        let loss = self.record(&tape, tape.constant(pool::copy_of(predictions)), targets)?;
         let value = loss.item()?;
         validate::finite_value("forward", value, predictions, targets)
     }
@@ -233,7 +233,7 @@ pub fn value_and_grad_on_tape<F: Float, L: Loss<F> + ?Sized>(
     targets: &ArrayD<F>,
 ) -> Result<(F, ArrayD<F>)> {
     let tape = Tape::new();
-    let x = tape.var(predictions.clone());
+    let x = tape.var(pool::copy_of(predictions));
     let out = loss.record(&tape, x, targets)?;
     let value = validate::finite_value("value_and_grad", out.item()?, predictions, targets)?;
     let mut grads = tape.backward(out)?;

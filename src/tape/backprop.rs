@@ -12,6 +12,7 @@ use ndarray::ArrayD;
 use super::fusion::{self, Seed};
 use super::layout::{flat, flat_mut, rows_along, zeros};
 use super::ops::{Op, binary, reduce, structural};
+use super::pool;
 use super::{Gradients, Node};
 use crate::error::{Error, Result};
 use crate::float::Float;
@@ -55,8 +56,10 @@ impl<'a, F: Float> Sweep<'a, F> {
         debug_assert_eq!(grad.shape(), self.shape(i), "gradient shape of node {i}");
         match &mut self.pending[i] {
             Some(acc) => {
-                let g = flat(&grad);
-                flat_mut(acc, |acc| acc.iter_mut().zip(g.iter()).for_each(|(a, &g)| *a += g));
+                flat_mut(acc, |acc| {
+                    acc.iter_mut().zip(flat(&grad).iter()).for_each(|(a, &g)| *a += g);
+                });
+                pool::give_array(grad);
             }
             slot @ None => *slot = Some(grad),
         }

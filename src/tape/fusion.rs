@@ -29,6 +29,7 @@ use super::Node;
 use super::backprop::Sweep;
 use super::layout::{self, flat, from_vec, sum};
 use super::ops::{Binary, Op, Unary, chain, specialise_binary, specialise_unary};
+use super::pool;
 use crate::float::Float;
 use crate::kernels::parallel::{self, Plan};
 
@@ -188,7 +189,7 @@ fn fill<F: Float>(
     leaf: impl Fn(Range<usize>, &mut [&mut [F]]) -> F + Sync,
 ) -> (F, Vec<Vec<F>>) {
     if parallel::builds_in_order(plan, n) {
-        let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| Vec::with_capacity(n)).collect();
+        let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| pool::take(n)).collect();
         let total = parallel::reduce_in_order(
             0..n,
             plan,
@@ -208,7 +209,7 @@ fn fill<F: Float>(
         );
         return (total, arrays);
     }
-    let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| vec![F::zero(); n]).collect();
+    let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| pool::zeroed(n)).collect();
     let slices: Vec<&mut [F]> = arrays.iter_mut().map(Vec::as_mut_slice).collect();
     let total = parallel::reduce(
         (0..n, slices),
@@ -324,6 +325,10 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
             ArrayD::from_elem(shape.as_slice(), sum(&grad))
         };
         sweep.send(node, grad);
+    }
+    drop(seed_values);
+    if let Seed::Array(grad) = seed {
+        pool::give_array(grad);
     }
 }
 

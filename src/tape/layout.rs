@@ -55,9 +55,7 @@ pub(crate) fn from_vec<F: Float>(shape: &[usize], values: Vec<F>) -> ArrayD<F> {
 /// the page faults of a scatter (`gather`'s backward) followed by a softmax's
 /// backward on 16 MB. Writing them costs one pass and one fault per page.
 pub(crate) fn zeros<F: Float>(shape: &[usize]) -> ArrayD<F> {
-    let mut values = Vec::new();
-    values.resize(shape.iter().product(), F::zero());
-    from_vec(shape, values)
+    from_vec(shape, super::pool::zeroed(shape.iter().product()))
 }
 
 /// `shape` around `axis` as `(outer, len, inner)`: the product of the sizes

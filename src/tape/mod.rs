@@ -29,6 +29,7 @@ mod broadcast;
 pub(crate) mod fusion;
 pub(crate) mod layout;
 mod ops;
+pub(crate) mod pool;
 
 use std::cell::{OnceCell, Ref, RefCell};
 use std::fmt;
@@ -73,9 +74,18 @@ impl<F: Float> Node<F> {
 /// every forward value until it is dropped, because the backward sweep needs
 /// them.
 ///
-/// Each op computes its value immediately (there is no separate graph
-/// compilation), checks its arguments first and returns an [`Error`] rather
-/// than panicking; [`Tape::backward`] then runs one reverse sweep.
+/// Each op checks its arguments first and returns an [`Error`] rather than
+/// panicking. Structural ops and reductions compute their value at once;
+/// elementwise ops are fused into chains that run a block of elements at a
+/// time when their value is first needed (see `docs/design.md`).
+/// [`Tape::backward`] then runs one reverse sweep.
+///
+/// **Memory.** When a tape or its [`Gradients`] are dropped, their arrays of
+/// 256 KiB or more go to a per-thread pool (at most 16 buffers, 64 MiB), from
+/// which the next tape on the thread takes its copies, chain results and
+/// gradients: a training loop that builds a tape per step then reuses the
+/// same memory instead of having the system page it in again on every step.
+/// [`Tape::release_buffers`] empties the pool.
 ///
 /// **Only first derivatives.** The backward sweep is not itself recorded, so
 /// higher-order gradients (Hessians, gradient penalties, differentiating
@@ -120,6 +130,26 @@ pub struct Gradients<F: Float> {
 }
 
 impl<F: Float> Tape<F> {
+    /// Frees the buffers that dropped tapes left in this thread's pool for
+    /// later tapes (of either float type), and returns how many bytes that
+    /// was. Nothing else changes: the next tape allocates afresh.
+    ///
+    /// ```
+    /// use tapeloss::{Tape, ndarray::ArrayD};
+    ///
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let tape = Tape::<f32>::new();
+    /// let x = tape.var(ArrayD::ones(vec![1 << 20])); // 4 MiB
+    /// tape.backward(x.square()?.sum()?)?;
+    /// drop(tape); // its arrays go to the pool
+    /// assert!(Tape::<f32>::release_buffers() >= 4 << 20);
+    /// assert_eq!(Tape::<f32>::release_buffers(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn release_buffers() -> usize {
+        pool::release()
+    }
+
     /// An empty tape.
     pub fn new() -> Self {
         Tape {
@@ -333,6 +363,24 @@ impl<F: Float> fmt::Debug for Var<'_, F> {
             .field("index", &self.index)
             .field("shape", &self.shape())
             .finish()
+    }
+}
+
+/// A dropped tape's arrays go back to this thread's buffer pool.
+impl<F: Float> Drop for Tape<F> {
+    fn drop(&mut self) {
+        for node in self.nodes.get_mut().drain(..) {
+            if let Some(value) = node.value.into_inner() {
+                pool::give_array(value);
+            }
+        }
+    }
+}
+
+/// Gradients not taken go back to this thread's buffer pool.
+impl<F: Float> Drop for Gradients<F> {
+    fn drop(&mut self) {
+        self.by_node.drain(..).flatten().for_each(pool::give_array);
     }
 }
 

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::tape::backprop::Sweep;
 use crate::tape::layout::{Broadcast, around, flat, flat_mut, from_vec};
-use crate::tape::{Var, broadcast_shape, reduce_to_shape};
+use crate::tape::{Var, broadcast_shape, pool, reduce_to_shape};
 
 /// A 2-D view of an array already checked to be 2-D.
 fn as_matrix<F>(x: &ArrayD<F>) -> Option<ArrayView2<'_, F>> {
@@ -223,7 +223,7 @@ impl<'t, F: Float> Var<'t, F> {
         let x = self.value_ref();
         let (outer, n, inner) = around(x.shape(), axis);
         let xs = flat(&x);
-        let mut values = Vec::with_capacity((end - start) * outer * inner);
+        let mut values = pool::take((end - start) * outer * inner);
         for o in 0..outer {
             values.extend_from_slice(&xs[(o * n + start) * inner..(o * n + end) * inner]);
         }
@@ -264,7 +264,7 @@ pub(crate) fn slice_axis_backward<F: Float>(
             }
         });
     } else {
-        let mut dx = Vec::with_capacity(outer * n * inner);
+        let mut dx = pool::take(outer * n * inner);
         for o in 0..outer {
             dx.resize(dx.len() + start * inner, F::zero());
             dx.extend_from_slice(g.get(o * block..(o + 1) * block).unwrap_or_default());

@@ -1,0 +1,187 @@
+//! A per-thread pool of the tape's large buffers, so that a training loop
+//! that builds a tape per step reuses the same memory instead of asking the
+//! system for it on every call.
+//!
+//! Without it, each call allocated and freed arrays of the input's size.
+//! glibc returns a freed region at the top of its heap to the system once it
+//! exceeds its trim threshold (twice the largest block freed so far, at most
+//! 64 MiB), so the next call faulted every page in again, and with rayon's
+//! worker sharing the address space each return cost a TLB shootdown across
+//! cores. Huber on 2²⁰ elements took 14 ms a call that way against 2.0 ms with
+//! trimming turned off (`MALLOC_TRIM_THRESHOLD_`), in `bench_workloads`.
+//!
+//! Buffers come back when a [`super::Tape`] or [`super::Gradients`] is
+//! dropped and when the sweep has passed a gradient on; they go out to the
+//! tape's copies of its inputs, the arrays the fused chains write, and new
+//! gradients. Only buffers of at least [`MIN_BYTES`] are kept (the allocator
+//! serves smaller ones from its own free lists), at most [`MAX_BUFFERS`] of
+//! them and [`MAX_BYTES`] in all per thread; past that the oldest is freed.
+//! A buffer is handed out with length 0, so every caller writes each element
+//! it reads (no stale values can leak through).
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::mem::size_of;
+
+use ndarray::ArrayD;
+
+use super::layout::from_vec;
+use crate::float::Float;
+
+/// Smaller buffers are left to the allocator.
+pub(crate) const MIN_BYTES: usize = 1 << 18;
+/// The most a thread's pool holds, over both float types.
+pub(crate) const MAX_BYTES: usize = 1 << 26;
+/// The most buffers a thread's pool holds.
+pub(crate) const MAX_BUFFERS: usize = 16;
+
+/// Free buffers, oldest first: each a `Vec<f32>` or `Vec<f64>` with its size
+/// in bytes.
+#[derive(Default)]
+struct Pool {
+    free: Vec<(usize, Box<dyn Any>)>,
+    bytes: usize,
+}
+
+thread_local! {
+    static POOL: RefCell<Pool> = RefCell::new(Pool::default());
+}
+
+/// An empty `Vec` with room for `len` elements: the smallest pooled buffer
+/// that fits (and is at most twice as large), else a new allocation.
+pub(crate) fn take<F: Float>(len: usize) -> Vec<F> {
+    let bytes = len.saturating_mul(size_of::<F>());
+    if bytes < MIN_BYTES {
+        return Vec::with_capacity(len);
+    }
+    let pooled = POOL
+        .try_with(|pool| {
+            let mut pool = pool.try_borrow_mut().ok()?;
+            let (k, _) = (pool.free.iter().enumerate())
+                .filter(|(_, (size, buffer))| buffer.is::<Vec<F>>() && (bytes..=2 * bytes).contains(size))
+                .min_by_key(|(_, (size, _))| *size)?;
+            let (size, buffer) = pool.free.remove(k);
+            pool.bytes -= size;
+            buffer.downcast::<Vec<F>>().ok()
+        })
+        .ok()
+        .flatten();
+    match pooled {
+        Some(buffer) => {
+            let mut buffer = *buffer;
+            buffer.clear();
+            buffer
+        }
+        None => Vec::with_capacity(len),
+    }
+}
+
+/// `len` zeros in a pooled buffer.
+pub(crate) fn zeroed<F: Float>(len: usize) -> Vec<F> {
+    let mut buffer = take(len);
+    buffer.resize(len, F::zero());
+    buffer
+}
+
+/// A copy of `x`, row-major, in a pooled buffer.
+pub(crate) fn copy_of<F: Float>(x: &ArrayD<F>) -> ArrayD<F> {
+    let mut buffer = take(x.len());
+    match x.as_slice() {
+        Some(elements) => buffer.extend_from_slice(elements),
+        None => buffer.extend(x.iter().copied()),
+    }
+    from_vec(x.shape(), buffer)
+}
+
+/// Returns a buffer to the pool (or frees it, if small or the pool is full).
+pub(crate) fn give<F: Float>(buffer: Vec<F>) {
+    let bytes = buffer.capacity().saturating_mul(size_of::<F>());
+    if !(MIN_BYTES..=MAX_BYTES).contains(&bytes) {
+        return;
+    }
+    let _ = POOL.try_with(|pool| {
+        let Ok(mut pool) = pool.try_borrow_mut() else {
+            return;
+        };
+        while !pool.free.is_empty() && (pool.free.len() >= MAX_BUFFERS || pool.bytes + bytes > MAX_BYTES) {
+            let (size, _) = pool.free.remove(0);
+            pool.bytes -= size;
+        }
+        pool.bytes += bytes;
+        pool.free.push((bytes, Box::new(buffer)));
+    });
+}
+
+/// Returns an array's buffer to the pool.
+pub(crate) fn give_array<F: Float>(array: ArrayD<F>) {
+    give(array.into_raw_vec_and_offset().0);
+}
+
+/// Frees every pooled buffer of this thread; returns their bytes.
+pub(crate) fn release() -> usize {
+    POOL.try_with(|pool| pool.try_borrow_mut().map(|mut pool| std::mem::take(&mut *pool).bytes))
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0)
+}
+
+/// The bytes this thread's pool holds (for tests).
+#[cfg(test)]
+pub(crate) fn pooled_bytes() -> usize {
+    POOL.with(|pool| pool.borrow().bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_buffers_are_reused_and_small_ones_are_not_kept() {
+        let n = MIN_BYTES / 4;
+        let mut a = take::<f32>(n);
+        a.resize(n, 7.0);
+        let address = a.as_ptr();
+        let before = pooled_bytes();
+        give(a);
+        assert_eq!(pooled_bytes(), before + n * 4);
+        // An f64 request does not get the f32 buffer; an f32 one does, empty.
+        let b = take::<f64>(n / 2);
+        assert_ne!(b.as_ptr().cast::<f32>(), address);
+        let c = take::<f32>(n);
+        assert_eq!((c.as_ptr(), c.len()), (address, 0));
+        assert_eq!(pooled_bytes(), before);
+        // Small buffers go straight back to the allocator.
+        give(vec![0.0_f32; 16]);
+        assert_eq!(pooled_bytes(), before);
+        // A request far smaller than a pooled buffer does not take it.
+        give(c);
+        assert_eq!(take::<f32>(n / 4 - 1).capacity(), n / 4 - 1);
+        assert_eq!(zeroed::<f32>(n), vec![0.0; n]);
+    }
+
+    #[test]
+    fn the_pool_stays_within_its_bounds() {
+        let n = MIN_BYTES / 8;
+        for _ in 0..3 * MAX_BUFFERS {
+            give(Vec::<f64>::with_capacity(n));
+            POOL.with(|pool| {
+                let pool = pool.borrow();
+                assert!(pool.free.len() <= MAX_BUFFERS && pool.bytes <= MAX_BYTES);
+                assert_eq!(pool.bytes, pool.free.iter().map(|(size, _)| size).sum::<usize>());
+            });
+        }
+        // Too large to keep at all.
+        let before = pooled_bytes();
+        give(Vec::<f32>::with_capacity(MAX_BYTES / 4 + 1));
+        assert_eq!(pooled_bytes(), before);
+    }
+
+    #[test]
+    fn copies_are_row_major_whatever_the_layout() {
+        let x = ArrayD::from_shape_vec(vec![2, 3], (0..6).map(f64::from).collect()).expect("2×3");
+        assert_eq!(copy_of(&x), x);
+        let transposed = x.t().to_owned();
+        let column_major = x.clone().reversed_axes();
+        assert_eq!(copy_of(&column_major), transposed);
+    }
+}
