@@ -124,13 +124,50 @@ fn pow2_f64(n: i64) -> f64 {
     f64::from_bits((n.wrapping_add(1023) as u64) << 52)
 }
 
+/// ln of `x·2^(−scale)` for a positive, normal, finite `x` of type `$f`
+/// (`$int` its bits as a signed integer): the body of [`ln_f32`] and
+/// [`ln_normal_f32`] and their `f64` twins. A macro rather than a shared
+/// function: written as a function, LLVM compiled `ln_f32`'s vectorised loops
+/// about 35% slower (BCE on probabilities 1.75 → 2.38 ms).
+macro_rules! ln_scaled {
+    ($x:expr, $scale:expr, $f:ty, $int:ty, $mantissa_bits:expr, $sqrt_half:expr, $coeffs:expr, $hi:expr, $lo:expr) => {{
+        // Offsetting by √½'s bits puts m in [√½, √2) and the rest in the exponent.
+        let ix = ($x.to_bits() as $int).wrapping_sub($sqrt_half);
+        let e = (ix >> $mantissa_bits) - $scale;
+        let m = <$f>::from_bits(((ix & ((1 << $mantissa_bits) - 1)) + $sqrt_half) as _);
+        let f = m - 1.0;
+        let s = f / (2.0 + f);
+        let z = s * s;
+        // ln m = 2s + s·z·R(z) = f − (f²/2 − s·(f²/2 + z·R(z))): f is exact and
+        // the rest is small, so the result is rounded nearly once.
+        let half_f2 = 0.5 * f * f;
+        let e = e as $f;
+        let low = s * (half_f2 + z * horner!(z, $coeffs)) + e * $lo;
+        e * $hi + (f - (half_f2 - low))
+    }};
+}
+
+/// The bits of √½.
+const SQRT_HALF_F32: i32 = 0x3f35_04f3;
+const SQRT_HALF_F64: i64 = 0x3fe6_a09e_667f_3bcd;
+
 /// ln x for `f32`, within 1 ulp.
 #[inline(always)]
 pub(crate) fn ln_f32(x: f32) -> f32 {
     // Subnormals: scale by 2²³ into the normal range first.
     let tiny = x < f32::MIN_POSITIVE;
     let xs = if tiny { x * 8_388_608.0 } else { x };
-    let y = ln_scaled_f32(xs, if tiny { 23 } else { 0 });
+    let y = ln_scaled!(
+        xs,
+        if tiny { 23 } else { 0 },
+        f32,
+        i32,
+        23,
+        SQRT_HALF_F32,
+        LN_F32,
+        LN2_HI_F32,
+        LN2_LO_F32
+    );
     // NaN and negatives → NaN, 0 → −inf, +inf → +inf.
     let y = if x == 0.0 { f32::NEG_INFINITY } else { y };
     let y = if x == f32::INFINITY { x } else { y };
@@ -142,26 +179,7 @@ pub(crate) fn ln_f32(x: f32) -> f32 {
 /// range (`1 + e^(−|x|)` in [1, 2]).
 #[inline(always)]
 pub(crate) fn ln_normal_f32(x: f32) -> f32 {
-    ln_scaled_f32(x, 0)
-}
-
-/// ln(x·2^(−scale)) for a positive, normal, finite x.
-#[inline(always)]
-fn ln_scaled_f32(x: f32, scale: i32) -> f32 {
-    const SQRT_HALF: i32 = 0x3f35_04f3; // the bits of √½
-    // Offsetting by √½'s bits puts m in [√½, √2) and the rest in the exponent.
-    let ix = (x.to_bits() as i32).wrapping_sub(SQRT_HALF);
-    let e = (ix >> 23) - scale;
-    let m = f32::from_bits(((ix & 0x007f_ffff) + SQRT_HALF) as u32);
-    let f = m - 1.0;
-    let s = f / (2.0 + f);
-    let z = s * s;
-    // ln m = 2s + s·z·R(z) = f − (f²/2 − s·(f²/2 + z·R(z))): f is exact and
-    // the rest is small, so the result is rounded nearly once.
-    let half_f2 = 0.5 * f * f;
-    let e = e as f32;
-    let low = s * (half_f2 + z * horner!(z, LN_F32)) + e * LN2_LO_F32;
-    e * LN2_HI_F32 + (f - (half_f2 - low))
+    ln_scaled!(x, 0, f32, i32, 23, SQRT_HALF_F32, LN_F32, LN2_HI_F32, LN2_LO_F32)
 }
 
 /// ln x for `f64`, within 1 ulp.
@@ -169,7 +187,17 @@ fn ln_scaled_f32(x: f32, scale: i32) -> f32 {
 pub(crate) fn ln_f64(x: f64) -> f64 {
     let tiny = x < f64::MIN_POSITIVE;
     let xs = if tiny { x * 4_503_599_627_370_496.0 } else { x }; // 2⁵²
-    let y = ln_scaled_f64(xs, if tiny { 52 } else { 0 });
+    let y = ln_scaled!(
+        xs,
+        if tiny { 52 } else { 0 },
+        f64,
+        i64,
+        52,
+        SQRT_HALF_F64,
+        LN_F64,
+        LN2_HI_F64,
+        LN2_LO_F64
+    );
     let y = if x == 0.0 { f64::NEG_INFINITY } else { y };
     let y = if x == f64::INFINITY { x } else { y };
     if x >= 0.0 { y } else { f64::NAN }
@@ -178,23 +206,7 @@ pub(crate) fn ln_f64(x: f64) -> f64 {
 /// ln x for a positive, normal, finite `f64`, within 1 ulp.
 #[inline(always)]
 pub(crate) fn ln_normal_f64(x: f64) -> f64 {
-    ln_scaled_f64(x, 0)
-}
-
-/// ln(x·2^(−scale)) for a positive, normal, finite x.
-#[inline(always)]
-fn ln_scaled_f64(x: f64, scale: i64) -> f64 {
-    const SQRT_HALF: i64 = 0x3fe6_a09e_667f_3bcd;
-    let ix = (x.to_bits() as i64).wrapping_sub(SQRT_HALF);
-    let e = (ix >> 52) - scale;
-    let m = f64::from_bits(((ix & 0x000f_ffff_ffff_ffff) + SQRT_HALF) as u64);
-    let f = m - 1.0;
-    let s = f / (2.0 + f);
-    let z = s * s;
-    let half_f2 = 0.5 * f * f;
-    let e = e as f64;
-    let low = s * (half_f2 + z * horner!(z, LN_F64)) + e * LN2_LO_F64;
-    e * LN2_HI_F64 + (f - (half_f2 - low))
+    ln_scaled!(x, 0, f64, i64, 52, SQRT_HALF_F64, LN_F64, LN2_HI_F64, LN2_LO_F64)
 }
 
 /// ln(1 + x) for `f32`, within 2 ulp, accurate for tiny x.
