@@ -48,7 +48,9 @@ thread_local! {
 }
 
 /// An empty `Vec` with room for `len` elements: the smallest pooled buffer
-/// that fits (and is at most twice as large), else a new allocation.
+/// that fits and is at most a quarter larger (a gradient handed to the user
+/// keeps its buffer, so a much larger one would be held for nothing), else
+/// a new allocation.
 pub(crate) fn take<F: Float>(len: usize) -> Vec<F> {
     let bytes = len.saturating_mul(size_of::<F>());
     if bytes < MIN_BYTES {
@@ -58,7 +60,7 @@ pub(crate) fn take<F: Float>(len: usize) -> Vec<F> {
         .try_with(|pool| {
             let mut pool = pool.try_borrow_mut().ok()?;
             let (k, _) = (pool.free.iter().enumerate())
-                .filter(|(_, (size, buffer))| buffer.is::<Vec<F>>() && (bytes..=2 * bytes).contains(size))
+                .filter(|(_, (size, buffer))| buffer.is::<Vec<F>>() && (bytes..=bytes + bytes / 4).contains(size))
                 .min_by_key(|(_, (size, _))| *size)?;
             let (size, buffer) = pool.free.remove(k);
             pool.bytes -= size;
@@ -137,7 +139,7 @@ mod tests {
 
     #[test]
     fn large_buffers_are_reused_and_small_ones_are_not_kept() {
-        let n = MIN_BYTES / 4;
+        let n = 2 * MIN_BYTES / 4;
         let mut a = take::<f32>(n);
         a.resize(n, 7.0);
         let address = a.as_ptr();
@@ -153,9 +155,13 @@ mod tests {
         // Small buffers go straight back to the allocator.
         give(vec![0.0_f32; 16]);
         assert_eq!(pooled_bytes(), before);
-        // A request far smaller than a pooled buffer does not take it.
+        // A request much smaller than a pooled buffer does not take it; one
+        // slightly smaller does.
         give(c);
-        assert_eq!(take::<f32>(n / 4 - 1).capacity(), n / 4 - 1);
+        let half = take::<f32>(n / 2);
+        assert_eq!(half.capacity(), n / 2);
+        let most = take::<f32>(n - n / 8);
+        assert_eq!(most.as_ptr(), address);
         assert_eq!(zeroed::<f32>(n), vec![0.0; n]);
     }
 
