@@ -402,7 +402,7 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
         // logit is not finite the fused forward pass decides (and names the
         // culprit). With finite logits that pass has nothing to add to the
         // checks below, and one read of the logits replaces its exp per logit.
-        let finite = predictions.with_value(|x| elements(x).iter().fold(true, |ok, v| ok & v.is_finite()));
+        let finite = predictions.with_value(validate::all_finite);
         if !finite {
             predictions.with_value(|x| self.compute(x, targets, None))?;
         }

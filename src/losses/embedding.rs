@@ -56,9 +56,7 @@ pub(crate) fn finite_record<'t, F: Float>(
     predictions: Var<'t, F>,
     targets: Option<&ArrayD<F>>,
 ) -> Result<Var<'t, F>> {
-    let distances_finite = distances
-        .iter()
-        .all(|d| d.with_value(|v| v.iter().fold(true, |ok, s| ok & s.is_finite())));
+    let distances_finite = distances.iter().all(|d| d.with_value(super::validate::all_finite));
     let value = out.item()?;
     predictions.with_value(|p| finite_result(op, value, distances_finite, p, targets))?;
     Ok(out)
