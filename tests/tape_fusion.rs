@@ -297,3 +297,49 @@ fn tapes_in_a_row_reuse_buffers_without_stale_values() -> Result<()> {
     }
     Ok(())
 }
+
+/// `sum` and `mean` of a chain that leads to a tracked leaf differentiate it
+/// while summing it, and the sweep sends those gradients: for the root (the
+/// same bits as a second sweep, which recomputes them), scaled when the
+/// reduction's own gradient is not 1 (and 0 when it is 0), and not at all
+/// when a value of the chain was used elsewhere after the reduction.
+#[test]
+fn reductions_differentiate_their_chain_with_its_value() -> Result<()> {
+    let mut rng = Rng::new(31);
+    for n in LENGTHS {
+        let (x0, t0) = (rng.array(&[n], -2.0, 2.0), rng.array(&[n], -2.0, 2.0));
+        let (xs, ts) = (slice(&x0), slice(&t0));
+        let tape = Tape::<f64>::new();
+        let (x, t) = (tape.var(x0.clone()), tape.constant(t0.clone()));
+        let what = |case: &str| format!("{case}, n = {n}");
+
+        // The root: a mean of a chain; the second sweep recomputes it.
+        let mse = x.sub(t)?.square()?.mean()?;
+        let (first, second) = (tape.backward(mse)?, tape.backward(mse)?);
+        let slopes: Vec<f64> = xs.iter().zip(ts).map(|(x, t)| 2.0 * (x - t) / n as f64).collect();
+        assert_close_slices(slice(first.wrt(x).expect("x")), &slopes, &what("mean"));
+        assert_eq!(first.wrt(x), second.wrt(x), "{}", what("second sweep"));
+
+        // A sum whose own gradient is 3, then one whose gradient is 0.
+        let scaled = x.mul_scalar(0.5)?.exp()?.sum()?.mul_scalar(3.0)?;
+        let grads = tape.backward(scaled)?;
+        let slopes: Vec<f64> = xs.iter().map(|x| 1.5 * (0.5 * x).exp()).collect();
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &slopes, &what("scaled"));
+        let muted = x.mul_scalar(1e3)?.exp()?.sum()?.mul_scalar(0.0)?.add(x.sum()?)?;
+        let grads = tape.backward(muted)?;
+        assert!(grads.wrt(x).expect("x").iter().all(|&g| g == 1.0), "{}", what("muted"));
+
+        // A value of the chain used again after the reduction.
+        let d = x.sub(t)?;
+        let squares = d.square()?.sum()?;
+        let both = squares.add(d.abs()?.sum()?)?;
+        let grads = tape.backward(both)?;
+        let slopes: Vec<f64> = xs
+            .iter()
+            .zip(ts)
+            .map(|(x, t)| 2.0 * (x - t) + (x - t).signum())
+            .collect();
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &slopes, &what("used again"));
+    }
+    Ok(())
+}

@@ -85,6 +85,17 @@ impl<'a, F: Float> Sweep<'a, F> {
     }
 }
 
+/// How many times each of `nodes` is read by the others (indexed like them).
+pub(super) fn count_uses<F: Float>(nodes: &[Node<F>]) -> Vec<u32> {
+    let mut uses = vec![0u32; nodes.len()];
+    for node in nodes {
+        for input in node.op.inputs() {
+            uses[input] += 1;
+        }
+    }
+    uses
+}
+
 /// Differentiates node `root` with respect to every tracked leaf.
 pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> Result<Gradients<F>> {
     let root_shape = nodes[root].shape.as_slice();
@@ -101,12 +112,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
     sweep.send(root, ArrayD::ones(root_shape));
     // How many times each value is read: a lazy chain absorbs only values
     // that it alone reads.
-    let mut uses = vec![0u32; nodes.len()];
-    for node in &nodes[..=root] {
-        for input in node.op.inputs() {
-            uses[input] += 1;
-        }
-    }
+    let uses = count_uses(&nodes[..=root]);
 
     for i in (0..=root).rev() {
         let node = &nodes[i];
@@ -135,13 +141,20 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
             Op::Binary { lhs, rhs, f } => binary::backward(&mut sweep, f, lhs, rhs, out, grad),
             Op::Sum { input } | Op::Mean { input } => {
                 let n = sweep.nodes()[input].len();
+                let upstream = reduce::only(&grad);
                 let g = match node.op {
-                    Op::Mean { .. } => reduce::only(&grad) / F::from_f64(n as f64),
-                    _ => reduce::only(&grad),
+                    Op::Mean { .. } => upstream / F::from_f64(n as f64),
+                    _ => upstream,
                 };
                 if fusion::is_lazy_op(nodes, input) && uses[input] == 1 {
-                    // The chain behind a reduction needs no gradient array.
-                    fusion::backward(&mut sweep, &uses, input, Seed::Uniform(g));
+                    // The chain behind a reduction needs no gradient array,
+                    // and may have been differentiated with its value.
+                    let sent = node.speculation.take().is_some_and(|speculation| {
+                        fusion::send_speculation(&mut sweep, &uses, input, speculation, upstream)
+                    });
+                    if !sent {
+                        fusion::backward(&mut sweep, &uses, input, Seed::Uniform(g));
+                    }
                 } else {
                     sweep.send(input, ArrayD::from_elem(sweep.shape(input), g));
                 }

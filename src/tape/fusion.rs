@@ -249,12 +249,89 @@ pub(super) enum Seed<F> {
 /// skips them. A lazy ancestor also used elsewhere, and every materialised
 /// input, is sent its share, to be swept in its turn.
 pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: usize, seed: Seed<F>) {
+    let (_, grads) = chain_gradients(sweep.nodes(), uses, root, &seed, false);
+    for (node, grad) in grads {
+        sweep.send(node, grad);
+    }
+    if let Seed::Array(grad) = seed {
+        pool::give_array(grad);
+    }
+}
+
+/// The gradients a `sum` or `mean` of a lazy chain computed in the same pass
+/// as its value, for the sweep to send if the chain still ends there
+/// unchanged: one pass over the chain's inputs instead of one to record the
+/// value and another, which recomputes the chain anyway, to differentiate
+/// it. They are for the seed the reduction gives when its own gradient is 1
+/// (1 for `sum`, 1/n for `mean`); any other gradient `g` scales them by `g`.
+pub(super) struct Speculation<F> {
+    grads: Vec<(usize, ArrayD<F>)>,
+}
+
+impl<F: Float> Speculation<F> {
+    /// Returns the arrays to the buffer pool.
+    pub(super) fn recycle(self) {
+        self.grads.into_iter().for_each(|(_, grad)| pool::give_array(grad));
+    }
+}
+
+/// The sum of node `i`'s elements, as [`sum_of`] (the same bits), and, when
+/// `i` is a lazy chain that leads to a tracked leaf, its gradients for the
+/// uniform `seed` from the same pass. `uses` counts the uses of every node
+/// recorded so far, the coming reduction's included.
+pub(super) fn sum_and_gradients<F: Float>(
+    nodes: &[Node<F>],
+    uses: impl FnOnce() -> Vec<u32>,
+    i: usize,
+    seed: F,
+) -> (F, Option<Speculation<F>>) {
+    if !nodes[i].requires_grad || nodes[i].value.get().is_some() || !is_lazy_op(nodes, i) {
+        return (sum_of(nodes, i), None);
+    }
+    let (total, grads) = chain_gradients(nodes, &uses(), i, &Seed::Uniform(seed), true);
+    (total, Some(Speculation { grads }))
+}
+
+/// Sends a [`Speculation`]'s gradients for the chain ending at `root`,
+/// scaled by the reduction's gradient `g`, if the chain still sends its
+/// gradients to the same nodes (no value in it was used elsewhere since);
+/// else recycles them and returns `false`, for the sweep to differentiate
+/// the chain itself.
+pub(super) fn send_speculation<F: Float>(
+    sweep: &mut Sweep<'_, F>,
+    uses: &[u32],
+    root: usize,
+    speculation: Speculation<F>,
+    g: F,
+) -> bool {
     let nodes = sweep.nodes();
     let program = Program::new(nodes, root, |j| is_lazy_op(nodes, j));
-    let inputs = program.input_values(nodes);
     let flow = Flow::new(&program, nodes, uses);
-    // The nodes whose gradients leave the chain, one output array each.
-    let exported: Vec<usize> = (program.steps.iter().enumerate())
+    if !speculation
+        .grads
+        .iter()
+        .map(|(node, _)| *node)
+        .eq(exported(&program, &flow))
+    {
+        speculation.recycle();
+        return false;
+    }
+    for (node, mut grad) in speculation.grads {
+        if g == F::zero() {
+            // As `chain` does: a zero gradient stays zero whatever the slope.
+            grad.fill(F::zero());
+        } else if g != F::one() {
+            grad.mapv_inplace(|v| v * g);
+        }
+        sweep.send(node, grad);
+    }
+    true
+}
+
+/// The nodes whose gradients leave the chain, in the order of its output
+/// arrays: the exported steps, then the inputs.
+fn exported<F>(program: &Program<F>, flow: &Flow) -> Vec<usize> {
+    (program.steps.iter().enumerate())
         .filter(|&(k, _)| flow.slot_step[k].is_some())
         .map(|(_, step)| step.node)
         .chain(
@@ -262,12 +339,30 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
                 .filter(|&(k, _)| flow.slot_input[k].is_some())
                 .map(|(_, input)| input.node),
         )
-        .collect();
-    let seed_values = match &seed {
+        .collect()
+}
+
+/// The chain ending at lazy node `root` run forward and back for `seed`, one
+/// block at a time: the gradients that leave it, with the nodes they go to,
+/// and, when `want_sum`, the sum of the root's values (the same bits as
+/// [`sum_of`]: the same blocks and tree).
+fn chain_gradients<F: Float>(
+    nodes: &[Node<F>],
+    uses: &[u32],
+    root: usize,
+    seed: &Seed<F>,
+    want_sum: bool,
+) -> (F, Vec<(usize, ArrayD<F>)>) {
+    let program = Program::new(nodes, root, |j| is_lazy_op(nodes, j));
+    let inputs = program.input_values(nodes);
+    let flow = Flow::new(&program, nodes, uses);
+    // The nodes whose gradients leave the chain, one output array each.
+    let exported = exported(&program, &flow);
+    let seed_values = match seed {
         Seed::Array(g) => flat(g),
         Seed::Uniform(_) | Seed::Rows { .. } => Cow::Borrowed(&[][..]),
     };
-    let (_, outputs) = fill(
+    let (total, outputs) = fill(
         PLAN,
         program.len,
         exported.len(),
@@ -276,11 +371,15 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
             // The steps' gradients on the current block; those that leave the
             // chain are added straight into `out` (zeroed) instead.
             let mut adjoints = vec![vec![F::zero(); BLOCK]; program.steps.len()];
+            let mut total = F::zero();
             program.run(
                 &inputs,
                 range.clone(),
                 #[inline(always)]
                 |block, values| {
+                    if want_sum {
+                        total += sum(values.root());
+                    }
                     let len = block.len();
                     for (k, adjoint) in adjoints.iter_mut().enumerate() {
                         if flow.receives_step[k] && flow.slot_step[k].is_none() {
@@ -288,7 +387,7 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
                         }
                     }
                     let root_adjoint = &mut adjoints[program.steps.len() - 1][..len];
-                    match &seed {
+                    match seed {
                         Seed::Array(_) => root_adjoint.copy_from_slice(&seed_values[block.clone()]),
                         Seed::Uniform(g) => root_adjoint.fill(*g),
                         Seed::Rows { grad, width, norms } => for_each_row_segment(block.clone(), *width, |row, at| {
@@ -313,23 +412,22 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
                     }
                 },
             );
-            F::zero()
+            total
         },
     );
-    for (node, grad) in exported.into_iter().zip(outputs) {
-        let shape = &nodes[node].shape;
-        let grad = if nodes[node].len() == program.len {
-            from_vec(shape, grad)
-        } else {
-            // An input of one element, broadcast: its gradient is the sum.
-            ArrayD::from_elem(shape.as_slice(), sum(&grad))
-        };
-        sweep.send(node, grad);
-    }
-    drop(seed_values);
-    if let Seed::Array(grad) = seed {
-        pool::give_array(grad);
-    }
+    let grads = (exported.into_iter().zip(outputs))
+        .map(|(node, grad)| {
+            let shape = &nodes[node].shape;
+            let grad = if nodes[node].len() == program.len {
+                from_vec(shape, grad)
+            } else {
+                // An input of one element, broadcast: its gradient is the sum.
+                ArrayD::from_elem(shape.as_slice(), sum(&grad))
+            };
+            (node, grad)
+        })
+        .collect();
+    (total, grads)
 }
 
 /// One step's function.

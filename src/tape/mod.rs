@@ -31,7 +31,7 @@ pub(crate) mod layout;
 mod ops;
 pub(crate) mod pool;
 
-use std::cell::{OnceCell, Ref, RefCell};
+use std::cell::{Cell, OnceCell, Ref, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -57,6 +57,9 @@ struct Node<F> {
     shape: Vec<usize>,
     op: Op<F>,
     requires_grad: bool,
+    /// A `sum` or `mean` of a lazy chain: the chain's gradients, computed
+    /// with its value, until the sweep uses them.
+    speculation: Cell<Option<fusion::Speculation<F>>>,
 }
 
 impl<F: Float> Node<F> {
@@ -233,6 +236,7 @@ impl<F: Float> Tape<F> {
             shape,
             op,
             requires_grad,
+            speculation: Cell::default(),
         });
         Var {
             tape: self,
@@ -318,9 +322,25 @@ impl<'t, F: Float> Var<'t, F> {
     }
 
     /// The sum of the elements, streamed through a lazy chain rather than
-    /// materialising it.
-    fn sum_of_elements(&self) -> F {
-        fusion::sum_of(&self.tape.nodes.borrow(), self.index)
+    /// materialising it; when the chain leads to a tracked leaf, also its
+    /// gradients for the uniform `seed` (see [`fusion::Speculation`]), from
+    /// the same pass.
+    fn sum_of_elements(&self, seed: F) -> (F, Option<fusion::Speculation<F>>) {
+        let nodes = self.tape.nodes.borrow();
+        let uses = || {
+            // The uses so far, and the coming reduction's.
+            let mut uses = backprop::count_uses(&nodes);
+            uses[self.index] += 1;
+            uses
+        };
+        fusion::sum_and_gradients(&nodes, uses, self.index, seed)
+    }
+
+    /// Keeps the gradients a reduction computed with its value, for the sweep.
+    fn keep_speculation(&self, speculation: Option<fusion::Speculation<F>>) {
+        if speculation.is_some() {
+            self.tape.nodes.borrow()[self.index].speculation.set(speculation);
+        }
     }
 
     /// Sums (of squares, with `squares`) of each row of `width` elements,
@@ -372,6 +392,9 @@ impl<F: Float> Drop for Tape<F> {
         for node in self.nodes.get_mut().drain(..) {
             if let Some(value) = node.value.into_inner() {
                 pool::give_array(value);
+            }
+            if let Some(speculation) = node.speculation.into_inner() {
+                speculation.recycle();
             }
         }
     }

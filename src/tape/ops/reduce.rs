@@ -226,8 +226,10 @@ impl<'t, F: Float> Var<'t, F> {
     /// # Errors
     /// None: always `Ok`.
     pub fn sum(self) -> Result<Var<'t, F>> {
-        let value = ndarray::arr0(self.sum_of_elements()).into_dyn();
-        Ok(self.record(value, Op::Sum { input: self.index }))
+        let (total, speculation) = self.sum_of_elements(F::one());
+        let out = self.record(ndarray::arr0(total).into_dyn(), Op::Sum { input: self.index });
+        out.keep_speculation(speculation);
+        Ok(out)
     }
 
     /// The mean of all elements, as a zero-dimensional value. Backward: every
@@ -245,8 +247,12 @@ impl<'t, F: Float> Var<'t, F> {
                 shape,
             });
         }
-        let value = ndarray::arr0(self.sum_of_elements() / F::from_f64(n as f64)).into_dyn();
-        Ok(self.record(value, Op::Mean { input: self.index }))
+        let count = F::from_f64(n as f64);
+        // The seed the sweep gives the elements: the mean's gradient, 1, over n.
+        let (total, speculation) = self.sum_of_elements(F::one() / count);
+        let out = self.record(ndarray::arr0(total / count).into_dyn(), Op::Mean { input: self.index });
+        out.keep_speculation(speculation);
+        Ok(out)
     }
 }
 
