@@ -368,7 +368,8 @@ fn chain_gradients<F: Float>(
         exported.len(),
         #[inline(always)]
         |range, out| {
-            // The steps' gradients on the current block; those that leave the
+            // The steps' gradients on the current block, each written first by
+            // its first contribution (`Flow::fresh`); those that leave the
             // chain are added straight into `out` (zeroed) instead.
             let mut adjoints = vec![vec![F::zero(); BLOCK]; program.steps.len()];
             let mut total = F::zero();
@@ -381,11 +382,6 @@ fn chain_gradients<F: Float>(
                         total += sum(values.root());
                     }
                     let len = block.len();
-                    for (k, adjoint) in adjoints.iter_mut().enumerate() {
-                        if flow.receives_step[k] && flow.slot_step[k].is_none() {
-                            adjoint[..len].fill(F::zero());
-                        }
-                    }
                     let root_adjoint = &mut adjoints[program.steps.len() - 1][..len];
                     match seed {
                         Seed::Array(_) => root_adjoint.copy_from_slice(&seed_values[block.clone()]),
@@ -645,14 +641,17 @@ impl<F: Float> Program<F> {
                 },
             };
             // A scalar input's gradient is summed per block when it leaves,
-            // so here it is kept element by element like any other.
+            // so here it is kept element by element like any other. The first
+            // contribution to a register overwrites what an earlier block left.
+            let fresh = flow.fresh[k][position];
+            let put = |d: &mut F, v: F| if fresh { *d = v } else { *d += v };
             match step.function {
                 Function::Unary(f) => {
                     let x = value(arg).slice(len);
                     macro_rules! run {
                         ($op:expr) => {
                             for (((d, &g), &x), &y) in target.iter_mut().zip(g).zip(x.iter()).zip(y) {
-                                *d += chain(g, $op.derivative(x, y));
+                                put(d, chain(g, $op.derivative(x, y)));
                             }
                         };
                     }
@@ -667,22 +666,22 @@ impl<F: Float> Program<F> {
                             match (a, b) {
                                 (View::Slice(a), View::Slice(b)) => {
                                     for (((d, &g), &y), (&a, &b)) in gy.zip(a.iter().zip(b)) {
-                                        *d += chain(g, pick($op.partials(a, b, y)));
+                                        put(d, chain(g, pick($op.partials(a, b, y))));
                                     }
                                 }
                                 (View::Slice(a), View::Scalar(b)) => {
                                     for (((d, &g), &y), &a) in gy.zip(a) {
-                                        *d += chain(g, pick($op.partials(a, b, y)));
+                                        put(d, chain(g, pick($op.partials(a, b, y))));
                                     }
                                 }
                                 (View::Scalar(a), View::Slice(b)) => {
                                     for (((d, &g), &y), &b) in gy.zip(b) {
-                                        *d += chain(g, pick($op.partials(a, b, y)));
+                                        put(d, chain(g, pick($op.partials(a, b, y))));
                                     }
                                 }
                                 (View::Scalar(a), View::Scalar(b)) => {
                                     for ((d, &g), &y) in gy {
-                                        *d += chain(g, pick($op.partials(a, b, y)));
+                                        put(d, chain(g, pick($op.partials(a, b, y))));
                                     }
                                 }
                             }
@@ -742,6 +741,10 @@ struct Flow {
     slot_step: Vec<Option<usize>>,
     /// Input k receives gradient, which leaves: its output array.
     slot_input: Vec<Option<usize>>,
+    /// Operand `p` of internal step k is the first, in the backward order,
+    /// to write a step's register: it overwrites instead of adding, so the
+    /// registers need no zeroing per block.
+    fresh: Vec<[bool; 2]>,
 }
 
 impl Flow {
@@ -752,6 +755,7 @@ impl Flow {
             receives_step: vec![false; steps],
             slot_step: vec![None; steps],
             slot_input: vec![None; program.inputs.len()],
+            fresh: vec![[false; 2]; steps],
         };
         let (mut exported_step, mut exported_input) = (vec![false; steps], vec![false; program.inputs.len()]);
         let mut uses_inside = vec![0u32; steps];
@@ -786,6 +790,20 @@ impl Flow {
         }
         for (slot, exported) in flow.slot_input.iter_mut().zip(exported_input) {
             *slot = exported.then(|| slots.next()).flatten();
+        }
+        // The first write to each register kept inside the chain, in the
+        // order the backward pass runs (steps newest first, operands in order).
+        let mut written = vec![false; steps];
+        for k in (0..steps).rev().filter(|&k| flow.internal[k]) {
+            for (position, &arg) in program.steps[k].operands().iter().enumerate() {
+                if let Arg::Step(j) = arg
+                    && flow.receives_step[j]
+                    && flow.slot_step[j].is_none()
+                    && !std::mem::replace(&mut written[j], true)
+                {
+                    flow.fresh[k][position] = true;
+                }
+            }
         }
         flow
     }
