@@ -130,6 +130,12 @@ fn pow2_f64(n: i64) -> f64 {
 /// function: written as a function, LLVM compiled `ln_f32`'s vectorised loops
 /// about 35% slower (BCE on probabilities 1.75 → 2.38 ms).
 macro_rules! ln_scaled {
+    (f32, $x:expr, $scale:expr) => {
+        ln_scaled!($x, $scale, f32, i32, 23, SQRT_HALF_F32, LN_F32, LN2_HI_F32, LN2_LO_F32)
+    };
+    (f64, $x:expr, $scale:expr) => {
+        ln_scaled!($x, $scale, f64, i64, 52, SQRT_HALF_F64, LN_F64, LN2_HI_F64, LN2_LO_F64)
+    };
     ($x:expr, $scale:expr, $f:ty, $int:ty, $mantissa_bits:expr, $sqrt_half:expr, $coeffs:expr, $hi:expr, $lo:expr) => {{
         // Offsetting by √½'s bits puts m in [√½, √2) and the rest in the exponent.
         let ix = ($x.to_bits() as $int).wrapping_sub($sqrt_half);
@@ -157,17 +163,7 @@ pub(crate) fn ln_f32(x: f32) -> f32 {
     // Subnormals: scale by 2²³ into the normal range first.
     let tiny = x < f32::MIN_POSITIVE;
     let xs = if tiny { x * 8_388_608.0 } else { x };
-    let y = ln_scaled!(
-        xs,
-        if tiny { 23 } else { 0 },
-        f32,
-        i32,
-        23,
-        SQRT_HALF_F32,
-        LN_F32,
-        LN2_HI_F32,
-        LN2_LO_F32
-    );
+    let y = ln_scaled!(f32, xs, if tiny { 23 } else { 0 });
     // NaN and negatives → NaN, 0 → −inf, +inf → +inf.
     let y = if x == 0.0 { f32::NEG_INFINITY } else { y };
     let y = if x == f32::INFINITY { x } else { y };
@@ -179,7 +175,7 @@ pub(crate) fn ln_f32(x: f32) -> f32 {
 /// range (`1 + e^(−|x|)` in [1, 2]).
 #[inline(always)]
 pub(crate) fn ln_normal_f32(x: f32) -> f32 {
-    ln_scaled!(x, 0, f32, i32, 23, SQRT_HALF_F32, LN_F32, LN2_HI_F32, LN2_LO_F32)
+    ln_scaled!(f32, x, 0)
 }
 
 /// ln x for `f64`, within 1 ulp.
@@ -187,17 +183,7 @@ pub(crate) fn ln_normal_f32(x: f32) -> f32 {
 pub(crate) fn ln_f64(x: f64) -> f64 {
     let tiny = x < f64::MIN_POSITIVE;
     let xs = if tiny { x * 4_503_599_627_370_496.0 } else { x }; // 2⁵²
-    let y = ln_scaled!(
-        xs,
-        if tiny { 52 } else { 0 },
-        f64,
-        i64,
-        52,
-        SQRT_HALF_F64,
-        LN_F64,
-        LN2_HI_F64,
-        LN2_LO_F64
-    );
+    let y = ln_scaled!(f64, xs, if tiny { 52 } else { 0 });
     let y = if x == 0.0 { f64::NEG_INFINITY } else { y };
     let y = if x == f64::INFINITY { x } else { y };
     if x >= 0.0 { y } else { f64::NAN }
@@ -206,7 +192,7 @@ pub(crate) fn ln_f64(x: f64) -> f64 {
 /// ln x for a positive, normal, finite `f64`, within 1 ulp.
 #[inline(always)]
 pub(crate) fn ln_normal_f64(x: f64) -> f64 {
-    ln_scaled!(x, 0, f64, i64, 52, SQRT_HALF_F64, LN_F64, LN2_HI_F64, LN2_LO_F64)
+    ln_scaled!(f64, x, 0)
 }
 
 /// ln(1 + x) for `f32`, within 2 ulp, accurate for tiny x.
