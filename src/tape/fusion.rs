@@ -78,7 +78,7 @@ pub(crate) fn fuses_binary(out: usize, lhs: usize, rhs: usize) -> bool {
 /// The value of node `i`, computed (and kept) first if it is lazy.
 pub(super) fn value<F: Float>(nodes: &[Node<F>], i: usize) -> &ArrayD<F> {
     nodes[i].value.get_or_init(|| {
-        let program = Program::new(nodes, i, |j| nodes[j].value.get().is_none());
+        let program = Program::to_evaluate(nodes, i);
         let inputs = program.input_values(nodes);
         let (_, mut outputs) = fill(
             PLAN,
@@ -106,7 +106,7 @@ pub(super) fn sum_of<F: Float>(nodes: &[Node<F>], i: usize) -> F {
     if let Some(value) = nodes[i].value.get() {
         return sum(&flat(value));
     }
-    let program = Program::new(nodes, i, |j| nodes[j].value.get().is_none());
+    let program = Program::to_evaluate(nodes, i);
     let inputs = program.input_values(nodes);
     fill(
         PLAN,
@@ -134,7 +134,7 @@ pub(super) fn row_sums<F: Float>(nodes: &[Node<F>], i: usize, width: usize, squa
     if nodes[i].value.get().is_some() || !is_lazy_op(nodes, i) || width == 0 {
         return None;
     }
-    let program = Program::new(nodes, i, |j| nodes[j].value.get().is_none());
+    let program = Program::to_evaluate(nodes, i);
     let inputs = program.input_values(nodes);
     let (_, mut outputs) = fill(
         PLAN.rows(width),
@@ -305,7 +305,7 @@ pub(super) fn send_speculation<F: Float>(
     g: F,
 ) -> bool {
     let nodes = sweep.nodes();
-    let program = Program::new(nodes, root, |j| is_lazy_op(nodes, j));
+    let program = Program::to_differentiate(nodes, root);
     let flow = Flow::new(&program, nodes, uses);
     if !speculation
         .grads
@@ -353,7 +353,7 @@ fn chain_gradients<F: Float>(
     seed: &Seed<F>,
     want_sum: bool,
 ) -> (F, Vec<(usize, ArrayD<F>)>) {
-    let program = Program::new(nodes, root, |j| is_lazy_op(nodes, j));
+    let program = Program::to_differentiate(nodes, root);
     let inputs = program.input_values(nodes);
     let flow = Flow::new(&program, nodes, uses);
     // The nodes whose gradients leave the chain, one output array each.
@@ -477,6 +477,18 @@ struct Program<F> {
 }
 
 impl<F: Float> Program<F> {
+    /// The chain whose value node `root` needs: lazy ancestors already
+    /// materialised are read as inputs, not recomputed.
+    fn to_evaluate(nodes: &[Node<F>], root: usize) -> Self {
+        Program::new(nodes, root, |j| nodes[j].value.get().is_none())
+    }
+
+    /// The chain the sweep differentiates at `root`: every lazy ancestor is
+    /// a step, materialised or not (its value is recomputed per block).
+    fn to_differentiate(nodes: &[Node<F>], root: usize) -> Self {
+        Program::new(nodes, root, |j| is_lazy_op(nodes, j))
+    }
+
     /// The chain ending at `root`: every ancestor reached through lazy ops
     /// that has the root's length and for which `include` holds becomes a
     /// step; every other operand becomes an input (and is materialised).

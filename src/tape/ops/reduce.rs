@@ -136,44 +136,45 @@ fn exp_shifted<F: Float>(row: &[F], shift: F, shifted: &mut [F], out: &mut [F]) 
     fastmath::exp_slice(shifted, out);
 }
 
-/// `ln Σ exp` of contiguous lanes of length `n`, row by row while the row is
-/// in cache: the maximum, then the shifted exps into `terms`, then their sum.
+/// `ln Σ exp` of contiguous lanes of length `n` (`n > 0`), row by row while
+/// the row is in cache: the maximum, then the shifted exps, then their sum.
 fn logsumexp_rows<F: Float>(xs: &[F], n: usize) -> Vec<F> {
-    let (mut shifted, mut terms) = (vec![F::zero(); n], vec![F::zero(); n]);
-    xs.chunks_exact(n.max(1))
-        .map(|row| {
-            let shift = shift_for(row_max(row));
-            exp_shifted(row, shift, &mut shifted, &mut terms);
-            shift + layout::sum(&terms).ln()
-        })
-        .collect()
+    simd::dispatch(LogsumexpRows {
+        xs,
+        n,
+        log_softmax: None,
+    })
 }
 
-/// `log_softmax` of contiguous rows of `n` elements, appended to `out`: each
-/// row's maximum, its shifted exps summed, then `x − logsumexp`, while the
-/// row is in cache. The same arithmetic as [`logsumexp_rows`] and
-/// [`map_against_lanes`], compiled inside the SIMD dispatch (those loops
-/// outside it ran at the baseline level: 40% of cross-entropy's tape time).
-struct LogSoftmaxRows<'a, F> {
+/// [`logsumexp_rows`] as a SIMD kernel (its loops outside the dispatch ran
+/// at the baseline level: 40% of cross-entropy's tape time), which can also
+/// append each row's `log_softmax`, `x − logsumexp`, to `log_softmax` while
+/// the row is in cache.
+struct LogsumexpRows<'a, F> {
     xs: &'a [F],
     n: usize,
-    out: &'a mut Vec<F>,
+    log_softmax: Option<&'a mut Vec<F>>,
 }
 
-impl<F: Float> simd::Kernel for LogSoftmaxRows<'_, F> {
-    type Output = ();
+impl<F: Float> simd::Kernel for LogsumexpRows<'_, F> {
+    type Output = Vec<F>;
 
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
+    fn with_simd<S: pulp::Simd>(mut self, _: S) -> Vec<F> {
         let mut terms = vec![F::zero(); self.n];
-        for row in self.xs.chunks_exact(self.n) {
+        let mut lse = Vec::with_capacity(self.xs.len() / self.n.max(1));
+        for row in self.xs.chunks_exact(self.n.max(1)) {
             let shift = shift_for(row_max(row));
             for (t, &v) in terms.iter_mut().zip(row) {
                 *t = fastmath::exp(v - shift);
             }
-            let lse = shift + layout::sum(&terms).ln();
-            self.out.extend(row.iter().map(|&x| x - lse));
+            let l = shift + layout::sum(&terms).ln();
+            if let Some(out) = self.log_softmax.as_deref_mut() {
+                out.extend(row.iter().map(|&x| x - l));
+            }
+            lse.push(l);
         }
+        lse
     }
 }
 
@@ -612,10 +613,10 @@ impl<'t, F: Float> Var<'t, F> {
         let values = if dims.2 == 1 && dims.1 > 0 {
             // Rows along a contiguous axis: one SIMD pass, row by row.
             let mut out = pool::take(xs.len());
-            simd::dispatch(LogSoftmaxRows {
+            simd::dispatch(LogsumexpRows {
                 xs: &xs,
                 n: dims.1,
-                out: &mut out,
+                log_softmax: Some(&mut out),
             });
             out
         } else {
