@@ -343,3 +343,109 @@ fn reductions_differentiate_their_chain_with_its_value() -> Result<()> {
     }
     Ok(())
 }
+
+/// Fills this thread's buffer pool with arrays of NaN (two of each length),
+/// so that an element a kernel reads before it writes it shows as NaN.
+fn poison_buffer_pool(lengths: &[usize]) {
+    let tape = Tape::<f64>::new();
+    for &n in lengths.iter().chain(lengths) {
+        tape.var(ArrayD::from_elem(IxDyn(&[n]), f64::NAN));
+    }
+}
+
+/// Arrays the tape writes whole (chain values and gradients, copies, slices,
+/// `log_softmax`) reuse pooled buffers without zeroing them first: with a
+/// pool full of NaN, every result must still be its inputs' alone, on one
+/// thread and on both (300,001 elements), and the part of a slice's input
+/// that no slice covers must get exact zeros.
+#[test]
+fn buffers_full_of_stale_values_are_overwritten() -> Result<()> {
+    use tapeloss::losses::{MeanSquaredError, value_and_grad_on_tape};
+    let mut rng = Rng::new(37);
+    let lengths = [40_000, 300_001, 45_000, 153_600, 51_200];
+
+    // A chain whose inner value `d` is also used outside it (its gradient
+    // leaves the chain), and `d`'s value made in full.
+    for n in [40_000, 300_001] {
+        let (x0, y0) = (rng.array(&[n], -2.0, 2.0), rng.array(&[n], -2.0, 2.0));
+        let (xs, ys) = (slice(&x0), slice(&y0));
+        poison_buffer_pool(&lengths);
+        let tape = Tape::<f64>::new();
+        let (x, y) = (tape.var(x0.clone()), tape.var(y0.clone()));
+        let d = x.sub(y)?;
+        let loss = d.square()?.mul(x)?.sum()?.add(d.mean()?)?;
+        let differences: Vec<f64> = xs.iter().zip(ys).map(|(x, y)| x - y).collect();
+        assert_close_slices(slice(&d.value()), &differences, "a chain's value");
+        let grads = tape.backward(loss)?;
+        let wrt_x: Vec<f64> = (xs.iter().zip(&differences))
+            .map(|(x, d)| 2.0 * d * x + d * d + 1.0 / n as f64)
+            .collect();
+        let wrt_y: Vec<f64> = (xs.iter().zip(&differences))
+            .map(|(x, d)| -2.0 * d * x - 1.0 / n as f64)
+            .collect();
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &wrt_x, "a chain's gradient, x");
+        assert_close_slices(slice(grads.wrt(y).expect("y")), &wrt_y, "a chain's gradient, y");
+
+        // The tape's copies of a loss's inputs.
+        poison_buffer_pool(&lengths);
+        let (value, grad) = value_and_grad_on_tape(&MeanSquaredError::new(), &x0, &y0)?;
+        let mse = differences.iter().map(|d| d * d).sum::<f64>() / n as f64;
+        assert!(
+            (value - mse).abs() <= 1e-12 * mse,
+            "MSE on the tape: {value} against {mse}"
+        );
+        let slopes: Vec<f64> = differences.iter().map(|d| 2.0 * d / n as f64).collect();
+        assert_close_slices(slice(&grad), &slopes, "MSE's gradient on the tape");
+    }
+
+    // `log_softmax` along rows: Σ w ⊙ log_softmax(x) has the gradient
+    // w − softmax(x)·Σ w per row.
+    let (rows, width) = (300, 150);
+    let (x0, w0) = (
+        rng.array(&[rows, width], -3.0, 3.0),
+        rng.array(&[rows, width], 0.0, 1.0),
+    );
+    poison_buffer_pool(&lengths);
+    let tape = Tape::<f64>::new();
+    let x = tape.var(x0.clone());
+    let log_p = x.log_softmax(1)?;
+    let loss = log_p.mul(tape.constant(w0.clone()))?.sum()?;
+    let grads = tape.backward(loss)?;
+    let (xs, ws) = (slice(&x0), slice(&w0));
+    let (mut expected_log_p, mut expected_grad) = (Vec::new(), Vec::new());
+    for (row, w) in xs.chunks(width).zip(ws.chunks(width)) {
+        let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();
+        let w_sum: f64 = w.iter().sum();
+        expected_log_p.extend(row.iter().map(|v| v - lse));
+        expected_grad.extend(row.iter().zip(w).map(|(v, w)| w - (v - lse).exp() * w_sum));
+    }
+    assert_close_slices(slice(&log_p.value()), &expected_log_p, "log_softmax");
+    assert_close_slices(
+        slice(grads.wrt(x).expect("x")),
+        &expected_grad,
+        "log_softmax's gradient",
+    );
+
+    // Slices along the middle axis; the third is never used, so its part of
+    // the gradient is exactly zero.
+    let (n, d) = (400, 128);
+    let x0 = rng.array(&[n, 3, d], -1.0, 1.0);
+    poison_buffer_pool(&lengths);
+    let tape = Tape::<f64>::new();
+    let x = tape.var(x0.clone());
+    let (a, p) = (x.index_axis(1, 0)?, x.index_axis(1, 1)?);
+    let loss = a.sub(p)?.square()?.sum()?.add(a.mul_scalar(2.0)?.sum()?)?;
+    let grads = tape.backward(loss)?;
+    let xs = slice(&x0);
+    let (mut firsts, mut expected) = (Vec::new(), Vec::new());
+    for triple in xs.chunks(3 * d) {
+        let (a, p) = (&triple[..d], &triple[d..2 * d]);
+        firsts.extend_from_slice(a);
+        expected.extend(a.iter().zip(p).map(|(a, p)| 2.0 * (a - p) + 2.0));
+        expected.extend(a.iter().zip(p).map(|(a, p)| -2.0 * (a - p)));
+        expected.extend(std::iter::repeat_n(0.0, d));
+    }
+    assert_close_slices(slice(&a.value()), &firsts, "index_axis");
+    assert_close_slices(slice(grads.wrt(x).expect("x")), &expected, "index_axis' gradient");
+    Ok(())
+}

@@ -83,7 +83,7 @@ pub(super) fn value<F: Float>(nodes: &[Node<F>], i: usize) -> &ArrayD<F> {
         let (_, mut outputs) = fill(
             PLAN,
             program.len,
-            1,
+            (1, Start::Overwritten),
             #[inline(always)]
             |range, out| {
                 program.run(
@@ -111,7 +111,7 @@ pub(super) fn sum_of<F: Float>(nodes: &[Node<F>], i: usize) -> F {
     fill(
         PLAN,
         program.len,
-        0,
+        (0, Start::Overwritten),
         #[inline(always)]
         |range, _| {
             let mut total = F::zero();
@@ -139,7 +139,7 @@ pub(super) fn row_sums<F: Float>(nodes: &[Node<F>], i: usize, width: usize, squa
     let (_, mut outputs) = fill(
         PLAN.rows(width),
         program.len / width,
-        1,
+        (1, Start::Zeros),
         #[inline(always)]
         |rows, out| {
             let first = rows.start * width;
@@ -148,14 +148,19 @@ pub(super) fn row_sums<F: Float>(nodes: &[Node<F>], i: usize, width: usize, squa
                 first..rows.end * width,
                 #[inline(always)]
                 |block, values| {
-                    for_each_row_segment(block.clone(), width, |row, at| {
-                        let segment = &values.root()[at.start - block.start..at.end - block.start];
-                        out[0][row - rows.start] += if squares {
-                            layout::sum_of(segment, |v| v * v)
-                        } else {
-                            sum(segment)
-                        };
-                    })
+                    for_each_row_segment(
+                        block.clone(),
+                        width,
+                        #[inline(always)]
+                        |row, at| {
+                            let segment = &values.root()[at.start - block.start..at.end - block.start];
+                            out[0][row - rows.start] += if squares {
+                                layout::sum_of(segment, |v| v * v)
+                            } else {
+                                sum(segment)
+                            };
+                        },
+                    )
                 },
             );
             F::zero()
@@ -177,18 +182,28 @@ fn for_each_row_segment(range: Range<usize>, width: usize, mut f: impl FnMut(usi
     }
 }
 
+/// What `fill`'s output arrays hold when the leaves get them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Zeros, for leaves that add into them.
+    Zeros,
+    /// Anything: every leaf overwrites each element of its slices first (a
+    /// reused buffer then needs no zeroing pass, see [`pool::for_overwrite`]).
+    Overwritten,
+}
+
 /// Runs `leaf` over `0..n` items cut along `plan`'s tree, with `outputs` arrays
 /// of `n` elements to write: each call gets its range and those arrays'
 /// slices for that range. Returns the leaves' results summed along the tree,
-/// and the arrays. On one thread the arrays grow block by block; on two
-/// they are zeroed first and filled in place.
+/// and the arrays. Zeroed arrays grow block by block on one thread; on two,
+/// and when the leaves overwrite them, they are filled in place.
 fn fill<F: Float>(
     plan: Plan,
     n: usize,
-    outputs: usize,
+    (outputs, start): (usize, Start),
     leaf: impl Fn(Range<usize>, &mut [&mut [F]]) -> F + Sync,
 ) -> (F, Vec<Vec<F>>) {
-    if parallel::builds_in_order(plan, n) {
+    if start == Start::Zeros && parallel::builds_in_order(plan, n) {
         let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| pool::take(n)).collect();
         let total = parallel::reduce_in_order(
             0..n,
@@ -209,7 +224,11 @@ fn fill<F: Float>(
         );
         return (total, arrays);
     }
-    let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| pool::zeroed(n)).collect();
+    let new = match start {
+        Start::Zeros => pool::zeroed,
+        Start::Overwritten => pool::for_overwrite,
+    };
+    let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| new(n)).collect();
     let slices: Vec<&mut [F]> = arrays.iter_mut().map(Vec::as_mut_slice).collect();
     let total = parallel::reduce(
         (0..n, slices),
@@ -365,12 +384,12 @@ fn chain_gradients<F: Float>(
     let (total, outputs) = fill(
         PLAN,
         program.len,
-        exported.len(),
+        (exported.len(), Start::Overwritten),
         #[inline(always)]
         |range, out| {
             // The steps' gradients on the current block, each written first by
             // its first contribution (`Flow::fresh`); those that leave the
-            // chain are added straight into `out` (zeroed) instead.
+            // chain go straight into `out`, written first alike.
             let mut adjoints = vec![vec![F::zero(); BLOCK]; program.steps.len()];
             let mut total = F::zero();
             program.run(
@@ -386,19 +405,24 @@ fn chain_gradients<F: Float>(
                     match seed {
                         Seed::Array(_) => root_adjoint.copy_from_slice(&seed_values[block.clone()]),
                         Seed::Uniform(g) => root_adjoint.fill(*g),
-                        Seed::Rows { grad, width, norms } => for_each_row_segment(block.clone(), *width, |row, at| {
-                            let (g, at) = (grad[row], at.start - block.start..at.end - block.start);
-                            match norms.as_ref().map(|norms| norms[row]) {
-                                None => root_adjoint[at].fill(g),
-                                Some(norm) if norm == F::zero() => root_adjoint[at].fill(F::zero()),
-                                Some(norm) => {
-                                    let ys = &values.root()[at.clone()];
-                                    for (a, &y) in root_adjoint[at].iter_mut().zip(ys) {
-                                        *a = chain(g, y / norm);
+                        Seed::Rows { grad, width, norms } => for_each_row_segment(
+                            block.clone(),
+                            *width,
+                            #[inline(always)]
+                            |row, at| {
+                                let (g, at) = (grad[row], at.start - block.start..at.end - block.start);
+                                match norms.as_ref().map(|norms| norms[row]) {
+                                    None => root_adjoint[at].fill(g),
+                                    Some(norm) if norm == F::zero() => root_adjoint[at].fill(F::zero()),
+                                    Some(norm) => {
+                                        let ys = &values.root()[at.clone()];
+                                        for (a, &y) in root_adjoint[at].iter_mut().zip(ys) {
+                                            *a = chain(g, y / norm);
+                                        }
                                     }
                                 }
-                            }
-                        }),
+                            },
+                        ),
                     }
                     let at = block.start - range.start..block.end - range.start;
                     for k in (0..program.steps.len()).rev() {
@@ -440,6 +464,17 @@ enum Arg {
     Step(usize),
     /// A materialised input.
     Input(usize),
+}
+
+impl Arg {
+    /// The output array this operand's gradient is written to, when it
+    /// leaves the chain.
+    fn slot(self, flow: &Flow) -> Option<usize> {
+        match self {
+            Arg::Step(j) => flow.slot_step[j],
+            Arg::Input(j) => flow.slot_input[j],
+        }
+    }
 }
 
 /// One lazy node, computed into its own register.
@@ -641,20 +676,15 @@ impl<F: Float> Program<F> {
             Arg::Input(j) => View::Slice(&values.inputs[j][values.start..values.start + len]),
         };
         for (position, &arg) in step.operands().iter().enumerate() {
-            let target: &mut [F] = match arg {
-                Arg::Step(j) => match flow.slot_step[j] {
-                    Some(slot) => &mut out[slot][at.clone()],
-                    None if flow.receives_step[j] => &mut before[j][..len],
-                    None => continue,
-                },
-                Arg::Input(j) => match flow.slot_input[j] {
-                    Some(slot) => &mut out[slot][at.clone()],
-                    None => continue,
-                },
+            let target: &mut [F] = match (arg, arg.slot(flow)) {
+                (_, Some(slot)) => &mut out[slot][at.clone()],
+                (Arg::Step(j), None) if flow.receives_step[j] => &mut before[j][..len],
+                _ => continue,
             };
             // A scalar input's gradient is summed per block when it leaves,
             // so here it is kept element by element like any other. The first
-            // contribution to a register overwrites what an earlier block left.
+            // contribution to a register or an output array overwrites what
+            // was there (an earlier block's values, or a reused buffer's).
             let fresh = flow.fresh[k][position];
             let put = |d: &mut F, v: F| if fresh { *d = v } else { *d += v };
             match step.function {
@@ -754,8 +784,8 @@ struct Flow {
     /// Input k receives gradient, which leaves: its output array.
     slot_input: Vec<Option<usize>>,
     /// Operand `p` of internal step k is the first, in the backward order,
-    /// to write a step's register: it overwrites instead of adding, so the
-    /// registers need no zeroing per block.
+    /// to write a step's register or an output array: it overwrites instead
+    /// of adding, so neither needs zeroing.
     fresh: Vec<[bool; 2]>,
 }
 
@@ -803,18 +833,18 @@ impl Flow {
         for (slot, exported) in flow.slot_input.iter_mut().zip(exported_input) {
             *slot = exported.then(|| slots.next()).flatten();
         }
-        // The first write to each register kept inside the chain, in the
-        // order the backward pass runs (steps newest first, operands in order).
-        let mut written = vec![false; steps];
+        // The first write to each register kept inside the chain and to each
+        // output array, in the order the backward pass runs (steps newest
+        // first, operands in order).
+        let (mut written_step, mut written_slot) = (vec![false; steps], vec![false; slots.start]);
         for k in (0..steps).rev().filter(|&k| flow.internal[k]) {
             for (position, &arg) in program.steps[k].operands().iter().enumerate() {
-                if let Arg::Step(j) = arg
-                    && flow.receives_step[j]
-                    && flow.slot_step[j].is_none()
-                    && !std::mem::replace(&mut written[j], true)
-                {
-                    flow.fresh[k][position] = true;
-                }
+                let written = match (arg, arg.slot(&flow)) {
+                    (_, Some(slot)) => &mut written_slot[slot],
+                    (Arg::Step(j), None) if flow.receives_step[j] => &mut written_step[j],
+                    _ => continue,
+                };
+                flow.fresh[k][position] = !std::mem::replace(written, true);
             }
         }
         flow

@@ -17,7 +17,8 @@
 //! serves smaller ones from its own free lists), at most [`MAX_BUFFERS`] of
 //! them and [`MAX_BYTES`] in all per thread; past that the oldest is freed.
 //! A buffer is handed out with length 0, so every caller writes each element
-//! it reads (no stale values can leak through).
+//! it reads (no stale values can leak through), except by [`for_overwrite`],
+//! whose callers overwrite every element before anything reads it.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -27,6 +28,7 @@ use ndarray::ArrayD;
 
 use super::layout::from_vec;
 use crate::float::Float;
+use crate::kernels::{parallel, pointwise};
 
 /// Smaller buffers are left to the allocator.
 pub(crate) const MIN_BYTES: usize = 1 << 18;
@@ -52,29 +54,50 @@ thread_local! {
 /// keeps its buffer, so a much larger one would be held for nothing), else
 /// a new allocation.
 pub(crate) fn take<F: Float>(len: usize) -> Vec<F> {
-    let bytes = len.saturating_mul(size_of::<F>());
-    if bytes < MIN_BYTES {
-        return Vec::with_capacity(len);
-    }
-    let pooled = POOL
-        .try_with(|pool| {
-            let mut pool = pool.try_borrow_mut().ok()?;
-            let (k, _) = (pool.free.iter().enumerate())
-                .filter(|(_, (size, buffer))| buffer.is::<Vec<F>>() && (bytes..=bytes + bytes / 4).contains(size))
-                .min_by_key(|(_, (size, _))| *size)?;
-            let (size, buffer) = pool.free.remove(k);
-            pool.bytes -= size;
-            buffer.downcast::<Vec<F>>().ok()
-        })
-        .ok()
-        .flatten();
-    match pooled {
-        Some(buffer) => {
-            let mut buffer = *buffer;
+    match pooled(len) {
+        Some(mut buffer) => {
             buffer.clear();
             buffer
         }
         None => Vec::with_capacity(len),
+    }
+}
+
+/// The pooled buffer [`take`] would hand out, as it came back (holding
+/// whatever values it held then).
+fn pooled<F: Float>(len: usize) -> Option<Vec<F>> {
+    let bytes = len.saturating_mul(size_of::<F>());
+    if bytes < MIN_BYTES {
+        return None;
+    }
+    POOL.try_with(|pool| {
+        let mut pool = pool.try_borrow_mut().ok()?;
+        let (k, _) = (pool.free.iter().enumerate())
+            .filter(|(_, (size, buffer))| buffer.is::<Vec<F>>() && (bytes..=bytes + bytes / 4).contains(size))
+            .min_by_key(|(_, (size, _))| *size)?;
+        let (size, buffer) = pool.free.remove(k);
+        pool.bytes -= size;
+        buffer.downcast::<Vec<F>>().ok().map(|buffer| *buffer)
+    })
+    .ok()
+    .flatten()
+}
+
+/// A buffer of `len` elements whose values are unspecified (an earlier
+/// array's, or zeros), for a caller that overwrites every element before
+/// anything reads it: a reused buffer needs no zeroing pass, which would cost
+/// a write of the whole array, and the writes can then come from several
+/// threads at once. Callers are the kernels that write each element exactly
+/// once (tested with buffers full of stale values in `tests/tape_fusion.rs`).
+pub(crate) fn for_overwrite<F: Float>(len: usize) -> Vec<F> {
+    match pooled(len) {
+        Some(mut buffer) => {
+            // Only the part the earlier array did not fill is written here.
+            buffer.truncate(len);
+            buffer.resize(len, F::zero());
+            buffer
+        }
+        None => vec![F::zero(); len],
     }
 }
 
@@ -85,13 +108,28 @@ pub(crate) fn zeroed<F: Float>(len: usize) -> Vec<F> {
     buffer
 }
 
-/// A copy of `x`, row-major, in a pooled buffer.
+/// A copy of `x`, row-major, in a pooled buffer: on both cores when `x` is
+/// large and contiguous, like the streaming kernels.
 pub(crate) fn copy_of<F: Float>(x: &ArrayD<F>) -> ArrayD<F> {
-    let mut buffer = take(x.len());
-    match x.as_slice() {
-        Some(elements) => buffer.extend_from_slice(elements),
-        None => buffer.extend(x.iter().copied()),
-    }
+    let buffer = match x.as_slice() {
+        Some(elements) => {
+            let mut buffer = for_overwrite(elements.len());
+            parallel::reduce(
+                (elements, buffer.as_mut_slice()),
+                pointwise::STREAMING,
+                #[inline(always)]
+                |(from, to): (&[F], &mut [F])| to.copy_from_slice(from),
+                #[inline(always)]
+                |(), ()| (),
+            );
+            buffer
+        }
+        None => {
+            let mut buffer = take(x.len());
+            buffer.extend(x.iter().copied());
+            buffer
+        }
+    };
     from_vec(x.shape(), buffer)
 }
 
