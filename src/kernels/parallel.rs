@@ -265,6 +265,30 @@ where
     }
 }
 
+/// Calls `f(k, row)` for each row `k` of `width` elements of `data` (rows
+/// that are copied or added into, as the tape's slicing does), the rows
+/// spread over both cores like the streaming kernels: each row is written by
+/// one call, so the split changes nothing. Mark `f` `#[inline(always)]` so
+/// that it is compiled for the dispatched SIMD level.
+#[inline]
+pub(crate) fn for_each_row<F: Send>(data: &mut [F], width: usize, f: impl Fn(usize, &mut [F]) + Sync) {
+    if width == 0 {
+        return;
+    }
+    reduce(
+        (0..data.len() / width, Rows { data, width }),
+        super::pointwise::STREAMING.rows(width),
+        #[inline(always)]
+        |(indices, rows): (std::ops::Range<usize>, Rows<&mut [F]>)| {
+            for (k, row) in indices.zip(rows.data.chunks_exact_mut(width)) {
+                f(k, row);
+            }
+        },
+        #[inline(always)]
+        |(), ()| (),
+    );
+}
+
 /// Whether [`reduce`] would run `items` items on the calling thread alone.
 pub(crate) fn runs_serially(plan: Plan, items: usize) -> bool {
     items < plan.min_parallel || items <= plan.block || rayon::current_num_threads() < 2

@@ -7,7 +7,8 @@ use ndarray::ArrayD;
 use super::{Op, chain};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::{fastmath, simd};
+use crate::kernels::fastmath;
+use crate::kernels::parallel::{self, Plan, Rows};
 use crate::tape::Var;
 use crate::tape::layout::{self, around, flat, flat_mut, from_vec};
 use crate::tape::pool;
@@ -136,68 +137,74 @@ fn exp_shifted<F: Float>(row: &[F], shift: F, shifted: &mut [F], out: &mut [F]) 
     fastmath::exp_slice(shifted, out);
 }
 
+/// How the row kernels below spread over the cores: blocks of about 16 Ki
+/// elements, on both cores from 2¹⁵ elements (about 50 µs of exps). Each row
+/// is computed whole by one thread, so the split changes no bit.
+const ROWS: Plan = Plan {
+    block: 1 << 14,
+    min_parallel: 1 << 15,
+    streaming: false,
+};
+
 /// `ln Σ exp` of contiguous lanes of length `n` (`n > 0`), row by row while
 /// the row is in cache: the maximum, then the shifted exps, then their sum.
 fn logsumexp_rows<F: Float>(xs: &[F], n: usize) -> Vec<F> {
-    simd::dispatch(LogsumexpRows {
-        xs,
-        n,
-        log_softmax: None,
-    })
+    let mut lse = vec![F::zero(); xs.len() / n.max(1)];
+    logsumexp_rows_into(xs, n, &mut lse, None);
+    lse
 }
 
-/// [`logsumexp_rows`] as a SIMD kernel (its loops outside the dispatch ran
-/// at the baseline level: 40% of cross-entropy's tape time), which can also
-/// append each row's `log_softmax`, `x − logsumexp`, to `log_softmax` while
-/// the row is in cache.
-struct LogsumexpRows<'a, F> {
-    xs: &'a [F],
-    n: usize,
-    log_softmax: Option<&'a mut Vec<F>>,
-}
-
-impl<F: Float> simd::Kernel for LogsumexpRows<'_, F> {
-    type Output = Vec<F>;
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(mut self, _: S) -> Vec<F> {
-        let mut terms = vec![F::zero(); self.n];
-        let mut lse = Vec::with_capacity(self.xs.len() / self.n.max(1));
-        for row in self.xs.chunks_exact(self.n.max(1)) {
-            let shift = shift_for(row_max(row));
-            for (t, &v) in terms.iter_mut().zip(row) {
-                *t = fastmath::exp(v - shift);
+/// [`logsumexp_rows`] into `lse`, on both cores, inside the SIMD dispatch
+/// (its loops outside it ran at the baseline level: 40% of cross-entropy's
+/// tape time). With `log_softmax`, each row's `x − logsumexp` is written
+/// there too while the row is in cache.
+fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], log_softmax: Option<&mut [F]>) {
+    let width = n.max(1);
+    parallel::reduce(
+        (
+            Rows { data: xs, width },
+            lse,
+            log_softmax.map(|data| Rows { data, width }),
+        ),
+        ROWS.rows(width),
+        #[inline(always)]
+        |(xs, lse, mut log_softmax)| {
+            let mut terms = vec![F::zero(); width];
+            for (k, (row, l)) in xs.data.chunks_exact(width).zip(lse).enumerate() {
+                let shift = shift_for(row_max(row));
+                for (t, &v) in terms.iter_mut().zip(row) {
+                    *t = fastmath::exp(v - shift);
+                }
+                *l = shift + layout::sum(&terms).ln();
+                if let Some(out) = log_softmax.as_mut() {
+                    let out = &mut out.data[k * width..(k + 1) * width];
+                    out.iter_mut().zip(row).for_each(|(y, &x)| *y = x - *l);
+                }
             }
-            let l = shift + layout::sum(&terms).ln();
-            if let Some(out) = self.log_softmax.as_deref_mut() {
-                out.extend(row.iter().map(|&x| x - l));
-            }
-            lse.push(l);
-        }
-        lse
-    }
+        },
+        #[inline(always)]
+        |(), ()| (),
+    );
 }
 
-/// The backward of `log_softmax` along contiguous rows of `n`, in place:
-/// `g − softmax·Σg` per row, inside the SIMD dispatch.
-struct LogSoftmaxBackwardRows<'a, F> {
-    ys: &'a [F],
-    n: usize,
-    grad: &'a mut [F],
-}
-
-impl<F: Float> simd::Kernel for LogSoftmaxBackwardRows<'_, F> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        for (g, y) in self.grad.chunks_exact_mut(self.n).zip(self.ys.chunks_exact(self.n)) {
-            let s = layout::sum(g);
-            for (g, &y) in g.iter_mut().zip(y) {
-                *g -= fastmath::exp(y) * s;
+/// The backward of `log_softmax` along contiguous rows of `n` (`n > 0`), in
+/// place: `g − softmax·Σg` per row, on both cores, inside the SIMD dispatch.
+fn log_softmax_backward_rows<F: Float>(ys: &[F], n: usize, grad: &mut [F]) {
+    parallel::reduce(
+        (Rows { data: ys, width: n }, Rows { data: grad, width: n }),
+        ROWS.rows(n),
+        #[inline(always)]
+        |(ys, grad): (Rows<&[F]>, Rows<&mut [F]>)| {
+            for (g, y) in grad.data.chunks_exact_mut(n).zip(ys.data.chunks_exact(n)) {
+                let s = layout::sum(g);
+                for (g, &y) in g.iter_mut().zip(y) {
+                    *g -= fastmath::exp(y) * s;
+                }
             }
-        }
-    }
+        },
+        #[inline(always)]
+        |(), ()| (),
+    );
 }
 
 /// `out[o, k, i] = f(x[o, k, i], lane[o, i])` for every element of
@@ -612,12 +619,9 @@ impl<'t, F: Float> Var<'t, F> {
         let (xs, dims) = (flat(&x), around(x.shape(), axis));
         let values = if dims.2 == 1 && dims.1 > 0 {
             // Rows along a contiguous axis: one SIMD pass, row by row.
-            let mut out = pool::take(xs.len());
-            simd::dispatch(LogsumexpRows {
-                xs: &xs,
-                n: dims.1,
-                log_softmax: Some(&mut out),
-            });
+            let mut out = pool::for_overwrite(xs.len());
+            let mut lse = vec![F::zero(); dims.0];
+            logsumexp_rows_into(&xs[..dims.0 * dims.1], dims.1, &mut lse, Some(&mut out));
             out
         } else {
             let lse = logsumexp_lanes(&xs, dims);
@@ -665,11 +669,7 @@ pub(crate) fn log_softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, mut gra
     let ys = flat(y);
     flat_mut(&mut grad, |g| {
         if dims.2 == 1 && dims.1 > 0 {
-            simd::dispatch(LogSoftmaxBackwardRows {
-                ys: &ys,
-                n: dims.1,
-                grad: g,
-            });
+            log_softmax_backward_rows(&ys, dims.1, g);
         } else {
             let sums = sum_lanes(g, dims);
             update_against_lanes(g, &ys, &sums, dims, |g, y, s| g - fastmath::exp(y) * s);

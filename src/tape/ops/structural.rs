@@ -8,6 +8,7 @@ use super::Op;
 use super::reduce::check_axis;
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::parallel;
 use crate::tape::backprop::Sweep;
 use crate::tape::layout::{Broadcast, around, flat, flat_mut, from_vec};
 use crate::tape::{Var, broadcast_shape, pool, reduce_to_shape};
@@ -223,10 +224,14 @@ impl<'t, F: Float> Var<'t, F> {
         let x = self.value_ref();
         let (outer, n, inner) = around(x.shape(), axis);
         let xs = flat(&x);
-        let mut values = pool::take((end - start) * outer * inner);
-        for o in 0..outer {
-            values.extend_from_slice(&xs[(o * n + start) * inner..(o * n + end) * inner]);
-        }
+        let block = (end - start) * inner;
+        let mut values = pool::for_overwrite(outer * block);
+        parallel::for_each_row(
+            &mut values,
+            block,
+            #[inline(always)]
+            |o, row| row.copy_from_slice(&xs[(o * n + start) * inner..][..block]),
+        );
         drop(xs);
         drop(x);
         self.record(
@@ -255,23 +260,31 @@ pub(crate) fn slice_axis_backward<F: Float>(
     let (outer, n, inner) = around(shape, axis);
     let g = flat(grad);
     let block = (end - start) * inner;
-    let blocks = g.chunks_exact(block.max(1)).take(if block == 0 { 0 } else { outer });
+    let (before, within) = (start * inner, end * inner);
+    // Row `o` of the input (all of its axis) holds block `o` of the slice.
+    let slice_of = |o: usize| g.get(o * block..(o + 1) * block).unwrap_or_default();
     if sweep.is_pending(input) {
         sweep.accumulate(input, |dx| {
-            for (o, g) in blocks.enumerate() {
-                let dst = &mut dx[(o * n + start) * inner..(o * n + end) * inner];
-                dst.iter_mut().zip(g).for_each(|(d, &g)| *d += g);
-            }
+            parallel::for_each_row(
+                dx,
+                n * inner,
+                #[inline(always)]
+                |o, row| (row[before..within].iter_mut().zip(slice_of(o))).for_each(|(d, &g)| *d += g),
+            );
         });
     } else {
-        let mut dx = pool::take(outer * n * inner);
-        for o in 0..outer {
-            dx.resize(dx.len() + start * inner, F::zero());
-            dx.extend_from_slice(g.get(o * block..(o + 1) * block).unwrap_or_default());
-            dx.resize((o + 1) * n * inner, F::zero());
-        }
-        let dx = from_vec(shape, dx);
-        sweep.send(input, dx);
+        let mut dx = pool::for_overwrite(outer * n * inner);
+        parallel::for_each_row(
+            &mut dx,
+            n * inner,
+            #[inline(always)]
+            |o, row| {
+                row[..before].fill(F::zero());
+                row[before..within].copy_from_slice(slice_of(o));
+                row[within..].fill(F::zero());
+            },
+        );
+        sweep.send(input, from_vec(shape, dx));
     }
 }
 
