@@ -125,3 +125,51 @@ fn pointwise_elements() {
     let small = rng.array(&[1000], -3.0, 3.0);
     assert_same_bits(&MeanSquaredError::new(), &small, &small.mapv(|v| v * 0.5), "MSE small");
 }
+
+/// The tape's derivation of a loss in a pool of `threads` threads, as bits.
+fn tape_bits<L: Loss<f32> + Sync>(loss: &L, p: &ArrayD<f32>, t: &ArrayD<f32>, threads: usize) -> (u32, Vec<u32>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool");
+    let (value, grad) = pool
+        .install(|| tapeloss::losses::value_and_grad_on_tape(loss, p, t))
+        .expect("value_and_grad_on_tape");
+    (value.to_bits(), grad.iter().map(|g| g.to_bits()).collect())
+}
+
+/// The tape's row kernels (`log_softmax` and its backward, slicing and its
+/// backward) and its copies split their rows or elements over the pool:
+/// the same bits on 1 to 4 threads, above each threshold.
+#[test]
+fn tape_routes() {
+    let mut rng = Rng::new(4);
+    let logits = f32s(&rng.array(&[700, 100], -4.0, 4.0));
+    let classes = ArrayD::from_shape_simple_fn(IxDyn(&[700]), || rng.below(100) as f32);
+    let triplets = f32s(&rng.array(&[1400, 3, 128], -1.0, 1.0)); // 2¹⁹ elements and more
+    let pairs = f32s(&rng.array(&[2100, 2, 128], -1.0, 1.0));
+    let labels = ArrayD::from_shape_simple_fn(IxDyn(&[2100]), || rng.below(2) as f32);
+    let (p, t) = (
+        f32s(&rng.array(&[600_000], -3.0, 3.0)),
+        f32s(&rng.array(&[600_000], -3.0, 3.0)),
+    );
+    let ignored = ArrayD::zeros(IxDyn(&[1]));
+    let cases: [(&str, &(dyn Fn(usize) -> (u32, Vec<u32>))); 4] = [
+        ("cross-entropy", &|k| {
+            tape_bits(&CrossEntropyLoss::new(), &logits, &classes, k)
+        }),
+        ("triplet", &|k| {
+            tape_bits(&TripletLoss::new(1.0), &triplets, &ignored, k)
+        }),
+        ("contrastive", &|k| {
+            tape_bits(&ContrastiveLoss::new(1.0), &pairs, &labels, k)
+        }),
+        ("MSE", &|k| tape_bits(&MeanSquaredError::new(), &p, &t, k)),
+    ];
+    for (what, run) in cases {
+        let one = run(1);
+        for threads in [2, 3, 4] {
+            assert!(run(threads) == one, "{what} on the tape: bits on {threads} threads");
+        }
+    }
+}
