@@ -16,6 +16,7 @@ use super::pool;
 use super::{Gradients, Node};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::{parallel, pointwise};
 
 /// Gradients in flight during the sweep, indexed like the tape.
 pub(super) struct Sweep<'a, F: Float> {
@@ -51,14 +52,13 @@ impl<'a, F: Float> Sweep<'a, F> {
     /// copied; later ones are added in place.
     pub(super) fn send(&mut self, i: usize, grad: ArrayD<F>) {
         if !self.needs(i) {
+            pool::give_array(grad);
             return;
         }
         debug_assert_eq!(grad.shape(), self.shape(i), "gradient shape of node {i}");
         match &mut self.pending[i] {
             Some(acc) => {
-                flat_mut(acc, |acc| {
-                    acc.iter_mut().zip(flat(&grad).iter()).for_each(|(a, &g)| *a += g);
-                });
+                flat_mut(acc, |acc| add_into(acc, &flat(&grad)));
                 pool::give_array(grad);
             }
             slot @ None => *slot = Some(grad),
@@ -83,6 +83,18 @@ impl<'a, F: Float> Sweep<'a, F> {
         let shape = self.shape(i);
         flat_mut(self.pending[i].get_or_insert_with(|| zeros(shape)), add);
     }
+}
+
+/// `acc += grad`, element by element, on both cores for long arrays.
+fn add_into<F: Float>(acc: &mut [F], grad: &[F]) {
+    parallel::reduce(
+        (acc, grad),
+        pointwise::STREAMING,
+        #[inline(always)]
+        |(acc, grad): (&mut [F], &[F])| acc.iter_mut().zip(grad).for_each(|(a, &g)| *a += g),
+        #[inline(always)]
+        |(), ()| (),
+    );
 }
 
 /// How many times each of `nodes` is read by the others (indexed like them).
@@ -136,6 +148,8 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
             continue;
         }
         let out = sweep.value(i);
+        // The rules that only read `grad` hand it back here, to the pool.
+        let mut read_only = None;
         match node.op {
             Op::Leaf | Op::Unary { .. } => {} // leaves were skipped; unary ops are lazy
             Op::Binary { lhs, rhs, f } => binary::backward(&mut sweep, f, lhs, rhs, out, grad),
@@ -199,7 +213,10 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
             }
             Op::LogSoftmax { input, axis } => sweep.send(input, reduce::log_softmax_backward(out, axis, grad)),
             Op::Softmax { input, axis } => sweep.send(input, reduce::softmax_backward(out, axis, grad)),
-            Op::MatMul { lhs, rhs } => structural::matmul_backward(&mut sweep, lhs, rhs, &grad),
+            Op::MatMul { lhs, rhs } => {
+                structural::matmul_backward(&mut sweep, lhs, rhs, &grad);
+                read_only = Some(grad);
+            }
             Op::Reshape { input } => {
                 let g = structural::reshape_backward(sweep.shape(input), grad);
                 sweep.send(input, g);
@@ -208,18 +225,27 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 input,
                 axis,
                 ref indices,
-            } => structural::gather_backward(&mut sweep, input, axis, indices, &grad),
+            } => {
+                structural::gather_backward(&mut sweep, input, axis, indices, &grad);
+                read_only = Some(grad);
+            }
             Op::SliceAxis {
                 input,
                 axis,
                 start,
                 end,
-            } => structural::slice_axis_backward(&mut sweep, input, axis, (start, end), &grad),
+            } => {
+                structural::slice_axis_backward(&mut sweep, input, axis, (start, end), &grad);
+                read_only = Some(grad);
+            }
             Op::WhereMask {
                 on_true,
                 on_false,
                 ref mask,
             } => structural::where_mask_backward(&mut sweep, on_true, on_false, mask, grad),
+        }
+        if let Some(grad) = read_only {
+            pool::give_array(grad);
         }
     }
 
