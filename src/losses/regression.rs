@@ -148,7 +148,7 @@ impl_loss_via_pointwise!(MeanAbsoluteError);
 /// **Gradient.** `∂ℓ/∂pᵢ = s·d` for `|d| ≤ δ` and `s·δ·sign(d)` otherwise
 /// (the two agree at `|d| = δ`), with `s = 1/n` for [`Reduction::Mean`]
 /// (n = number of elements) and `s = 1` for [`Reduction::Sum`]. On the tape it
-/// is composed from `c = min(|d|, δ)` as `½c² + δ(|d| − c)`.
+/// is composed from `u = clamp(d, −δ, δ)` as `u·(d − ½u)`.
 ///
 /// **PyTorch.** `torch.nn.functional.huber_loss(p, t, reduction='mean'|'sum',
 /// delta=δ)`.
@@ -221,8 +221,7 @@ impl Pointwise for HuberLoss {
     }
 
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
-        let delta = F::from_f64(self.delta);
-        record_quadratic_then_linear(p.sub(t)?, delta, F::from_f64(0.5_f64.sqrt()), delta)
+        record_huber_terms(p.sub(t)?, F::from_f64(self.delta))
     }
 }
 
@@ -321,9 +320,7 @@ impl Pointwise for SmoothL1Loss {
         if beta == F::zero() {
             return d.abs();
         }
-        // √(1/(2β)) taken in f64 as √½/√β: finite even where 1/(2β) overflows.
-        let root_a = F::from_f64(0.5_f64.sqrt() / self.beta.sqrt());
-        record_quadratic_then_linear(d, beta, root_a, F::one())
+        record_smooth_l1_terms(d, self.beta)
     }
 }
 
@@ -340,19 +337,29 @@ fn sign<F: Float>(x: F) -> F {
     positive - negative
 }
 
-/// The tape composition shared by Huber and smooth L1: with `c = min(|d|, k)`,
-/// `(√a·c)² + b·(|d| − c)`, which is `a·d²` inside `|d| ≤ k` and
-/// `a·k² + b·(|d| − k)` outside. Huber is `(√a, b) = (√½, δ)`, smooth L1
-/// `(1/√(2β), 1)`. The slope follows from the ops alone. Squaring `√a·c`
-/// rather than scaling `c²` by `a` keeps every intermediate finite when `a` is
-/// huge (a tiny β: `√a·c ≤ √(β/2)`). A threshold `k` that is infinite in `F`
-/// (a δ or β beyond `f32`'s range) leaves only the quadratic part, so that the
-/// linear part is not `∞·0 = NaN`.
-fn record_quadratic_then_linear<'t, F: Float>(d: Var<'t, F>, k: F, root_a: F, b: F) -> Result<Var<'t, F>> {
+/// Huber's terms on the tape: with `u` = `d` clamped to `[−δ, δ]`,
+/// `u·(d − ½u)`, which is `½d²` inside `|d| ≤ δ` and `δ·(|d| − ½δ)` outside
+/// (the closed form's `m·(|d| − ½m)` with `m = |u|`: the same roundings), in
+/// five steps of the fused chain. The slope follows from the ops alone: `d`
+/// inside and `±δ` outside (the clamp passes no gradient at its bounds, where
+/// both sides agree), and the gradient reaching the clamp, `d − u`, stays
+/// finite. A δ that is infinite in `F` (beyond `f32`'s range) clamps nothing,
+/// which leaves the quadratic part.
+fn record_huber_terms<'t, F: Float>(d: Var<'t, F>, delta: F) -> Result<Var<'t, F>> {
+    let u = d.clamp(-delta, delta)?;
+    u.mul(d.sub(u.mul_scalar(F::from_f64(0.5))?)?)
+}
+
+/// Smooth L1's terms on the tape for β > 0: with `c = min(|d|, β)`,
+/// `(c/√(2β))² + (|d| − c)`, which is `½d²/β` inside `|d| < β` and
+/// `|d| − ½β` outside. Every gradient reaching the clamp is bounded (`c/β ≤ 1`
+/// and `−1`) even where `1/β` overflows (a subnormal `f32` β): the scale
+/// `√½/√β`, taken in `f64`, stays finite, and squaring `c` after scaling
+/// keeps every intermediate at most `√(β/2)`. (Huber's shorter form divided
+/// by β would send `(d − u)/β`, infinite there, into the clamp's zero slope.)
+fn record_smooth_l1_terms<'t, F: Float>(d: Var<'t, F>, beta: f64) -> Result<Var<'t, F>> {
     let abs = d.abs()?;
-    if k.is_infinite() {
-        return abs.mul_scalar(root_a)?.square();
-    }
-    let c = abs.clamp(F::zero(), k)?; // min(|d|, k), as |d| ≥ 0
-    c.mul_scalar(root_a)?.square()?.add(abs.sub(c)?.mul_scalar(b)?)
+    let c = abs.clamp(F::zero(), F::from_f64(beta))?; // min(|d|, β), as |d| ≥ 0
+    let root_a = F::from_f64(0.5_f64.sqrt() / beta.sqrt());
+    c.mul_scalar(root_a)?.square()?.add(abs.sub(c)?)
 }
