@@ -399,7 +399,7 @@ impl<F: Float> Loss<F> for FocalLoss {
 
     fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
         if !parallel::builds_in_order(COMPUTE, predictions.len()) {
-            let mut grad = ArrayD::zeros(predictions.raw_dim());
+            let mut grad = ArrayD::from_shape_vec(predictions.raw_dim(), parallel::zeros(predictions.len()))?;
             let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
             return Ok((value, grad));
         }
