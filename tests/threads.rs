@@ -154,7 +154,7 @@ fn tape_routes() {
         f32s(&rng.array(&[600_000], -3.0, 3.0)),
     );
     let ignored = ArrayD::zeros(IxDyn(&[1]));
-    let cases: [(&str, &(dyn Fn(usize) -> (u32, Vec<u32>))); 4] = [
+    let cases: [(&str, &dyn Fn(usize) -> (u32, Vec<u32>)); 4] = [
         ("cross-entropy", &|k| {
             tape_bits(&CrossEntropyLoss::new(), &logits, &classes, k)
         }),
