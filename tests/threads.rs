@@ -126,8 +126,11 @@ fn pointwise_elements() {
     assert_same_bits(&MeanSquaredError::new(), &small, &small.mapv(|v| v * 0.5), "MSE small");
 }
 
+/// A value's bits and a gradient's.
+type Bits = (u32, Vec<u32>);
+
 /// The tape's derivation of a loss in a pool of `threads` threads, as bits.
-fn tape_bits<L: Loss<f32> + Sync>(loss: &L, p: &ArrayD<f32>, t: &ArrayD<f32>, threads: usize) -> (u32, Vec<u32>) {
+fn tape_bits<L: Loss<f32> + Sync>(loss: &L, p: &ArrayD<f32>, t: &ArrayD<f32>, threads: usize) -> Bits {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -154,7 +157,7 @@ fn tape_routes() {
         f32s(&rng.array(&[600_000], -3.0, 3.0)),
     );
     let ignored = ArrayD::zeros(IxDyn(&[1]));
-    let cases: [(&str, &dyn Fn(usize) -> (u32, Vec<u32>)); 4] = [
+    let cases: [(&str, &dyn Fn(usize) -> Bits); 4] = [
         ("cross-entropy", &|k| {
             tape_bits(&CrossEntropyLoss::new(), &logits, &classes, k)
         }),
