@@ -207,15 +207,25 @@ impl Pointwise for BinaryCrossEntropyLoss {
         }
     }
 
-    /// On logits both softplus terms are kept: the shorter
-    /// `(1 − t)·x + (1 − t + w·t)·softplus(−x)` (PyTorch's form, one softplus)
-    /// cancels two huge terms when `x ≪ 0` and `t < 1`, and loses digits the
-    /// closed form keeps (at `x = −1e30`, `t = ¼` in `f32`).
+    /// On logits, `(1 − t)·softplus(x) + w·t·softplus(−x)` with both softplus
+    /// terms split as `softplus(±x) = (|½x| ± ½x) + ln(1 + e^(−|x|))`: the two
+    /// share their one exp and one ln, and every term is ≥ 0, so nothing
+    /// cancels (the shorter `(1 − t)·x + (1 − t + w·t)·softplus(−x)`, PyTorch's
+    /// form, cancels two huge terms when `x ≪ 0` and `t < 1`, and loses digits
+    /// the closed form keeps: at `x = −1e30`, `t = ¼` in `f32`). `|½x| ± ½x`
+    /// rather than `relu(±x)`: with `|x|`'s slope 0 at 0 it has slope `±½`
+    /// there, softplus's own, where `relu`'s 0 would lose it; halved before
+    /// the sum so that `x` up to `f32`'s largest does not overflow.
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
         let one_minus_t = t.neg()?.add_scalar(F::one())?;
         if self.on_logits {
             let positive = t.mul_scalar(self.w())?;
-            p.softplus()?.mul(one_minus_t)?.add(p.neg()?.softplus()?.mul(positive)?)
+            let half = p.mul_scalar(F::from_f64(0.5))?;
+            let half_abs = half.abs()?;
+            let shared = half_abs.mul_scalar(F::from_f64(-2.0))?.exp()?.log1p()?; // ln(1 + e^(−|x|))
+            let negatives = one_minus_t.mul(half_abs.add(half)?)?; // (1 − t)·max(x, 0)
+            let positives = positive.mul(half_abs.sub(half)?)?; // w·t·max(−x, 0)
+            negatives.add(positives)?.add(one_minus_t.add(positive)?.mul(shared)?)
         } else {
             let log_p = record_floored_log(p, Log::Ln)?;
             let log_1mp = record_floored_log(p.neg()?, Log::Log1p)?;
