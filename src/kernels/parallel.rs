@@ -292,6 +292,22 @@ pub(crate) fn for_each_row<F: Send>(data: &mut [F], width: usize, f: impl Fn(usi
     );
 }
 
+/// Calls `f(to, from)` on matching pieces of `to` and `from` (as long as
+/// each other), spread over both cores like the streaming kernels: a copy or
+/// an accumulation, where no piece depends on another. Mark `f`
+/// `#[inline(always)]` so that it is compiled for the dispatched SIMD level.
+#[inline]
+pub(crate) fn for_each_piece<F: Send + Sync>(to: &mut [F], from: &[F], f: impl Fn(&mut [F], &[F]) + Sync) {
+    reduce(
+        (to, from),
+        super::pointwise::STREAMING,
+        #[inline(always)]
+        |(to, from): (&mut [F], &[F])| f(to, from),
+        #[inline(always)]
+        |(), ()| (),
+    );
+}
+
 /// `n` zeros for a new gradient that a kernel then fills on both cores,
 /// written by both cores when `n` is past the streaming threshold: zeroing it
 /// on the calling thread first cost 0.1 ms of one thread for 2²⁰ `f32`, a

@@ -16,7 +16,7 @@ use super::pool;
 use super::{Gradients, Node};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::{parallel, pointwise};
+use crate::kernels::parallel;
 
 /// Gradients in flight during the sweep, indexed like the tape.
 pub(super) struct Sweep<'a, F: Float> {
@@ -58,7 +58,14 @@ impl<'a, F: Float> Sweep<'a, F> {
         debug_assert_eq!(grad.shape(), self.shape(i), "gradient shape of node {i}");
         match &mut self.pending[i] {
             Some(acc) => {
-                flat_mut(acc, |acc| add_into(acc, &flat(&grad)));
+                flat_mut(acc, |acc| {
+                    parallel::for_each_piece(
+                        acc,
+                        &flat(&grad),
+                        #[inline(always)]
+                        |acc, grad| acc.iter_mut().zip(grad).for_each(|(a, &g)| *a += g),
+                    );
+                });
                 pool::give_array(grad);
             }
             slot @ None => *slot = Some(grad),
@@ -83,18 +90,6 @@ impl<'a, F: Float> Sweep<'a, F> {
         let shape = self.shape(i);
         flat_mut(self.pending[i].get_or_insert_with(|| zeros(shape)), add);
     }
-}
-
-/// `acc += grad`, element by element, on both cores for long arrays.
-fn add_into<F: Float>(acc: &mut [F], grad: &[F]) {
-    parallel::reduce(
-        (acc, grad),
-        pointwise::STREAMING,
-        #[inline(always)]
-        |(acc, grad): (&mut [F], &[F])| acc.iter_mut().zip(grad).for_each(|(a, &g)| *a += g),
-        #[inline(always)]
-        |(), ()| (),
-    );
 }
 
 /// How many times each of `nodes` is read by the others (indexed like them).
@@ -157,7 +152,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 let n = sweep.nodes()[input].len();
                 let upstream = reduce::only(&grad);
                 let g = match node.op {
-                    Op::Mean { .. } => upstream / F::from_f64(n as f64),
+                    Op::Mean { .. } => reduce::mean_share(upstream, n),
                     _ => upstream,
                 };
                 if fusion::is_lazy_op(nodes, input) && uses[input] == 1 {

@@ -183,9 +183,10 @@ fn for_each_row_segment(range: Range<usize>, width: usize, mut f: impl FnMut(usi
 }
 
 /// What `fill`'s output arrays hold when the leaves get them.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Start {
-    /// Zeros, for leaves that add into them.
+    /// Zeros, for leaves that add into them (row sums, whose rows span
+    /// blocks).
     Zeros,
     /// Anything: every leaf overwrites each element of its slices first (a
     /// reused buffer then needs no zeroing pass, see [`pool::for_overwrite`]).
@@ -193,37 +194,15 @@ enum Start {
 }
 
 /// Runs `leaf` over `0..n` items cut along `plan`'s tree, with `outputs` arrays
-/// of `n` elements to write: each call gets its range and those arrays'
-/// slices for that range. Returns the leaves' results summed along the tree,
-/// and the arrays. Zeroed arrays grow block by block on one thread; on two,
-/// and when the leaves overwrite them, they are filled in place.
+/// of `n` elements to write, filled in place: each call gets its range and
+/// those arrays' slices for that range. Returns the leaves' results summed
+/// along the tree, and the arrays.
 fn fill<F: Float>(
     plan: Plan,
     n: usize,
     (outputs, start): (usize, Start),
     leaf: impl Fn(Range<usize>, &mut [&mut [F]]) -> F + Sync,
 ) -> (F, Vec<Vec<F>>) {
-    if start == Start::Zeros && parallel::builds_in_order(plan, n) {
-        let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| pool::take(n)).collect();
-        let total = parallel::reduce_in_order(
-            0..n,
-            plan,
-            #[inline(always)]
-            |range: Range<usize>| {
-                let mut slices: Vec<&mut [F]> = arrays
-                    .iter_mut()
-                    .map(|array| {
-                        let start = array.len();
-                        array.resize(start + range.len(), F::zero());
-                        &mut array[start..]
-                    })
-                    .collect();
-                leaf(range, &mut slices)
-            },
-            |a, b| a + b,
-        );
-        return (total, arrays);
-    }
     let new = match start {
         Start::Zeros => pool::zeroed,
         Start::Overwritten => pool::for_overwrite,

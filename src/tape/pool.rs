@@ -28,7 +28,7 @@ use ndarray::ArrayD;
 
 use super::layout::from_vec;
 use crate::float::Float;
-use crate::kernels::{parallel, pointwise};
+use crate::kernels::parallel;
 
 /// Smaller buffers are left to the allocator.
 pub(crate) const MIN_BYTES: usize = 1 << 18;
@@ -114,14 +114,7 @@ pub(crate) fn copy_of<F: Float>(x: &ArrayD<F>) -> ArrayD<F> {
     let buffer = match x.as_slice() {
         Some(elements) => {
             let mut buffer = for_overwrite(elements.len());
-            parallel::reduce(
-                (elements, buffer.as_mut_slice()),
-                pointwise::STREAMING,
-                #[inline(always)]
-                |(from, to): (&[F], &mut [F])| to.copy_from_slice(from),
-                #[inline(always)]
-                |(), ()| (),
-            );
+            parallel::for_each_piece(&mut buffer, elements, <[F]>::copy_from_slice);
             buffer
         }
         None => {

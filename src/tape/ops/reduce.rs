@@ -307,13 +307,22 @@ impl<'t, F: Float> Var<'t, F> {
                 shape,
             });
         }
-        let count = F::from_f64(n as f64);
-        // The seed the sweep gives the elements: the mean's gradient, 1, over n.
-        let (total, speculation) = self.sum_of_elements(F::one() / count);
-        let out = self.record(ndarray::arr0(total / count).into_dyn(), Op::Mean { input: self.index });
+        // The seed the sweep gives the elements when the mean's gradient is 1.
+        let (total, speculation) = self.sum_of_elements(mean_share(F::one(), n));
+        let out = self.record(
+            ndarray::arr0(total / F::from_f64(n as f64)).into_dyn(),
+            Op::Mean { input: self.index },
+        );
         out.keep_speculation(speculation);
         Ok(out)
     }
+}
+
+/// Each of `n` elements' share of a mean's gradient `upstream` (in one place,
+/// so that the gradients a mean computes with its value and those the sweep
+/// computes agree).
+pub(crate) fn mean_share<F: Float>(upstream: F, n: usize) -> F {
+    upstream / F::from_f64(n as f64)
 }
 
 /// The one element of a one-element gradient (`sum` and `mean` pass it to
