@@ -664,52 +664,62 @@ impl<F: Float> Program<F> {
             // so here it is kept element by element like any other. The first
             // contribution to a register or an output array overwrites what
             // was there (an earlier block's values, or a reused buffer's).
-            let fresh = flow.fresh[k][position];
-            let put = |d: &mut F, v: F| if fresh { *d = v } else { *d += v };
-            match step.function {
-                Function::Unary(f) => {
-                    let x = value(arg).slice(len);
-                    macro_rules! run {
-                        ($op:expr) => {
-                            for (((d, &g), &x), &y) in target.iter_mut().zip(g).zip(x.iter()).zip(y) {
-                                put(d, chain(g, $op.derivative(x, y)));
+            // Chosen once per loop, not per element: a loop that both stores and
+            // adds depending on a flag does not vectorise as well.
+            macro_rules! contribute {
+                ($put:expr) => {{
+                    let put = $put;
+                    match step.function {
+                        Function::Unary(f) => {
+                            let x = value(arg).slice(len);
+                            macro_rules! run {
+                                ($op:expr) => {
+                                    for (((d, &g), &x), &y) in target.iter_mut().zip(g).zip(x.iter()).zip(y) {
+                                        put(d, chain(g, $op.derivative(x, y)));
+                                    }
+                                };
                             }
-                        };
-                    }
-                    specialise_unary!(f, run)
-                }
-                Function::Binary(f) => {
-                    let (a, b) = (value(step.args[0]), value(step.args[1]));
-                    let pick = |(da, db): (F, F)| if position == 0 { da } else { db };
-                    macro_rules! run {
-                        ($op:expr) => {{
-                            let gy = target.iter_mut().zip(g).zip(y);
-                            match (a, b) {
-                                (View::Slice(a), View::Slice(b)) => {
-                                    for (((d, &g), &y), (&a, &b)) in gy.zip(a.iter().zip(b)) {
-                                        put(d, chain(g, pick($op.partials(a, b, y))));
+                            specialise_unary!(f, run)
+                        }
+                        Function::Binary(f) => {
+                            let (a, b) = (value(step.args[0]), value(step.args[1]));
+                            let pick = |(da, db): (F, F)| if position == 0 { da } else { db };
+                            macro_rules! run {
+                                ($op:expr) => {{
+                                    let gy = target.iter_mut().zip(g).zip(y);
+                                    match (a, b) {
+                                        (View::Slice(a), View::Slice(b)) => {
+                                            for (((d, &g), &y), (&a, &b)) in gy.zip(a.iter().zip(b)) {
+                                                put(d, chain(g, pick($op.partials(a, b, y))));
+                                            }
+                                        }
+                                        (View::Slice(a), View::Scalar(b)) => {
+                                            for (((d, &g), &y), &a) in gy.zip(a) {
+                                                put(d, chain(g, pick($op.partials(a, b, y))));
+                                            }
+                                        }
+                                        (View::Scalar(a), View::Slice(b)) => {
+                                            for (((d, &g), &y), &b) in gy.zip(b) {
+                                                put(d, chain(g, pick($op.partials(a, b, y))));
+                                            }
+                                        }
+                                        (View::Scalar(a), View::Scalar(b)) => {
+                                            for ((d, &g), &y) in gy {
+                                                put(d, chain(g, pick($op.partials(a, b, y))));
+                                            }
+                                        }
                                     }
-                                }
-                                (View::Slice(a), View::Scalar(b)) => {
-                                    for (((d, &g), &y), &a) in gy.zip(a) {
-                                        put(d, chain(g, pick($op.partials(a, b, y))));
-                                    }
-                                }
-                                (View::Scalar(a), View::Slice(b)) => {
-                                    for (((d, &g), &y), &b) in gy.zip(b) {
-                                        put(d, chain(g, pick($op.partials(a, b, y))));
-                                    }
-                                }
-                                (View::Scalar(a), View::Scalar(b)) => {
-                                    for ((d, &g), &y) in gy {
-                                        put(d, chain(g, pick($op.partials(a, b, y))));
-                                    }
-                                }
+                                }};
                             }
-                        }};
+                            specialise_binary!(f, run)
+                        }
                     }
-                    specialise_binary!(f, run)
-                }
+                }};
+            }
+            if flow.fresh[k][position] {
+                contribute!(|d: &mut F, v: F| *d = v)
+            } else {
+                contribute!(|d: &mut F, v: F| *d += v)
             }
         }
     }
