@@ -308,6 +308,21 @@ pub(crate) fn for_each_piece<F: Send + Sync>(to: &mut [F], from: &[F], f: impl F
     );
 }
 
+/// Calls `f` on pieces of `data` spread over both cores like the streaming
+/// kernels, for an elementwise update in place. Mark `f` `#[inline(always)]`
+/// so that it is compiled for the dispatched SIMD level.
+#[inline]
+pub(crate) fn for_each_chunk<F: Send>(data: &mut [F], f: impl Fn(&mut [F]) + Sync) {
+    reduce(
+        data,
+        super::pointwise::STREAMING,
+        #[inline(always)]
+        |piece: &mut [F]| f(piece),
+        #[inline(always)]
+        |(), ()| (),
+    );
+}
+
 /// `n` zeros for a new gradient that a kernel then fills on both cores,
 /// written by both cores when `n` is past the streaming threshold: zeroing it
 /// on the calling thread first cost 0.1 ms of one thread for 2²⁰ `f32`, a

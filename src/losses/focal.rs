@@ -384,9 +384,10 @@ impl<F: Float> Loss<F> for FocalLoss {
         };
         let out = log_term
             .mul(tape.constant(pool::copy_of(targets)))?
-            .mul_scalar(k.neg_alpha)?
-            .sum()?
-            .mul_scalar(scale)?;
+            // The reduction's scale inside the sum: the gradients computed with
+            // the sum then need no second pass to scale them.
+            .mul_scalar(k.neg_alpha * scale)?
+            .sum()?;
         predictions.with_value(|p| validate::finite_record(Self::NAME, out, p, targets))
     }
 

@@ -315,11 +315,22 @@ pub(super) fn send_speculation<F: Float>(
         return false;
     }
     for (node, mut grad) in speculation.grads {
-        if g == F::zero() {
-            // As `chain` does: a zero gradient stays zero whatever the slope.
-            grad.fill(F::zero());
-        } else if g != F::one() {
-            grad.mapv_inplace(|v| v * g);
+        if g != F::one() {
+            // On both cores: a pass over a gradient the size of the input.
+            layout::flat_mut(&mut grad, |grad| {
+                parallel::for_each_chunk(
+                    grad,
+                    #[inline(always)]
+                    |piece| {
+                        if g == F::zero() {
+                            // As `chain` does: a zero gradient stays zero whatever the slope.
+                            piece.fill(F::zero());
+                        } else {
+                            piece.iter_mut().for_each(|v| *v *= g);
+                        }
+                    },
+                )
+            });
         }
         sweep.send(node, grad);
     }
