@@ -1051,6 +1051,116 @@ fn ce_non_finite_logits_in_a_sample_with_zero_targets() {
     );
 }
 
+/// A sample that adds nothing to the loss — an ignored target, or a class of
+/// weight 0 — has its logits held to the rule of every other sample: a NaN or
+/// +∞ among them, or a row of −∞, is an error from every method (the value
+/// never saw it, so `forward` and `record` used to return Ok where the
+/// gradient routes failed). The closed form's two layouts: classes
+/// contiguous `[N, C]`, and strided `[N, C, d]`.
+#[test]
+fn ce_non_finite_logits_in_an_ignored_or_zero_weight_sample() {
+    let ignoring = CrossEntropyLoss::new().with_ignore_index(2);
+    let weighing = CrossEntropyLoss::new().with_class_weights(vec![1.0, 1.0, 0.0]);
+    for (what, loss) in [("ignored sample", &ignoring), ("zero-weight sample", &weighing)] {
+        // Sample 1 (target 2) is the one that adds nothing.
+        let y = tensor(&[2], &[1.0, 2.0]);
+        for (bad, shown) in [(f64::NAN, "NaN"), (f64::INFINITY, "inf")] {
+            let (mut x, _) = logits_and_classes();
+            x[[1, 1]] = bad;
+            assert_fails!(
+                what,
+                loss.clone(),
+                x,
+                y,
+                Error::NonFinite { arg: "predictions", .. },
+                ["CrossEntropyLoss", "`predictions`", shown, "[1, 1]"]
+            );
+        }
+        let (mut x, _) = logits_and_classes();
+        for c in 0..3 {
+            x[[1, c]] = f64::NEG_INFINITY;
+        }
+        assert_fails!(
+            what,
+            loss.clone(),
+            x,
+            y,
+            Error::NonFinite { arg: "predictions", .. },
+            ["CrossEntropyLoss", "`predictions`", "-inf", "[1, 0]"]
+        );
+        // [1, 3, 2]: sample (0, 1) is the one that adds nothing.
+        let mut x = tensor(&[1, 3, 2], &[1.0, 0.8, 2.0, 0.2, 0.5, 1.5]);
+        x[[0, 1, 1]] = f64::NAN;
+        assert_fails!(
+            what,
+            loss.clone(),
+            x,
+            tensor(&[1, 2], &[1.0, 2.0]),
+            Error::NonFinite { arg: "predictions", .. },
+            ["CrossEntropyLoss", "`predictions`", "NaN", "[0, 1, 1]"]
+        );
+    }
+    // A NaN or infinite probability in a class of weight 0: the tape's mask on
+    // the weights used to hide it from `record`.
+    for (bad, shown) in [(f64::NAN, "NaN"), (f64::INFINITY, "inf")] {
+        let (x, _) = logits_and_classes();
+        let soft = tensor(&[2, 3], &[0.0, 1.0, bad, 1.0, 0.0, 0.0]);
+        for smoothing in [0.0, 0.1] {
+            assert_fails!(
+                "target in a zero-weight class",
+                weighing.clone().with_label_smoothing(smoothing),
+                x,
+                soft,
+                Error::NonFinite { arg: "targets", .. },
+                ["CrossEntropyLoss", "`targets`", shown, "[0, 2]"]
+            );
+        }
+    }
+}
+
+/// What stays allowed next to the case above: a `−∞` logit masks its class
+/// wherever that class's coefficient is 0 — in a kept sample (not its target),
+/// in an ignored sample, or in a zero-weight sample — with a finite loss, the
+/// value of the same inputs without it, and a zero gradient there.
+#[test]
+fn ce_masking_logits_in_ignored_or_zero_weight_samples_are_allowed() {
+    let ninf = f64::NEG_INFINITY;
+    let ignoring = CrossEntropyLoss::new().with_ignore_index(2);
+    let weighing = CrossEntropyLoss::new().with_class_weights(vec![1.0, 1.0, 0.0]);
+    let y = tensor(&[2], &[1.0, 2.0]);
+    // Sample 0 masks class 2; sample 1 (ignored, or of weight 0) masks class 0, then class 2.
+    let x = tensor(&[2, 3], &[1.0, 2.0, ninf, ninf, 0.2, 1.5]);
+    let other = tensor(&[2, 3], &[1.0, 2.0, ninf, 0.8, 0.2, ninf]);
+    // The loss of sample 0 alone: ln(e¹ + e²) − 2.
+    let expected = (1f64.exp() + 2f64.exp()).ln() - 2.0;
+    for (what, loss) in [("ignored sample", &ignoring), ("zero-weight sample", &weighing)] {
+        for x in [&x, &other] {
+            for (method, result) in every_method::<f64, _>(loss, x, &y) {
+                assert!(result.is_ok(), "{what}: {method}: {result:?}");
+            }
+            let x32 = x.mapv(|v| v as f32);
+            for (method, result) in every_method::<f32, _>(loss, &x32, &y.mapv(|v| v as f32)) {
+                assert!(result.is_ok(), "{what}: {method} (f32): {result:?}");
+            }
+            let (value, grad) = loss.value_and_grad(x, &y).expect("masked classes are allowed");
+            assert!((value - expected).abs() < 1e-12, "{what}: {value} vs {expected}");
+            let tape = Tape::new();
+            let recorded = loss.record(&tape, tape.var(x.clone()), &y).and_then(|v| v.item());
+            assert!(recorded.is_ok_and(|v| (v - expected).abs() < 1e-12), "{what}: record");
+            assert_eq!(grad[[0, 2]], 0.0, "{what}: the masked class of sample 0");
+            for c in 0..3 {
+                assert_eq!(grad[[1, c]], 0.0, "{what}: sample 1, class {c}");
+            }
+            let (_, on_tape) = value_and_grad_on_tape(loss, x, &y).expect("the tape route");
+            assert_eq!(on_tape[[0, 2]], 0.0, "{what}: the masked class on the tape");
+            assert!(
+                on_tape.iter().zip(&grad).all(|(a, b)| (a - b).abs() < 1e-12),
+                "{what}: tape"
+            );
+        }
+    }
+}
+
 #[test]
 fn ce_class_index_out_of_range_negative_or_fractional() {
     for (bad, why) in [(3.0, "< 3"), (7.0, "< 3"), (-1.0, "≥ 0"), (0.5, "whole number")] {

@@ -13,6 +13,11 @@
 //!
 //! A term with `a_c = 0` is skipped, so a masking logit of `−∞` on such a class
 //! adds nothing to the loss and gets a zero gradient instead of `0·∞ = NaN`.
+//! A sample whose coefficients are all 0 (an ignored target, a class of weight
+//! 0, soft targets of 0) adds nothing either, but its logits are held to the
+//! rule of every other sample: where `lse` is not finite (a NaN or `+∞` logit,
+//! or every logit `−∞`) the loss is NaN, so that the caller reports the input
+//! whichever method computes.
 //! `lse − x_c` is taken as `ln Σ e^(x − m) − (x_c − m)`, so logits of ±1e4
 //! lose no precision to cancellation.
 
@@ -272,6 +277,21 @@ fn weighted<F: Float>(a: F, d: F) -> F {
     if a == F::zero() { F::zero() } else { a * d }
 }
 
+/// A one-hot sample's loss `w·(lse − x_y)`, from `ln Σe` and `d = x_y − m`.
+/// With `w = 0` it is `0·lse`: 0 (even where `x_y = −∞`), but NaN where `lse`
+/// is not finite, as for any sample whose coefficients are all 0.
+#[inline(always)]
+fn one_hot_loss<F: Float>(w: F, ln_sum: F, d: F) -> F {
+    if w == F::zero() { w * ln_sum } else { w * (ln_sum - d) }
+}
+
+/// Whether `ln Σ e^x` of a row is finite: no NaN, no `+∞`, not every logit
+/// `−∞`. For ignored samples, whose rows are otherwise not read.
+#[inline(always)]
+fn lse_finite<F: Float>(x: &[F]) -> bool {
+    row_max(x).is_finite() && !x.iter().any(|v| v.is_nan())
+}
+
 /// Rows `[N, C]`, each contiguous; `logits` starts at sample `first`.
 #[inline(always)]
 fn contiguous<F: Float>(
@@ -293,6 +313,9 @@ fn contiguous<F: Float>(
             if let Some(g) = g {
                 g.fill(F::zero());
             }
+            if !lse_finite(x) {
+                total += f64::NAN;
+            }
             continue;
         }
         let m = row_max(x);
@@ -312,7 +335,7 @@ fn contiguous<F: Float>(
                     }
                     finite &= one_hot_finite(k, scale * w);
                 }
-                weighted(w, ln_sum - d)
+                one_hot_loss(w, ln_sum, d)
             }
             _ => {
                 let base = i * classes;
@@ -472,11 +495,17 @@ fn strided<F: Float>(
             for j in 0..w {
                 let ln_sum = sum[j].ln();
                 let loss = match samples[j] {
-                    Sample::Ignored => continue,
+                    Sample::Ignored => {
+                        // Its `Σe` is NaN exactly where its `lse` is not finite.
+                        if sum[j].is_nan() {
+                            total += f64::NAN;
+                        }
+                        continue;
+                    }
                     Sample::OneHot(y, w) => {
                         k[j] = scale * w / sum[j];
                         hot[j] = (y, scale * w);
-                        weighted(w, ln_sum - (x[y * inner + s0 + j] - m[j]))
+                        one_hot_loss(w, ln_sum, x[y * inner + s0 + j] - m[j])
                     }
                     Sample::Index { hit, .. } => {
                         let a = coefs.total_index(hit);
@@ -624,7 +653,7 @@ mod tests {
     fn masked_classes_and_ignored_samples_stay_finite() {
         let inf = f64::NEG_INFINITY;
         for inner in [1, 3] {
-            // Sample 0 masks class 1; sample 1 is ignored and holds NaN.
+            // Sample 0 masks class 1; sample 1 is ignored and masks class 0.
             let layout = ClassLayout {
                 outer: 2,
                 classes: 3,
@@ -633,7 +662,7 @@ mod tests {
             let mut x = vec![0.5; layout.len()];
             for s in 0..inner {
                 x[inner + s] = inf;
-                x[3 * inner + s] = f64::NAN;
+                x[3 * inner + s] = inf;
             }
             let y: Vec<f64> = (0..layout.samples())
                 .map(|i| if i < inner { 0.0 } else { 7.0 })
@@ -655,6 +684,55 @@ mod tests {
             assert!(g.iter().all(|v| v.is_finite()));
             assert_eq!(g[inner], 0.0);
             assert!(g[3 * inner..].iter().all(|&v| v == 0.0));
+        }
+    }
+
+    #[test]
+    fn a_sample_that_adds_nothing_still_makes_the_loss_nan_where_its_lse_is_not_finite() {
+        let (nan, inf, ninf) = (f64::NAN, f64::INFINITY, f64::NEG_INFINITY);
+        for inner in [1, 3] {
+            let layout = ClassLayout {
+                outer: 2,
+                classes: 3,
+                inner,
+            };
+            // Sample 0 (of each position s) is kept with class 0; sample 1 is
+            // ignored (target 7) or of class 2, whose weight is 0.
+            let weights = [1.0, 1.0, 0.0];
+            for (target, w) in [(7.0, None), (2.0, Some(&weights[..]))] {
+                let y: Vec<f64> = (0..layout.samples())
+                    .map(|i| if i < inner { 0.0 } else { target })
+                    .collect();
+                let labels = Labels::Indices {
+                    targets: &y,
+                    ignore_index: Some(7),
+                };
+                let options = Options {
+                    weights: w,
+                    smoothing: 0.0,
+                };
+                for (row, nan_expected) in [
+                    ([0.5, nan, 0.5], true),
+                    ([0.5, 0.5, inf], true),
+                    ([ninf; 3], true),
+                    ([0.5, 0.5, ninf], false),
+                    ([ninf, 0.5, 0.5], false),
+                ] {
+                    let mut x = vec![0.5; layout.len()];
+                    for s in 0..inner {
+                        for (c, &v) in row.iter().enumerate() {
+                            x[3 * inner + c * inner + s] = v;
+                        }
+                    }
+                    let (v, _, f) = run(&x, layout, labels, options);
+                    let what = format!("inner {inner}, target {target}, row {row:?}: {v} {f}");
+                    if nan_expected {
+                        assert!(v.is_nan() && f.is_nan(), "{what}");
+                    } else {
+                        assert!(close(v, inner as f64 * 3f64.ln()) && close(f, v), "{what}");
+                    }
+                }
+            }
         }
     }
 

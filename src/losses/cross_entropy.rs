@@ -43,6 +43,9 @@ const NAME: &str = "CrossEntropyLoss";
 /// gradients in `f32` and `f64`. A logit of `−∞` masks its class: it is
 /// allowed wherever that class's coefficient `a_c` is 0 (not the target, no
 /// probability, no smoothing), gives a finite loss and a zero gradient there.
+/// A sample whose coefficients are all 0 (an ignored target, a class of
+/// weight 0, soft targets of 0) adds nothing, but its logits are checked like
+/// any other's: a NaN or `+∞` among them, or a row of `−∞`, is an error.
 ///
 /// **Gradient.** `∂ℓ/∂x_c = A·softmax_c − a_c` with `A = Σ_c a_c` (for a
 /// one-hot or index target without options, `softmax − one-hot`), times `1/D`
@@ -73,7 +76,9 @@ const NAME: &str = "CrossEntropyLoss";
 /// - [`Error::AllTargetsIgnored`] as above;
 /// - [`Error::NonFinite`] when the loss is not finite, naming the first NaN or
 ///   infinity in the inputs (an unmasked `−∞`, a `−∞` under label smoothing,
-///   NaN targets).
+///   NaN targets), and likewise for a NaN or `+∞` logit or a row of `−∞` in a
+///   sample that adds nothing (ignored, or of weight 0) and a NaN or infinite
+///   target in a class of weight 0, though the loss does not see them.
 ///
 /// # Examples
 /// The seed's classification example, with one-hot targets:
@@ -398,11 +403,15 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
         let shape = predictions.shape();
         // `record` fails exactly where `forward` does. The masks below
         // (`where_mask` on zero coefficients) would hide a NaN or +∞ logit, or
-        // a row of −∞, in a sample whose coefficients are all 0; so when any
-        // logit is not finite the fused forward pass decides (and names the
-        // culprit). With finite logits that pass has nothing to add to the
-        // checks below, and one read of the logits replaces its exp per logit.
-        let finite = predictions.with_value(validate::all_finite);
+        // a row of −∞, in a sample whose coefficients are all 0 (ignored, of
+        // weight 0 or with soft targets of 0), and the mask on zero class
+        // weights a NaN or infinite target; so when any logit (or, with a
+        // weight of 0, any target) is not finite the fused forward pass
+        // decides (and names the culprit). With finite inputs that pass has
+        // nothing to add to the checks below, and one read of the logits
+        // replaces its exp per logit.
+        let zero_weight = self.class_weights.as_ref().is_some_and(|w| w.contains(&0.0));
+        let finite = predictions.with_value(validate::all_finite) && (!zero_weight || validate::all_finite(targets));
         if !finite {
             predictions.with_value(|x| self.compute(x, targets, None))?;
         }

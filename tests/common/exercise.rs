@@ -586,13 +586,9 @@ fn cross_entropy_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Redu
     } else {
         filled(&shape, || bounded(b, plan))
     };
+    // A NaN or +inf logit is an error even in an ignored or zero-weight
+    // sample, and a NaN target even in a class of weight 0.
     let mut expect = plan.expect();
-    // A NaN in an ignored or zero-weight sample never reaches the loss value,
-    // so only the gradient methods may see it: no promise either way.
-    let masked = ignore.is_some() || weights.as_ref().is_some_and(|w| w.contains(&0.0));
-    if matches!(kind, Some(2 | 3)) && masked {
-        expect = Expect::Either;
-    }
     match kind {
         Some(0) => {
             let mut other = other_shape(b, &shape);
