@@ -188,6 +188,17 @@ impl Plan {
     }
 }
 
+/// For memory-bound work (terms of a few arithmetic operations, as MSE's,
+/// MAE's, Huber's and smooth L1's, and the tape's copies and accumulations):
+/// AVX2 at most, and both cores only from 2¹⁹ elements,
+/// about 50 µs of one thread's work, where handing half to a sleeping rayon
+/// worker (≈ 11 µs to wake on this machine) starts to pay (docs/benchmarks.md).
+pub(crate) const STREAMING: Plan = Plan {
+    block: 4096,
+    min_parallel: 1 << 19,
+    streaming: true,
+};
+
 /// Reduces `data`: `leaf` maps each block (at most `plan.block` items, only
 /// the last one shorter) to a partial result, and `combine` adds two partial
 /// results, left before right, along the fixed tree. An empty input gives
@@ -280,7 +291,7 @@ pub(crate) fn for_each_row<F: Send>(data: &mut [F], width: usize, f: impl Fn(usi
     }
     reduce(
         (0..data.len() / width, Rows { data, width }),
-        super::pointwise::STREAMING.rows(width),
+        STREAMING.rows(width),
         #[inline(always)]
         |(indices, rows): (std::ops::Range<usize>, Rows<&mut [F]>)| {
             for (k, row) in indices.zip(rows.data.chunks_exact_mut(width)) {
@@ -300,7 +311,7 @@ pub(crate) fn for_each_row<F: Send>(data: &mut [F], width: usize, f: impl Fn(usi
 pub(crate) fn for_each_piece<F: Send + Sync>(to: &mut [F], from: &[F], f: impl Fn(&mut [F], &[F]) + Sync) {
     reduce(
         (to, from),
-        super::pointwise::STREAMING,
+        STREAMING,
         #[inline(always)]
         |(to, from): (&mut [F], &[F])| f(to, from),
         #[inline(always)]
@@ -315,7 +326,7 @@ pub(crate) fn for_each_piece<F: Send + Sync>(to: &mut [F], from: &[F], f: impl F
 pub(crate) fn for_each_chunk<F: Send>(data: &mut [F], f: impl Fn(&mut [F]) + Sync) {
     reduce(
         data,
-        super::pointwise::STREAMING,
+        STREAMING,
         #[inline(always)]
         |piece: &mut [F]| f(piece),
         #[inline(always)]
@@ -329,7 +340,7 @@ pub(crate) fn for_each_chunk<F: Send>(data: &mut [F], f: impl Fn(&mut [F]) + Syn
 /// tenth of BCE on logits' whole call. A zero has the same bits whoever
 /// writes it.
 pub(crate) fn zeros<F: Float>(n: usize) -> Vec<F> {
-    if runs_serially(super::pointwise::STREAMING, n) {
+    if runs_serially(STREAMING, n) {
         return vec![F::zero(); n];
     }
     let mut zeros = Vec::with_capacity(n);

@@ -45,15 +45,22 @@ macro_rules! for_each_lane {
 }
 const _: () = assert!(LANES == 16, "for_each_lane! writes out 16 lanes");
 
-/// For terms of a few arithmetic operations (MSE, MAE, Huber, smooth L1):
-/// memory-bound, so AVX2 at most, and both cores only from 2¹⁹ elements,
-/// about 50 µs of one thread's work, where handing half to a sleeping rayon
-/// worker (≈ 11 µs to wake on this machine) starts to pay (docs/benchmarks.md).
-pub(crate) const STREAMING: Plan = Plan {
-    block: 4096,
-    min_parallel: 1 << 19,
-    streaming: true,
-};
+pub(crate) use super::parallel::STREAMING;
+
+/// `$body` with `$streaming` a constant `bool`, the plan's `streaming`: two
+/// copies of a kernel, chosen once per call (where the plan is known) rather
+/// than inside the loop.
+macro_rules! by_plan {
+    ($plan:expr, $streaming:ident => $body:expr) => {
+        if $plan.streaming {
+            const $streaming: bool = true;
+            $body
+        } else {
+            const $streaming: bool = false;
+            $body
+        }
+    };
+}
 
 /// For terms with exp, ln or divisions (BCE, softplus): compute-bound, so
 /// the widest SIMD, and both cores from 2¹⁵ elements (the same ≈ 50 µs of
@@ -90,27 +97,14 @@ pub(crate) fn sum_terms_and_grad<F: Float>(
 #[inline]
 pub(crate) fn sum_terms_with<F: Float>(plan: Plan, p: &[F], t: &[F], term: impl Fn(F, F) -> F + Sync) -> F {
     debug_assert_eq!(p.len(), t.len());
-    // Two copies of the kernel, chosen here (where the plan is a constant)
-    // rather than inside the loop.
-    if plan.streaming {
-        parallel::reduce(
-            (p, t),
-            plan,
-            #[inline(always)]
-            |(p, t)| block_sum::<F, true>(p, t, &term),
-            #[inline(always)]
-            |a, b| a + b,
-        )
-    } else {
-        parallel::reduce(
-            (p, t),
-            plan,
-            #[inline(always)]
-            |(p, t)| block_sum::<F, false>(p, t, &term),
-            #[inline(always)]
-            |a, b| a + b,
-        )
-    }
+    by_plan!(plan, STREAM => parallel::reduce(
+        (p, t),
+        plan,
+        #[inline(always)]
+        |(p, t)| block_sum::<F, STREAM>(p, t, &term),
+        #[inline(always)]
+        |a, b| a + b,
+    ))
 }
 
 /// [`sum_terms_and_grad`] with a given plan.
@@ -124,25 +118,14 @@ pub(crate) fn sum_terms_and_grad_with<F: Float>(
     term: impl Fn(F, F) -> (F, F) + Sync,
 ) -> F {
     debug_assert!(p.len() == t.len() && p.len() == grad.len());
-    if plan.streaming {
-        parallel::reduce(
-            (p, t, grad),
-            plan,
-            #[inline(always)]
-            |(p, t, g)| block_sum_and_grad::<F, true>(p, t, g, scale, &term),
-            #[inline(always)]
-            |a, b| a + b,
-        )
-    } else {
-        parallel::reduce(
-            (p, t, grad),
-            plan,
-            #[inline(always)]
-            |(p, t, g)| block_sum_and_grad::<F, false>(p, t, g, scale, &term),
-            #[inline(always)]
-            |a, b| a + b,
-        )
-    }
+    by_plan!(plan, STREAM => parallel::reduce(
+        (p, t, grad),
+        plan,
+        #[inline(always)]
+        |(p, t, g)| block_sum_and_grad::<F, STREAM>(p, t, g, scale, &term),
+        #[inline(always)]
+        |a, b| a + b,
+    ))
 }
 
 /// [`sum_terms_and_grad_with`] returning a new gradient, built in order on
@@ -160,25 +143,14 @@ pub(crate) fn sum_terms_and_new_grad<F: Float>(
 ) -> (F, Vec<F>) {
     debug_assert_eq!(p.len(), t.len());
     let mut grad = Vec::with_capacity(p.len());
-    let sum = if plan.streaming {
-        parallel::reduce_in_order(
-            (p, t),
-            plan,
-            #[inline(always)]
-            |(p, t): (&[F], &[F])| block_sum_and_grad::<F, true>(p, t, &mut grad, scale, &term),
-            #[inline(always)]
-            |a, b| a + b,
-        )
-    } else {
-        parallel::reduce_in_order(
-            (p, t),
-            plan,
-            #[inline(always)]
-            |(p, t): (&[F], &[F])| block_sum_and_grad::<F, false>(p, t, &mut grad, scale, &term),
-            #[inline(always)]
-            |a, b| a + b,
-        )
-    };
+    let sum = by_plan!(plan, STREAM => parallel::reduce_in_order(
+        (p, t),
+        plan,
+        #[inline(always)]
+        |(p, t): (&[F], &[F])| block_sum_and_grad::<F, STREAM>(p, t, &mut grad, scale, &term),
+        #[inline(always)]
+        |a, b| a + b,
+    ));
     (sum, grad)
 }
 
