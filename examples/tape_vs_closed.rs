@@ -16,6 +16,14 @@
 //! the wall-clock ratio is up to twice the CPU ratio (`RAYON_NUM_THREADS=1`
 //! keeps the closed forms on one thread).
 //!
+//! The `copies` columns are a floor under the tape's route: copying the
+//! predictions and the targets into arrays that the tape owns, which it must
+//! do before any work of its own (`Tape::var` and `Tape::constant` take their
+//! arrays by value, and `Loss::record` gets `&targets`), timed here into
+//! buffers reused across calls; then that time over the closed form's (CPU
+//! time where available). Where that ratio nears 3×, the tape cannot be
+//! within 3× of the closed form on this workload.
+//!
 //! The last columns count the minor page faults per call. With glibc's
 //! allocator, arrays of a few MiB come from the heap, and freeing more than
 //! its trim threshold at the top of the heap returns that memory to the
@@ -212,8 +220,19 @@ fn main() -> tapeloss::Result<()> {
     }
 
     println!(
-        "{:<18} {:>11} | {:>9} {:>9} | {:>9} {:>9} | {:>6} {:>6} | {:>7} {:>7}",
-        "loss", "size", "closed ms", "(wall)", "tape ms", "(wall)", "ratio", "(wall)", "faults", "(tape)"
+        "{:<18} {:>11} | {:>9} {:>9} | {:>9} {:>9} | {:>6} {:>6} | {:>9} {:>6} | {:>7} {:>7}",
+        "loss",
+        "size",
+        "closed ms",
+        "(wall)",
+        "tape ms",
+        "(wall)",
+        "ratio",
+        "(wall)",
+        "copies ms",
+        "ratio",
+        "faults",
+        "(tape)"
     );
     for case in cases() {
         if !case.name.to_lowercase().contains(&filter) {
@@ -237,10 +256,21 @@ fn main() -> tapeloss::Result<()> {
         let mut run_tape = || {
             black_box(value_and_grad_on_tape(loss, black_box(p), black_box(t)).ok());
         };
-        let (k_closed, k_tape) = (block_size(&mut run_closed), block_size(&mut run_tape));
+        // The least the tape's route must do besides: copy both inputs into
+        // arrays it owns (`Tape::var` and `Tape::constant` take them by value,
+        // and `record` gets `&targets`), here into buffers reused across calls.
+        let mut owned = (p.clone(), t.clone());
+        let mut run_copies = || {
+            owned.0.assign(black_box(p));
+            owned.1.assign(black_box(t));
+            black_box(&owned);
+        };
+        let k_closed = block_size(&mut run_closed);
+        let (k_tape, k_copies) = (block_size(&mut run_tape), block_size(&mut run_copies));
         let (mut closed, mut tape) = ((vec![], vec![], vec![]), (vec![], vec![], vec![]));
+        let mut copies = (vec![], vec![]);
         while closed.0.len() < min_blocks {
-            // Alternating blocks, so that a burst of load hits both sides.
+            // Alternating blocks, so that a burst of load hits every side.
             let (w, c, f) = time_block(k_closed, &mut run_closed);
             closed.0.push(w);
             closed.1.extend(c);
@@ -249,6 +279,9 @@ fn main() -> tapeloss::Result<()> {
             tape.0.push(w);
             tape.1.extend(c);
             tape.2.extend(f);
+            let (w, c, _) = time_block(k_copies, &mut run_copies);
+            copies.0.push(w);
+            copies.1.extend(c);
         }
         let faults = |v: &mut Vec<f64>| if v.is_empty() { f64::NAN } else { median(v) };
         let (fc, ft) = (faults(&mut closed.2), faults(&mut tape.2));
@@ -259,8 +292,13 @@ fn main() -> tapeloss::Result<()> {
             None
         };
         let (cc, tc) = cpu.unwrap_or((cw, tw));
+        let copies = if cpu.is_some() && copies.1.len() == copies.0.len() {
+            median(&mut copies.1)
+        } else {
+            median(&mut copies.0)
+        };
         println!(
-            "{:<18} {:>11} | {:>9.3} {:>9.3} | {:>9.3} {:>9.3} | {:>5.1}× {:>5.1}× | {:>7.0} {:>7.0}   ({} blocks of {}/{})",
+            "{:<18} {:>11} | {:>9.3} {:>9.3} | {:>9.3} {:>9.3} | {:>5.1}× {:>5.1}× | {:>9.3} {:>5.1}× | {:>7.0} {:>7.0}   ({} blocks of {}/{})",
             case.name,
             case.size,
             cc,
@@ -269,6 +307,8 @@ fn main() -> tapeloss::Result<()> {
             tw,
             tc / cc,
             tw / cw,
+            copies,
+            copies / cc,
             fc,
             ft,
             closed.0.len(),
