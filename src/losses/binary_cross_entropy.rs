@@ -219,11 +219,17 @@ impl Pointwise for BinaryCrossEntropyLoss {
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
         let one_minus_t = t.neg()?.add_scalar(F::one())?;
         if self.on_logits {
-            let positive = t.mul_scalar(self.w())?;
             let half = p.mul_scalar(F::from_f64(0.5))?;
             let half_abs = half.abs()?;
             let shared = half_abs.mul_scalar(F::from_f64(-2.0))?.exp()?.log1p()?; // ln(1 + e^(−|x|))
             let negatives = one_minus_t.mul(half_abs.add(half)?)?; // (1 − t)·max(x, 0)
+            if self.pos_weight.is_none() {
+                // w = 1: the shared term's coefficient 1 − t + t is 1, and the
+                // chain has 14 steps instead of 17.
+                let positives = t.mul(half_abs.sub(half)?)?; // t·max(−x, 0)
+                return negatives.add(positives)?.add(shared);
+            }
+            let positive = t.mul_scalar(self.w())?;
             let positives = positive.mul(half_abs.sub(half)?)?; // w·t·max(−x, 0)
             negatives.add(positives)?.add(one_minus_t.add(positive)?.mul(shared)?)
         } else {
