@@ -216,9 +216,14 @@ impl Pointwise for BinaryCrossEntropyLoss {
     /// rather than `relu(±x)`: with `|x|`'s slope 0 at 0 it has slope `±½`
     /// there, softplus's own, where `relu`'s 0 would lose it; halved before
     /// the sum so that `x` up to `f32`'s largest does not overflow.
+    ///
+    /// On probabilities, `−t·max(ln p, −100) + (t − 1)·max(ln(1 − p), −100)`:
+    /// the signs go on the targets' side, which has no gradient to carry, so
+    /// the chain ends without a negation step (the same bits, since negation
+    /// is exact and `t − 1 = −(1 − t)` rounds alike).
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
-        let one_minus_t = t.neg()?.add_scalar(F::one())?;
         if self.on_logits {
+            let one_minus_t = t.neg()?.add_scalar(F::one())?;
             let half = p.mul_scalar(F::from_f64(0.5))?;
             let half_abs = half.abs()?;
             let shared = half_abs.mul_scalar(F::from_f64(-2.0))?.exp()?.log1p()?; // ln(1 + e^(−|x|))
@@ -235,7 +240,8 @@ impl Pointwise for BinaryCrossEntropyLoss {
         } else {
             let log_p = record_floored_log(p, Log::Ln)?;
             let log_1mp = record_floored_log(p.neg()?, Log::Log1p)?;
-            t.mul(log_p)?.add(one_minus_t.mul(log_1mp)?)?.neg()
+            let t_minus_one = t.add_scalar(-F::one())?;
+            t.neg()?.mul(log_p)?.add(t_minus_one.mul(log_1mp)?)
         }
     }
 }
