@@ -301,12 +301,15 @@ fn tapes_in_a_row_reuse_buffers_without_stale_values() -> Result<()> {
 /// `sum` and `mean` of a chain that leads to a tracked leaf differentiate it
 /// while summing it, and the sweep sends those gradients: for the root (the
 /// same bits as a second sweep, which recomputes them), scaled when the
-/// reduction's own gradient is not 1 (and 0 when it is 0), and not at all
-/// when a value of the chain was used elsewhere after the reduction.
+/// reduction's own gradient is not 1 (and 0 when it is 0; on both cores for
+/// long chains), and not at all when a value of the chain was used elsewhere
+/// after the reduction.
 #[test]
 fn reductions_differentiate_their_chain_with_its_value() -> Result<()> {
     let mut rng = Rng::new(31);
-    for n in LENGTHS {
+    // The last length is past the point (2¹⁹) where scaling the gradients
+    // splits over the cores.
+    for n in LENGTHS.into_iter().chain([600_001]) {
         let (x0, t0) = (rng.array(&[n], -2.0, 2.0), rng.array(&[n], -2.0, 2.0));
         let (xs, ts) = (slice(&x0), slice(&t0));
         let tape = Tape::<f64>::new();
