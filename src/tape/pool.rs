@@ -90,24 +90,35 @@ fn pooled<F: Float>(len: usize) -> Option<Vec<F>> {
 /// threads at once. Callers are the kernels that write each element exactly
 /// once (tested with buffers full of stale values in `tests/tape_fusion.rs`).
 pub(crate) fn for_overwrite<F: Float>(len: usize) -> Vec<F> {
-    match pooled(len) {
+    // Zeroed on both cores when large, as a closed form's new gradient is:
+    // a miss is usually the gradient the caller keeps.
+    reused(len).unwrap_or_else(|| parallel::zeros(len))
+}
+
+/// `len` zeros in a pooled buffer, written on both cores when large (a
+/// scatter's 16 MB gradient, say).
+pub(crate) fn zeroed<F: Float>(len: usize) -> Vec<F> {
+    match reused(len) {
         Some(mut buffer) => {
-            // Only the part the earlier array did not fill is written here.
-            buffer.truncate(len);
-            buffer.resize(len, F::zero());
+            parallel::for_each_chunk(
+                &mut buffer,
+                #[inline(always)]
+                |piece| piece.fill(F::zero()),
+            );
             buffer
         }
-        // Zeroed on both cores when large, as a closed form's new gradient is:
-        // a miss is usually the gradient the caller keeps.
         None => parallel::zeros(len),
     }
 }
 
-/// `len` zeros in a pooled buffer.
-pub(crate) fn zeroed<F: Float>(len: usize) -> Vec<F> {
-    let mut buffer = take(len);
-    buffer.resize(len, F::zero());
-    buffer
+/// A pooled buffer of `len` elements, holding what it held when it came
+/// back (only the part the earlier array did not fill is written here).
+fn reused<F: Float>(len: usize) -> Option<Vec<F>> {
+    pooled(len).map(|mut buffer| {
+        buffer.truncate(len);
+        buffer.resize(len, F::zero());
+        buffer
+    })
 }
 
 /// A copy of `x`, row-major, in a pooled buffer: on both cores when `x` is
@@ -196,6 +207,20 @@ mod tests {
         let most = take::<f32>(n - n / 8);
         assert_eq!(most.as_ptr(), address);
         assert_eq!(zeroed::<f32>(n), vec![0.0; n]);
+    }
+
+    #[test]
+    fn zeroed_buffers_are_zero_when_reused() {
+        // One below the length where zeroing splits over the cores, one past it.
+        for n in [MIN_BYTES / 4, 1 << 20] {
+            let mut stale = take::<f32>(n);
+            stale.resize(n, 7.0);
+            let address = stale.as_ptr();
+            give(stale);
+            let zeros = zeroed::<f32>(n);
+            assert_eq!(zeros.as_ptr(), address, "n = {n}: the pooled buffer");
+            assert!(zeros.iter().all(|&v| v == 0.0), "n = {n}");
+        }
     }
 
     #[test]
