@@ -227,16 +227,19 @@ impl Pointwise for BinaryCrossEntropyLoss {
             let half = p.mul_scalar(F::from_f64(0.5))?;
             let half_abs = half.abs()?;
             let shared = half_abs.mul_scalar(F::from_f64(-2.0))?.exp()?.log1p()?; // ln(1 + e^(−|x|))
+            let positive = match self.pos_weight {
+                Some(_) => t.mul_scalar(self.w())?,
+                None => t,
+            };
             let negatives = one_minus_t.mul(half_abs.add(half)?)?; // (1 − t)·max(x, 0)
-            if self.pos_weight.is_none() {
+            let positives = positive.mul(half_abs.sub(half)?)?; // w·t·max(−x, 0)
+            let linear = negatives.add(positives)?;
+            match self.pos_weight {
                 // w = 1: the shared term's coefficient 1 − t + t is 1, and the
                 // chain has 14 steps instead of 17.
-                let positives = t.mul(half_abs.sub(half)?)?; // t·max(−x, 0)
-                return negatives.add(positives)?.add(shared);
+                None => linear.add(shared),
+                Some(_) => linear.add(one_minus_t.add(positive)?.mul(shared)?),
             }
-            let positive = t.mul_scalar(self.w())?;
-            let positives = positive.mul(half_abs.sub(half)?)?; // w·t·max(−x, 0)
-            negatives.add(positives)?.add(one_minus_t.add(positive)?.mul(shared)?)
         } else {
             let log_p = record_floored_log(p, Log::Ln)?;
             let log_1mp = record_floored_log(p.neg()?, Log::Log1p)?;

@@ -2,7 +2,7 @@
 
 use ndarray::{ArrayD, Dimension};
 
-use super::slices::{elements, write_elements};
+use super::slices::{elements, new_grad, write_elements};
 use super::validate::{self, Domain};
 use super::{Loss, Reduction};
 use crate::error::{Error, Result};
@@ -400,7 +400,7 @@ impl<F: Float> Loss<F> for FocalLoss {
 
     fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
         if !parallel::builds_in_order(COMPUTE, predictions.len()) {
-            let mut grad = ArrayD::from_shape_vec(predictions.raw_dim(), parallel::zeros(predictions.len()))?;
+            let mut grad = new_grad(predictions);
             let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
             return Ok((value, grad));
         }

@@ -80,7 +80,6 @@ use ndarray::ArrayD;
 
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::parallel;
 use crate::tape::{Tape, Var, pool};
 
 pub use binary_cross_entropy::BinaryCrossEntropyLoss;
@@ -197,7 +196,7 @@ pub trait Loss<F: Float> {
     /// # Errors
     /// As [`Loss::value_and_grad_into`].
     fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        let mut grad = ArrayD::from_shape_vec(predictions.raw_dim(), parallel::zeros(predictions.len()))?;
+        let mut grad = slices::new_grad(predictions);
         let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
         Ok((value, grad))
     }

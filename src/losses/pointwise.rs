@@ -6,7 +6,7 @@
 
 use ndarray::ArrayD;
 
-use super::slices::{elements, write_elements};
+use super::slices::{elements, new_grad, write_elements};
 use super::validate;
 use super::{Loss, Reduction};
 use crate::error::Result;
@@ -116,7 +116,7 @@ pub(crate) fn value_and_grad<L: Pointwise, F: Float>(
     targets: &ArrayD<F>,
 ) -> Result<(F, ArrayD<F>)> {
     if !parallel::builds_in_order(L::PLAN, predictions.len()) {
-        let mut grad = ArrayD::from_shape_vec(predictions.raw_dim(), parallel::zeros(predictions.len()))?;
+        let mut grad = new_grad(predictions);
         let value = value_and_grad_into(loss, predictions, targets, &mut grad)?;
         return Ok((value, grad));
     }

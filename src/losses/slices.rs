@@ -5,6 +5,10 @@ use std::borrow::Cow;
 
 use ndarray::ArrayD;
 
+use crate::float::Float;
+use crate::kernels::parallel;
+use crate::tape::layout::from_vec;
+
 /// The elements of `array` in logical (row-major) order, borrowed when they
 /// already are contiguous in that order.
 pub(crate) fn elements<F: Clone>(array: &ArrayD<F>) -> Cow<'_, [F]> {
@@ -12,6 +16,13 @@ pub(crate) fn elements<F: Clone>(array: &ArrayD<F>) -> Cow<'_, [F]> {
         Some(slice) => Cow::Borrowed(slice),
         None => Cow::Owned(array.iter().cloned().collect()),
     }
+}
+
+/// A new gradient of zeros with the predictions' shape, for a kernel that
+/// then fills it on both cores: the zeros are written on both cores too when
+/// it is large ([`parallel::zeros`]).
+pub(crate) fn new_grad<F: Float>(predictions: &ArrayD<F>) -> ArrayD<F> {
+    from_vec(predictions.shape(), parallel::zeros(predictions.len()))
 }
 
 /// Runs `kernel` on `out`'s elements as one mutable slice in logical order,
