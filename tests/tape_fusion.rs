@@ -452,3 +452,173 @@ fn buffers_full_of_stale_values_are_overwritten() -> Result<()> {
     assert_close_slices(slice(grads.wrt(x).expect("x")), &expected, "index_axis' gradient");
     Ok(())
 }
+
+/// The elements of `x` (row-major, `[outer, n, inner]` around an axis) at
+/// `index` along that axis: one row of `inner` per index before it.
+fn rows_at(x: &[f64], (n, inner): (usize, usize), index: usize) -> Vec<f64> {
+    x.chunks(n * inner)
+        .flat_map(|block| block[index * inner..][..inner].to_vec())
+        .collect()
+}
+
+/// Adds `g` (the elements at `index` along the axis) into `into`.
+fn add_rows_at(into: &mut [f64], (n, inner): (usize, usize), index: usize, g: &[f64]) {
+    for (block, g) in into.chunks_mut(n * inner).zip(g.chunks(inner)) {
+        block[index * inner..][..inner]
+            .iter_mut()
+            .zip(g)
+            .for_each(|(d, g)| *d += g);
+    }
+}
+
+/// Triplet-style distances over slices that chains read by rows straight
+/// from their input, whose gradients go straight back into its gradient:
+/// `Σₒ ‖a − p‖ − ‖a − n‖ + ½ Σ a + Σ x²`, with `a` read by two chains and a
+/// reduction, and `x` itself by another. Rows of 1, of 700 (longer than a
+/// register block) and of 128, past the size from which chains use both
+/// cores.
+#[test]
+fn slices_read_by_rows_match_the_loop() -> Result<()> {
+    let mut rng = Rng::new(41);
+    for (outer, d) in [(7, 1), (5, 700), (300, 128), (2_100, 128)] {
+        let x0 = rng.array(&[outer, 3, d], -1.0, 1.0);
+        let tape = Tape::<f64>::new();
+        let x = tape.var(x0.clone());
+        let (a, p, n) = (x.index_axis(1, 0)?, x.index_axis(1, 1)?, x.index_axis(1, 2)?);
+        let to_p = a.sub(p)?.norm_axis(1, false)?;
+        let to_n = a.sub(n)?.norm_axis(1, false)?;
+        let loss = (to_p.sub(to_n)?.sum()?)
+            .add(a.mul_scalar(0.5)?.sum()?)?
+            .add(x.square()?.sum()?)?;
+        let grads = tape.backward(loss)?;
+
+        let xs = slice(&x0);
+        let (av, pv, nv) = (rows_at(xs, (3, d), 0), rows_at(xs, (3, d), 1), rows_at(xs, (3, d), 2));
+        let norm = |u: &[f64], v: &[f64]| u.iter().zip(v).map(|(u, v)| (u - v) * (u - v)).sum::<f64>().sqrt();
+        let mut expected: Vec<f64> = xs.iter().map(|x| 2.0 * x).collect();
+        let (mut da, mut dp, mut dn) = (Vec::new(), Vec::new(), Vec::new());
+        for ((a, p), n) in av.chunks(d).zip(pv.chunks(d)).zip(nv.chunks(d)) {
+            let (np, nn) = (norm(a, p), norm(a, n));
+            for ((a, p), n) in a.iter().zip(p).zip(n) {
+                da.push((a - p) / np - (a - n) / nn + 0.5);
+                dp.push(-(a - p) / np);
+                dn.push((a - n) / nn);
+            }
+        }
+        add_rows_at(&mut expected, (3, d), 0, &da);
+        add_rows_at(&mut expected, (3, d), 1, &dp);
+        add_rows_at(&mut expected, (3, d), 2, &dn);
+        let what = format!("x of [{outer}, 3, {d}]");
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &expected, &what);
+        assert_close_slices(slice(&a.value()), &av, "the anchors' value");
+    }
+    Ok(())
+}
+
+/// Overlapping slices of one input and a slice of another input, sliced
+/// with a different distance between rows, in one chain:
+/// `Σ u ⊙ v + w ⊙ u` with `u = x[:, 0..3]`, `v = x[:, 1..4]` and
+/// `w = z[:, 2..5]`, summed at once (the chain is differentiated with its
+/// value) or row by row first (by the sweep, which adds the slices'
+/// gradients straight into those of `x` and `z`). Past the parallel
+/// threshold too (270,000 elements).
+#[test]
+fn overlapping_slices_of_two_inputs_in_one_chain() -> Result<()> {
+    let mut rng = Rng::new(43);
+    for ((m, k), by_rows) in [(3, 1), (200, 7), (30_000, 3)]
+        .into_iter()
+        .flat_map(|s| [(s, false), (s, true)])
+    {
+        let (x0, z0) = (rng.array(&[m, 4, k], -2.0, 2.0), rng.array(&[m, 5, k], -2.0, 2.0));
+        let tape = Tape::<f64>::new();
+        let (x, z) = (tape.var(x0.clone()), tape.var(z0.clone()));
+        let (u, v, w) = (x.slice_axis(1, 0, 3)?, x.slice_axis(1, 1, 4)?, z.slice_axis(1, 2, 5)?);
+        let terms = u.mul(v)?.add(w.mul(u)?)?;
+        let loss = if by_rows {
+            terms.sum_axis(2, false)?.sum()?
+        } else {
+            terms.sum()?
+        };
+        let grads = tape.backward(loss)?;
+
+        let (xs, zs) = (slice(&x0), slice(&z0));
+        let (mut dx, mut dz) = (vec![0.0; xs.len()], vec![0.0; zs.len()]);
+        for j in 0..4 {
+            let mut g = vec![0.0; m * k];
+            if j < 3 {
+                let (next, w) = (rows_at(xs, (4, k), j + 1), rows_at(zs, (5, k), j + 2));
+                g.iter_mut()
+                    .zip(next.iter().zip(&w))
+                    .for_each(|(g, (v, w))| *g += v + w);
+            }
+            if j >= 1 {
+                let previous = rows_at(xs, (4, k), j - 1);
+                g.iter_mut().zip(&previous).for_each(|(g, u)| *g += u);
+            }
+            add_rows_at(&mut dx, (4, k), j, &g);
+        }
+        for j in 2..5 {
+            add_rows_at(&mut dz, (5, k), j, &rows_at(xs, (4, k), j - 2));
+        }
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &dx, &format!("x of [{m}, 4, {k}]"));
+        assert_close_slices(slice(grads.wrt(z).expect("z")), &dz, &format!("z of [{m}, 5, {k}]"));
+    }
+    Ok(())
+}
+
+/// A chain seeded by a gradient array (through `reshape` and `matmul`) over
+/// a column read by rows of one element and a column whose value was made
+/// in full first: `Σ (x[:, 2] ⊙ x[:, 4]) · w`.
+#[test]
+fn a_column_read_by_rows_of_one_element() -> Result<()> {
+    let mut rng = Rng::new(47);
+    for m in [1, 513, 300_001] {
+        let (x0, w0) = (rng.array(&[m, 5], -2.0, 2.0), rng.array(&[m, 1], -1.0, 1.0));
+        let tape = Tape::<f64>::new();
+        let x = tape.var(x0.clone());
+        let (a, b) = (x.index_axis(1, 2)?, x.index_axis(1, 4)?);
+        let bv = b.value(); // made in full: the chain reads it as an array
+        let c = a.mul(b)?;
+        let loss = c.reshape(&[1, m])?.matmul(tape.constant(w0.clone()))?.sum()?;
+        let grads = tape.backward(loss)?;
+
+        let (xs, ws) = (slice(&x0), slice(&w0));
+        let mut expected = vec![0.0; xs.len()];
+        for ((row, d), &w) in xs.chunks(5).zip(expected.chunks_mut(5)).zip(ws) {
+            d[2] = w * row[4];
+            d[4] = w * row[2];
+        }
+        assert_close_slices(slice(&bv), &rows_at(xs, (5, 1), 4), "a column's value");
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &expected, &format!("x of [{m}, 5]"));
+    }
+    Ok(())
+}
+
+/// Gradients scattered from slices have the same bits on one thread and on
+/// several (the chain is cut between rows; each element's gradient is
+/// added in the same order whatever the cut).
+#[test]
+fn scattered_slices_give_the_same_bits_on_any_number_of_threads() {
+    use tapeloss::losses::{Loss, TripletLoss, value_and_grad_on_tape};
+    let mut rng = Rng::new(53);
+    let x0 = rng.array(&[2_100, 3, 128], -1.0, 1.0);
+    let targets = ArrayD::zeros(IxDyn(&[0]));
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(|| -> Result<(u64, Vec<u64>)> {
+            let loss = TripletLoss::new(0.5);
+            let (value, grad) = value_and_grad_on_tape(&loss, &x0, &targets)?;
+            let (closed, _) = loss.value_and_grad(&x0, &targets)?;
+            assert!((value - closed).abs() <= 1e-12 * closed.abs().max(1.0));
+            Ok((value.to_bits(), grad.iter().map(|v| v.to_bits()).collect()))
+        })
+        .expect("the tape")
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(run(threads) == one, "{threads} threads differ from one");
+    }
+}

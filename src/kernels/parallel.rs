@@ -76,6 +76,19 @@ impl<A: Split, B: Split, C: Split> Split for (A, B, C) {
     }
 }
 
+/// No work beside the rest: for a caller that has nothing to add to a tuple.
+impl Split for () {
+    #[inline(always)]
+    fn items(&self) -> usize {
+        0
+    }
+
+    #[inline(always)]
+    fn split_at(self, _: usize) -> (Self, Self) {
+        ((), ())
+    }
+}
+
 /// The indices of the items a part holds (so that a leaf knows where its
 /// rows sit in the whole, e.g. to read per-sample targets).
 impl Split for std::ops::Range<usize> {

@@ -72,6 +72,18 @@ impl<'a, F: Float> Sweep<'a, F> {
         }
     }
 
+    /// Takes node `i`'s pending gradient out, in standard layout (zeros when
+    /// none is pending), for a rule that adds into it in place and then hands
+    /// it back with [`Sweep::send`] (which moves it in, nothing being
+    /// pending then).
+    pub(super) fn take_pending(&mut self, i: usize) -> ArrayD<F> {
+        match self.pending[i].take() {
+            Some(grad) if grad.is_standard_layout() => grad,
+            Some(grad) => grad.as_standard_layout().into_owned(),
+            None => zeros(self.shape(i)),
+        }
+    }
+
     /// Whether node `i` already has a gradient pending (some of its uses
     /// have been swept).
     pub(super) fn is_pending(&self, i: usize) -> bool {
@@ -142,12 +154,14 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
             fusion::backward(&mut sweep, &uses, i, Seed::Array(grad));
             continue;
         }
-        let out = sweep.value(i);
+        // The op's own value, for the rules that need it (a lazy slice's is
+        // never copied out just to be differentiated).
+        let out = || fusion::value(nodes, i);
         // The rules that only read `grad` hand it back here, to the pool.
         let mut read_only = None;
         match node.op {
             Op::Leaf | Op::Unary { .. } => {} // leaves were skipped; unary ops are lazy
-            Op::Binary { lhs, rhs, f } => binary::backward(&mut sweep, f, lhs, rhs, out, grad),
+            Op::Binary { lhs, rhs, f } => binary::backward(&mut sweep, f, lhs, rhs, out(), grad),
             Op::Sum { input } | Op::Mean { input } => {
                 let n = sweep.nodes()[input].len();
                 let upstream = reduce::only(&grad);
@@ -178,7 +192,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 let width = sweep.shape(input)[axis];
                 let g = flat(&grad);
                 let (grad, norms) = match node.op {
-                    Op::NormAxis { .. } => (g.to_vec(), Some(flat(out).to_vec())),
+                    Op::NormAxis { .. } => (g.to_vec(), Some(flat(out()).to_vec())),
                     Op::MeanAxis { .. } => (g.iter().map(|&g| g / F::from_f64(width as f64)).collect(), None),
                     _ => (g.to_vec(), None),
                 };
@@ -195,19 +209,19 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 sweep.send(input, reduce::sum_axis_backward(shape, axis, &grad, scale));
             }
             Op::MaxAxis { input, axis, .. } => {
-                let g = reduce::max_axis_backward(sweep.value(input), out, axis, &grad);
+                let g = reduce::max_axis_backward(sweep.value(input), out(), axis, &grad);
                 sweep.send(input, g);
             }
             Op::NormAxis { input, axis } => {
-                let g = reduce::norm_axis_backward(sweep.value(input), out, axis, &grad);
+                let g = reduce::norm_axis_backward(sweep.value(input), out(), axis, &grad);
                 sweep.send(input, g);
             }
             Op::LogSumExpAxis { input, axis, .. } => {
-                let g = reduce::logsumexp_axis_backward(sweep.value(input), out, axis, &grad);
+                let g = reduce::logsumexp_axis_backward(sweep.value(input), out(), axis, &grad);
                 sweep.send(input, g);
             }
-            Op::LogSoftmax { input, axis } => sweep.send(input, reduce::log_softmax_backward(out, axis, grad)),
-            Op::Softmax { input, axis } => sweep.send(input, reduce::softmax_backward(out, axis, grad)),
+            Op::LogSoftmax { input, axis } => sweep.send(input, reduce::log_softmax_backward(out(), axis, grad)),
+            Op::Softmax { input, axis } => sweep.send(input, reduce::softmax_backward(out(), axis, grad)),
             Op::MatMul { lhs, rhs } => {
                 structural::matmul_backward(&mut sweep, lhs, rhs, &grad);
                 read_only = Some(grad);

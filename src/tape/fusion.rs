@@ -16,6 +16,12 @@
 //!   used outside it). The chain's values are recomputed rather than stored:
 //!   a few flops per element against a pass over memory for each op.
 //!
+//! A slice (`slice_axis`, `index_axis`) is lazy too: a chain reads its rows
+//! straight from the sliced array, a block at a time, and the sweep adds
+//! their gradients straight into that array's gradient, so neither the
+//! slice nor its gradient is ever made as an array of its own (triplet and
+//! contrastive losses slice their `[N, 3, D]` or `[N, 2, D]` input).
+//!
 //! Each step's maths is `Unary::apply`/`derivative` and
 //! `Binary::apply`/`partials`; this file only schedules them.
 
@@ -28,10 +34,11 @@ use ndarray::ArrayD;
 use super::Node;
 use super::backprop::Sweep;
 use super::layout::{self, flat, from_vec, sum};
+use super::ops::structural::{self, SliceRows};
 use super::ops::{Binary, Op, Unary, chain, specialise_binary, specialise_unary};
 use super::pool;
 use crate::float::Float;
-use crate::kernels::parallel::{self, Plan};
+use crate::kernels::parallel::{self, Plan, Rows, Split};
 
 /// Elements per register: a program of a dozen steps keeps its values and
 /// gradients within L1 and L2.
@@ -75,45 +82,59 @@ pub(crate) fn fuses_binary(out: usize, lhs: usize, rhs: usize) -> bool {
     (lhs == out || lhs == 1) && (rhs == out || rhs == 1)
 }
 
-/// The value of node `i`, computed (and kept) first if it is lazy.
+/// The value of node `i`, computed (and kept) first if it is lazy: a
+/// slice is copied out of its input, an elementwise chain is run.
 pub(super) fn value<F: Float>(nodes: &[Node<F>], i: usize) -> &ArrayD<F> {
-    nodes[i].value.get_or_init(|| {
-        let program = Program::to_evaluate(nodes, i);
-        let inputs = program.input_values(nodes);
-        let (_, mut outputs) = fill(
-            PLAN,
-            program.len,
-            (1, Start::Overwritten),
-            #[inline(always)]
-            |range, out| {
-                program.run(
-                    &inputs,
-                    range.clone(),
-                    #[inline(always)]
-                    |block, values| {
-                        out[0][block.start - range.start..block.end - range.start].copy_from_slice(values.root());
-                    },
-                );
-                F::zero()
-            },
-        );
-        from_vec(&nodes[i].shape, outputs.pop().unwrap_or_default())
+    nodes[i].value.get_or_init(|| match nodes[i].op {
+        Op::SliceAxis {
+            input,
+            axis,
+            start,
+            end,
+        } => structural::slice_forward(value(nodes, input), axis, (start, end), &nodes[i].shape),
+        _ => evaluate(nodes, i),
     })
+}
+
+/// The value of the lazy elementwise node `i`, its chain run block by block.
+fn evaluate<F: Float>(nodes: &[Node<F>], i: usize) -> ArrayD<F> {
+    let program = Program::to_evaluate(nodes, i);
+    let inputs = program.input_values(nodes);
+    let (_, mut outputs) = fill(
+        PLAN,
+        program.len,
+        (1, 1, Start::Overwritten),
+        (),
+        #[inline(always)]
+        |range, out, ()| {
+            program.run(
+                &inputs,
+                range.clone(),
+                #[inline(always)]
+                |block, values| {
+                    out[0][block.start - range.start..block.end - range.start].copy_from_slice(values.root());
+                },
+            );
+            F::zero()
+        },
+    );
+    from_vec(&nodes[i].shape, outputs.pop().unwrap_or_default())
 }
 
 /// The sum of node `i`'s elements, without materialising it if it is lazy.
 pub(super) fn sum_of<F: Float>(nodes: &[Node<F>], i: usize) -> F {
-    if let Some(value) = nodes[i].value.get() {
-        return sum(&flat(value));
+    if nodes[i].value.get().is_some() || !is_lazy_op(nodes, i) {
+        return sum(&flat(value(nodes, i)));
     }
     let program = Program::to_evaluate(nodes, i);
     let inputs = program.input_values(nodes);
     fill(
         PLAN,
         program.len,
-        (0, Start::Overwritten),
+        (0, 1, Start::Overwritten),
+        (),
         #[inline(always)]
-        |range, _| {
+        |range, _, ()| {
             let mut total = F::zero();
             program.run(
                 &inputs,
@@ -139,9 +160,10 @@ pub(super) fn row_sums<F: Float>(nodes: &[Node<F>], i: usize, width: usize, squa
     let (_, mut outputs) = fill(
         PLAN.rows(width),
         program.len / width,
-        (1, Start::Zeros),
+        (1, 1, Start::Zeros),
+        (),
         #[inline(always)]
-        |rows, out| {
+        |rows, out, ()| {
             let first = rows.start * width;
             program.run(
                 &inputs,
@@ -194,26 +216,28 @@ enum Start {
 }
 
 /// Runs `leaf` over `0..n` items cut along `plan`'s tree, with `outputs` arrays
-/// of `n` elements to write, filled in place: each call gets its range and
-/// those arrays' slices for that range. Returns the leaves' results summed
+/// of `n` items of `width` elements to write, filled in place, and `extra`
+/// work cut alike: each call gets its range of items, those arrays' elements
+/// for that range and its part of `extra`. Returns the leaves' results summed
 /// along the tree, and the arrays.
-fn fill<F: Float>(
+fn fill<F: Float, E: Split>(
     plan: Plan,
     n: usize,
-    (outputs, start): (usize, Start),
-    leaf: impl Fn(Range<usize>, &mut [&mut [F]]) -> F + Sync,
+    (outputs, width, start): (usize, usize, Start),
+    extra: E,
+    leaf: impl Fn(Range<usize>, &mut [&mut [F]], E) -> F + Sync,
 ) -> (F, Vec<Vec<F>>) {
     let new = match start {
         Start::Zeros => pool::zeroed,
         Start::Overwritten => pool::for_overwrite,
     };
-    let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| new(n)).collect();
-    let slices: Vec<&mut [F]> = arrays.iter_mut().map(Vec::as_mut_slice).collect();
+    let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| new(n * width)).collect();
+    let data: Vec<&mut [F]> = arrays.iter_mut().map(Vec::as_mut_slice).collect();
     let total = parallel::reduce(
-        (0..n, slices),
+        (0..n, Rows { data, width }, extra),
         plan,
         #[inline(always)]
-        |(range, mut slices): (Range<usize>, Vec<&mut [F]>)| leaf(range, &mut slices),
+        |(range, mut slices, extra): (Range<usize>, Rows<Vec<&mut [F]>>, E)| leaf(range, &mut slices.data, extra),
         |a, b| a + b,
     );
     (total, arrays)
@@ -246,9 +270,18 @@ pub(super) enum Seed<F> {
 /// the whole tape); those never receive a gradient array, and the sweep
 /// skips them. A lazy ancestor also used elsewhere, and every materialised
 /// input, is sent its share, to be swept in its turn.
+///
+/// A slice that the chain reads by rows from its input adds its gradient
+/// straight into that input's pending gradient (see [`Flow::scattered`]).
 pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: usize, seed: Seed<F>) {
-    let (_, grads) = chain_gradients(sweep.nodes(), uses, root, &seed, false);
-    for (node, grad) in grads {
+    let nodes = sweep.nodes();
+    let program = Program::to_differentiate(nodes, root);
+    let flow = Flow::new(&program, nodes, uses, true);
+    let mut parents: Vec<(usize, ArrayD<F>)> = (flow.parents.iter())
+        .map(|&(parent, _)| (parent, sweep.take_pending(parent)))
+        .collect();
+    let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, &mut parents);
+    for (node, grad) in parents.into_iter().chain(grads) {
         sweep.send(node, grad);
     }
     if let Seed::Array(grad) = seed {
@@ -286,7 +319,9 @@ pub(super) fn sum_and_gradients<F: Float>(
     if !nodes[i].requires_grad || nodes[i].value.get().is_some() || !is_lazy_op(nodes, i) {
         return (sum_of(nodes, i), None);
     }
-    let (total, grads) = chain_gradients(nodes, &uses(), i, &Seed::Uniform(seed), true);
+    let program = Program::to_differentiate(nodes, i);
+    let flow = Flow::new(&program, nodes, &uses(), false);
+    let (total, grads) = chain_gradients(nodes, &program, &flow, &Seed::Uniform(seed), true, &mut []);
     (total, Some(Speculation { grads }))
 }
 
@@ -304,7 +339,7 @@ pub(super) fn send_speculation<F: Float>(
 ) -> bool {
     let nodes = sweep.nodes();
     let program = Program::to_differentiate(nodes, root);
-    let flow = Flow::new(&program, nodes, uses);
+    let flow = Flow::new(&program, nodes, uses, false);
     if !speculation
         .grads
         .iter()
@@ -351,36 +386,51 @@ fn exported<F>(program: &Program<F>, flow: &Flow) -> Vec<usize> {
         .collect()
 }
 
-/// The chain ending at lazy node `root` run forward and back for `seed`, one
+/// `program`, a chain, run forward and back for `seed` along `flow`, one
 /// block at a time: the gradients that leave it, with the nodes they go to,
 /// and, when `want_sum`, the sum of the root's values (the same bits as
-/// [`sum_of`]: the same blocks and tree).
+/// [`sum_of`]: the same blocks and tree). The scattered gradients are added
+/// into `parents`, the gradients of the inputs of [`Flow::parents`].
 fn chain_gradients<F: Float>(
     nodes: &[Node<F>],
-    uses: &[u32],
-    root: usize,
+    program: &Program<F>,
+    flow: &Flow,
     seed: &Seed<F>,
     want_sum: bool,
+    parents: &mut [(usize, ArrayD<F>)],
 ) -> (F, Vec<(usize, ArrayD<F>)>) {
-    let program = Program::to_differentiate(nodes, root);
     let inputs = program.input_values(nodes);
-    let flow = Flow::new(&program, nodes, uses);
     // The nodes whose gradients leave the chain, one output array each.
-    let exported = exported(&program, &flow);
+    let exported = exported(program, flow);
     let seed_values = match seed {
         Seed::Array(g) => flat(g),
         Seed::Uniform(_) | Seed::Rows { .. } => Cow::Borrowed(&[][..]),
     };
+    // Cut between the rows of the scattered slices, so that each leaf owns
+    // whole rows of their inputs (elementwise results do not depend on the
+    // cut; a sum is never asked for together with scattering).
+    debug_assert!(!want_sum || flow.parents.is_empty());
+    let row = flow.row;
+    let parent_rows: Vec<Rows<&mut [F]>> = (parents.iter_mut().zip(&flow.parents))
+        .map(|((_, grad), &(_, stride))| Rows {
+            data: grad.as_slice_mut().unwrap_or_default(),
+            width: stride,
+        })
+        .collect();
     let (total, outputs) = fill(
-        PLAN,
-        program.len,
-        (exported.len(), Start::Overwritten),
+        PLAN.rows(row),
+        program.len / row,
+        (exported.len(), row, Start::Overwritten),
+        parent_rows,
         #[inline(always)]
-        |range, out| {
+        |rows, out, mut parent_rows| {
+            let range = rows.start * row..rows.end * row;
             // The steps' gradients on the current block, each written first by
             // its first contribution (`Flow::fresh`); those that leave the
-            // chain go straight into `out`, written first alike.
+            // chain go straight into `out`, written first alike, or, scattered,
+            // into registers of their own added into the parents' rows.
             let mut adjoints = vec![vec![F::zero(); BLOCK]; program.steps.len()];
+            let mut scattered = vec![vec![F::zero(); BLOCK]; flow.scattered.len()];
             let mut total = F::zero();
             program.run(
                 &inputs,
@@ -417,7 +467,14 @@ fn chain_gradients<F: Float>(
                     let at = block.start - range.start..block.end - range.start;
                     for k in (0..program.steps.len()).rev() {
                         if flow.internal[k] {
-                            program.step_backward(k, values, &mut adjoints, out, at.clone(), &flow);
+                            let registers = (&mut adjoints[..], &mut scattered[..]);
+                            program.step_backward(k, values, registers, out, at.clone(), flow);
+                        }
+                    }
+                    for (&(input, parent), values) in flow.scattered.iter().zip(&scattered) {
+                        if let Some((_, slice)) = program.inputs[input].rows {
+                            let into = &mut parent_rows[parent].data;
+                            slice.add_into(into, rows.start, block.clone(), &values[..len]);
                         }
                     }
                 },
@@ -438,6 +495,20 @@ fn chain_gradients<F: Float>(
         })
         .collect();
     (total, grads)
+}
+
+/// Node `j`'s input, and where its rows lie there, when `j` is a slice
+/// whose value has not been materialised: a chain reads it from the input.
+fn unmaterialised_slice<F: Float>(nodes: &[Node<F>], j: usize) -> Option<(usize, SliceRows)> {
+    match nodes[j].op {
+        Op::SliceAxis {
+            input,
+            axis,
+            start,
+            end,
+        } if nodes[j].value.get().is_none() => Some((input, SliceRows::new(&nodes[input].shape, axis, (start, end)))),
+        _ => None,
+    }
 }
 
 /// One step's function.
@@ -485,11 +556,15 @@ impl<F> Step<F> {
     }
 }
 
-/// A materialised value that the steps read.
+/// A value that the steps read: a materialised array, or the rows of a
+/// slice that was never materialised, read from the slice's input.
 struct Input {
+    /// The node read, which receives the gradient.
     node: usize,
     /// One element, broadcast against the chain's length.
     scalar: bool,
+    /// For a slice not materialised: its input, and where its rows lie there.
+    rows: Option<(usize, SliceRows)>,
 }
 
 /// The lazy chain behind one node, in tape order (every step's operands
@@ -543,9 +618,11 @@ impl<F: Float> Program<F> {
             None => Arg::Input(match inputs.iter().position(|input| input.node == j) {
                 Some(k) => k,
                 None => {
+                    let scalar = nodes[j].len() != len;
                     inputs.push(Input {
                         node: j,
-                        scalar: nodes[j].len() != len,
+                        scalar,
+                        rows: unmaterialised_slice(nodes, j).filter(|_| !scalar),
                     });
                     inputs.len() - 1
                 }
@@ -562,9 +639,12 @@ impl<F: Float> Program<F> {
         Program { len, steps, inputs }
     }
 
-    /// The inputs' elements, materialising any that are lazy.
+    /// The inputs' elements (a slice's input's, for a slice not
+    /// materialised), materialising any that are lazy.
     fn input_values<'n>(&self, nodes: &'n [Node<F>]) -> Vec<Cow<'n, [F]>> {
-        self.inputs.iter().map(|input| flat(value(nodes, input.node))).collect()
+        (self.inputs.iter())
+            .map(|input| flat(value(nodes, input.rows.map_or(input.node, |(source, _)| source))))
+            .collect()
     }
 
     /// Runs the steps over the elements in `range`, one block at a time,
@@ -572,16 +652,26 @@ impl<F: Float> Program<F> {
     #[inline(always)]
     fn run(&self, inputs: &[Cow<'_, [F]>], range: Range<usize>, mut visit: impl FnMut(Range<usize>, &Values<'_, F>)) {
         let mut values = Values {
-            inputs,
+            block: InputBlock {
+                inputs,
+                gathered: (self.inputs.iter())
+                    .map(|input| {
+                        if input.rows.is_some() {
+                            vec![F::zero(); BLOCK]
+                        } else {
+                            Vec::new()
+                        }
+                    })
+                    .collect(),
+                start: 0,
+                len: 0,
+            },
             registers: vec![vec![F::zero(); BLOCK]; self.steps.len()],
-            len: 0,
-            start: 0,
         };
         let mut start = range.start;
         while start < range.end {
             let end = (start + BLOCK).min(range.end);
-            values.start = start;
-            values.len = end - start;
+            values.block.load(&self.inputs, start..end);
             for k in 0..self.steps.len() {
                 self.step_forward(k, &mut values);
             }
@@ -590,18 +680,25 @@ impl<F: Float> Program<F> {
         }
     }
 
+    /// Operand `arg`'s elements on the current block: a step's register, or
+    /// an input's elements.
+    #[inline(always)]
+    fn operand<'v>(&self, arg: Arg, registers: &'v [Vec<F>], block: &'v InputBlock<'_, F>) -> View<'v, F> {
+        match arg {
+            Arg::Step(j) => View::Slice(&registers[j][..block.len]),
+            Arg::Input(j) => block.view(&self.inputs[j], j),
+        }
+    }
+
     /// Step `k` forward on the current block.
     #[inline(always)]
     fn step_forward(&self, k: usize, values: &mut Values<'_, F>) {
         let step = &self.steps[k];
-        let len = values.len;
+        let len = values.block.len;
         let (done, rest) = values.registers.split_at_mut(k);
         let out = &mut rest[0][..len];
-        let view = |arg: Arg| match arg {
-            Arg::Step(j) => View::Slice(&done[j][..len]),
-            Arg::Input(j) if self.inputs[j].scalar => View::Scalar(values.inputs[j][0]),
-            Arg::Input(j) => View::Slice(&values.inputs[j][values.start..values.start + len]),
-        };
+        let done = &*done;
+        let view = |arg: Arg| self.operand(arg, done, &values.block);
         match step.function {
             Function::Unary(f) => {
                 let x = view(step.args[0]).slice(len);
@@ -644,31 +741,33 @@ impl<F: Float> Program<F> {
     }
 
     /// Step `k` backward on the current block: adds `adjoint(k) ⊙ ∂k/∂arg`
-    /// to each operand that takes part in the flow.
+    /// to each operand that takes part in the flow: into the register of a
+    /// step (`adjoints`) or of a scattered input (`scattered`), or the
+    /// output array of a gradient that leaves the chain.
     #[inline(always)]
     fn step_backward(
         &self,
         k: usize,
         values: &Values<'_, F>,
-        adjoints: &mut [Vec<F>],
+        (adjoints, scattered): (&mut [Vec<F>], &mut [Vec<F>]),
         out: &mut [&mut [F]],
         at: Range<usize>,
         flow: &Flow,
     ) {
-        let len = values.len;
+        let len = values.block.len;
         let step = &self.steps[k];
         let (before, rest) = adjoints.split_at_mut(k);
         let g = &rest[0][..len];
         let y = &values.registers[k][..len];
-        let value = |arg: Arg| match arg {
-            Arg::Step(j) => View::Slice(&values.registers[j][..len]),
-            Arg::Input(j) if self.inputs[j].scalar => View::Scalar(values.inputs[j][0]),
-            Arg::Input(j) => View::Slice(&values.inputs[j][values.start..values.start + len]),
-        };
+        let value = |arg: Arg| self.operand(arg, &values.registers, &values.block);
         for (position, &arg) in step.operands().iter().enumerate() {
             let target: &mut [F] = match (arg, arg.slot(flow)) {
                 (_, Some(slot)) => &mut out[slot][at.clone()],
                 (Arg::Step(j), None) if flow.receives_step[j] => &mut before[j][..len],
+                (Arg::Input(j), None) => match flow.scatter_input[j] {
+                    Some(r) => &mut scattered[r][..len],
+                    None => continue,
+                },
                 _ => continue,
             };
             // A scalar input's gradient is summed per block when it leaves,
@@ -755,17 +854,52 @@ impl<'a, F: Float> View<'a, F> {
 
 /// The program's values on the current block.
 struct Values<'a, F: Clone> {
-    inputs: &'a [Cow<'a, [F]>],
+    block: InputBlock<'a, F>,
+    /// The steps' values.
     registers: Vec<Vec<F>>,
-    /// The block's first element and length.
-    start: usize,
-    len: usize,
 }
 
 impl<F: Clone> Values<'_, F> {
     /// The root's register.
     fn root(&self) -> &[F] {
-        self.registers.last().map_or(&[], |r| &r[..self.len])
+        self.registers.last().map_or(&[], |r| &r[..self.block.len])
+    }
+}
+
+/// The inputs' elements on the current block.
+struct InputBlock<'a, F: Clone> {
+    inputs: &'a [Cow<'a, [F]>],
+    /// Per input: for a slice read by rows from its input, its elements on
+    /// the block, gathered into a register; empty for the others.
+    gathered: Vec<Vec<F>>,
+    /// The block's first element and length.
+    start: usize,
+    len: usize,
+}
+
+impl<F: Copy> InputBlock<'_, F> {
+    /// Moves to the elements `range`, gathering the rows of the slices read
+    /// from their input.
+    #[inline(always)]
+    fn load(&mut self, inputs: &[Input], range: Range<usize>) {
+        (self.start, self.len) = (range.start, range.len());
+        for ((input, gathered), xs) in inputs.iter().zip(&mut self.gathered).zip(self.inputs) {
+            if let Some((_, rows)) = input.rows {
+                rows.gather(xs, range.clone(), &mut gathered[..range.len()]);
+            }
+        }
+    }
+
+    /// Input `j`'s elements on the block.
+    #[inline(always)]
+    fn view(&self, input: &Input, j: usize) -> View<'_, F> {
+        if input.scalar {
+            View::Scalar(self.inputs[j][0])
+        } else if input.rows.is_some() {
+            View::Slice(&self.gathered[j][..self.len])
+        } else {
+            View::Slice(&self.inputs[j][self.start..self.start + self.len])
+        }
     }
 }
 
@@ -783,6 +917,19 @@ struct Flow {
     slot_step: Vec<Option<usize>>,
     /// Input k receives gradient, which leaves: its output array.
     slot_input: Vec<Option<usize>>,
+    /// Input k receives gradient, which is scattered: its register.
+    scatter_input: Vec<Option<usize>>,
+    /// The scattered inputs, a register each: slices that the chain reads by
+    /// rows from their input, whose gradients are added straight into that
+    /// input's gradient (no array of the slice's shape, no pass of the
+    /// slice's own backward rule). Each with the index of its input in
+    /// `parents`.
+    scattered: Vec<(usize, usize)>,
+    /// The inputs of the scattered slices (their nodes) and the distance
+    /// between their rows.
+    parents: Vec<(usize, usize)>,
+    /// The length of the scattered slices' rows (1 when there are none).
+    row: usize,
     /// Operand `p` of internal step k is the first, in the backward order,
     /// to write a step's register or an output array: it overwrites instead
     /// of adding, so neither needs zeroing.
@@ -790,13 +937,19 @@ struct Flow {
 }
 
 impl Flow {
-    fn new<F: Float>(program: &Program<F>, nodes: &[Node<F>], uses: &[u32]) -> Self {
+    /// The flow of `program`'s gradients; with `scatter`, the slices that can
+    /// be are scattered (for the sweep, which owns the gradients to add into).
+    fn new<F: Float>(program: &Program<F>, nodes: &[Node<F>], uses: &[u32], scatter: bool) -> Self {
         let steps = program.steps.len();
         let mut flow = Flow {
             internal: vec![false; steps],
             receives_step: vec![false; steps],
             slot_step: vec![None; steps],
             slot_input: vec![None; program.inputs.len()],
+            scatter_input: vec![None; program.inputs.len()],
+            scattered: Vec::new(),
+            parents: Vec::new(),
+            row: 1,
             fresh: vec![[false; 2]; steps],
         };
         let (mut exported_step, mut exported_input) = (vec![false; steps], vec![false; program.inputs.len()]);
@@ -825,6 +978,9 @@ impl Flow {
                 }
             }
         }
+        if scatter {
+            flow.scatter(program, &mut exported_input);
+        }
         // Output arrays: the exported steps, then the inputs.
         let mut slots = 0..;
         for (slot, exported) in flow.slot_step.iter_mut().zip(exported_step) {
@@ -837,16 +993,57 @@ impl Flow {
         // output array, in the order the backward pass runs (steps newest
         // first, operands in order).
         let (mut written_step, mut written_slot) = (vec![false; steps], vec![false; slots.start]);
+        let mut written_scattered = vec![false; flow.scattered.len()];
         for k in (0..steps).rev().filter(|&k| flow.internal[k]) {
             for (position, &arg) in program.steps[k].operands().iter().enumerate() {
                 let written = match (arg, arg.slot(&flow)) {
                     (_, Some(slot)) => &mut written_slot[slot],
                     (Arg::Step(j), None) if flow.receives_step[j] => &mut written_step[j],
+                    (Arg::Input(j), None) => match flow.scatter_input[j] {
+                        Some(r) => &mut written_scattered[r],
+                        None => continue,
+                    },
                     _ => continue,
                 };
                 flow.fresh[k][position] = !std::mem::replace(written, true);
             }
         }
         flow
+    }
+
+    /// Moves the exported inputs that are slices read by rows from their
+    /// input (and so whose rows lie in it at a fixed distance) to the
+    /// scattered ones, when they all have rows of the same length (the
+    /// chain is then cut between rows) and each input is sliced alike.
+    fn scatter<F>(&mut self, program: &Program<F>, exported_input: &mut [bool]) {
+        let slices: Vec<(usize, usize, SliceRows)> = (program.inputs.iter().enumerate())
+            .filter(|&(k, _)| exported_input[k])
+            .filter_map(|(k, input)| input.rows.map(|(parent, rows)| (k, parent, rows)))
+            .collect();
+        let Some(&(_, _, first)) = slices.first() else {
+            return;
+        };
+        let alike = slices.iter().all(|&(_, parent, rows)| {
+            rows.row == first.row
+                && (slices.iter())
+                    .filter(|&&(_, other, _)| other == parent)
+                    .all(|&(_, _, other)| other.stride == rows.stride)
+        });
+        if !alike || first.row == 0 {
+            return;
+        }
+        self.row = first.row;
+        for (k, parent, rows) in slices {
+            let at = match self.parents.iter().position(|&(p, _)| p == parent) {
+                Some(at) => at,
+                None => {
+                    self.parents.push((parent, rows.stride));
+                    self.parents.len() - 1
+                }
+            };
+            exported_input[k] = false;
+            self.scatter_input[k] = Some(self.scattered.len());
+            self.scattered.push((k, at));
+        }
     }
 }

@@ -78,9 +78,10 @@ impl<F: Float> Node<F> {
 /// them.
 ///
 /// Each op checks its arguments first and returns an [`Error`] rather than
-/// panicking. Structural ops and reductions compute their value at once;
-/// elementwise ops are fused into chains that run a block of elements at a
-/// time when their value is first needed (see `docs/design.md`).
+/// panicking. Reductions and most structural ops compute their value at
+/// once; elementwise ops are fused into chains that run a block of elements
+/// at a time when their value is first needed, and slices are read by those
+/// chains straight from the sliced array (see `docs/design.md`).
 /// [`Tape::backward`] then runs one reverse sweep.
 ///
 /// **Memory.** When a tape or its [`Gradients`] are dropped, their arrays of

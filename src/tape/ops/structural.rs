@@ -2,6 +2,8 @@
 //! `matmul`, `reshape`, `slice_axis`/`index_axis`, `gather` and `where_mask`,
 //! each with its backward rule.
 
+use std::ops::Range;
+
 use ndarray::{ArrayD, ArrayView2, Dimension, Ix2, IxDyn};
 
 use super::Op;
@@ -218,24 +220,13 @@ impl<'t, F: Float> Var<'t, F> {
         Ok(self.take_range(axis, index, index + 1, &out_shape))
     }
 
-    /// Records `start..end` along `axis` (checked) under `shape`: one
-    /// contiguous block copied per index before the axis.
+    /// Records `start..end` along `axis` (checked) under `shape`, lazily:
+    /// a chain reads the rows of the slice straight from the input (see
+    /// [`SliceRows`]), and only a consumer that needs the array itself
+    /// copies it out, through [`slice_forward`].
     fn take_range(self, axis: usize, start: usize, end: usize, shape: &[usize]) -> Var<'t, F> {
-        let x = self.value_ref();
-        let (outer, n, inner) = around(x.shape(), axis);
-        let xs = flat(&x);
-        let block = (end - start) * inner;
-        let mut values = pool::for_overwrite(outer * block);
-        parallel::for_each_row(
-            &mut values,
-            block,
-            #[inline(always)]
-            |o, row| row.copy_from_slice(&xs[(o * n + start) * inner..][..block]),
-        );
-        drop(xs);
-        drop(x);
-        self.record(
-            from_vec(shape, values),
+        self.record_lazy(
+            shape.to_vec(),
             Op::SliceAxis {
                 input: self.index,
                 axis,
@@ -244,6 +235,78 @@ impl<'t, F: Float> Var<'t, F> {
             },
         )
     }
+}
+
+/// Where the elements of the slice `start..end` along `axis` of an array of
+/// `shape` lie in that array: row `o` of `row` elements starts at
+/// `offset + o·stride` (one row per index before the axis).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct SliceRows {
+    pub(crate) offset: usize,
+    pub(crate) row: usize,
+    pub(crate) stride: usize,
+}
+
+impl SliceRows {
+    pub(crate) fn new(shape: &[usize], axis: usize, (start, end): (usize, usize)) -> Self {
+        let (_, n, inner) = around(shape, axis);
+        SliceRows {
+            offset: start * inner,
+            row: (end - start) * inner,
+            stride: n * inner,
+        }
+    }
+
+    /// Copies the slice's elements `range` out of the input's elements `xs`
+    /// into `out` (of `range`'s length), a piece of a row at a time.
+    #[inline(always)]
+    pub(crate) fn gather<F: Copy>(self, xs: &[F], range: Range<usize>, out: &mut [F]) {
+        self.for_each_piece(range, |from, piece| {
+            out[piece.clone()].copy_from_slice(&xs[from..][..piece.len()])
+        });
+    }
+
+    /// Adds `values`, the slice's elements `range`, into the input's
+    /// elements `into`, which start at row `first_row` of the slice.
+    #[inline(always)]
+    pub(crate) fn add_into<F: Float>(self, into: &mut [F], first_row: usize, range: Range<usize>, values: &[F]) {
+        let skipped = first_row * self.stride;
+        self.for_each_piece(range, |to, piece| {
+            (into[to - skipped..][..piece.len()].iter_mut())
+                .zip(&values[piece])
+                .for_each(|(d, &v)| *d += v);
+        });
+    }
+
+    /// Calls `f(at, piece)` for each piece of the slice's elements `range`
+    /// that lies in one row: `at` is where the piece starts in the input,
+    /// `piece` where it lies within `range` (counted from its start).
+    #[inline(always)]
+    fn for_each_piece(self, range: Range<usize>, mut f: impl FnMut(usize, Range<usize>)) {
+        let mut at = range.start;
+        while at < range.end {
+            let (row, within) = (at / self.row, at % self.row);
+            let len = (self.row - within).min(range.end - at);
+            let done = at - range.start;
+            f(self.offset + row * self.stride + within, done..done + len);
+            at += len;
+        }
+    }
+}
+
+/// The value of a lazy slice `start..end` along `axis` of `x`: one
+/// contiguous block copied per index before the axis.
+pub(crate) fn slice_forward<F: Float>(x: &ArrayD<F>, axis: usize, range: (usize, usize), shape: &[usize]) -> ArrayD<F> {
+    let rows = SliceRows::new(x.shape(), axis, range);
+    let xs = flat(x);
+    let mut values = pool::for_overwrite(shape.iter().product());
+    parallel::for_each_row(
+        &mut values,
+        rows.row,
+        #[inline(always)]
+        |o, out| out.copy_from_slice(&xs[rows.offset + o * rows.stride..][..rows.row]),
+    );
+    from_vec(shape, values)
 }
 
 /// The gradient of `start..end` along `axis` added into that block of the
