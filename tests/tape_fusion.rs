@@ -475,12 +475,13 @@ fn add_rows_at(into: &mut [f64], (n, inner): (usize, usize), index: usize, g: &[
 /// from their input, whose gradients go straight back into its gradient:
 /// `Σₒ ‖a − p‖ − ‖a − n‖ + ½ Σ a + Σ x²`, with `a` read by two chains and a
 /// reduction, and `x` itself by another. Rows of 1, of 700 (longer than a
-/// register block) and of 128, past the size from which chains use both
-/// cores.
+/// register block), of 128 past the size from which chains use both cores,
+/// and of 20,000 (longer than a parallel leaf: their gradients leave the
+/// chains as arrays).
 #[test]
 fn slices_read_by_rows_match_the_loop() -> Result<()> {
     let mut rng = Rng::new(41);
-    for (outer, d) in [(7, 1), (5, 700), (300, 128), (2_100, 128)] {
+    for (outer, d) in [(7, 1), (5, 700), (300, 128), (2_100, 128), (15, 20_000)] {
         let x0 = rng.array(&[outer, 3, d], -1.0, 1.0);
         let tape = Tape::<f64>::new();
         let x = tape.var(x0.clone());

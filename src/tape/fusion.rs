@@ -1014,7 +1014,9 @@ impl Flow {
     /// Moves the exported inputs that are slices read by rows from their
     /// input (and so whose rows lie in it at a fixed distance) to the
     /// scattered ones, when they all have rows of the same length (the
-    /// chain is then cut between rows) and each input is sliced alike.
+    /// chain is then cut between rows), no longer than a leaf of the plan
+    /// (so that the cores still share the work as finely: a slice of a
+    /// vector is one long row), and each input is sliced alike.
     fn scatter<F>(&mut self, program: &Program<F>, exported_input: &mut [bool]) {
         let slices: Vec<(usize, usize, SliceRows)> = (program.inputs.iter().enumerate())
             .filter(|&(k, _)| exported_input[k])
@@ -1029,7 +1031,7 @@ impl Flow {
                     .filter(|&&(_, other, _)| other == parent)
                     .all(|&(_, _, other)| other.stride == rows.stride)
         });
-        if !alike || first.row == 0 {
+        if !alike || first.row == 0 || first.row > PLAN.block {
             return;
         }
         self.row = first.row;
