@@ -919,7 +919,7 @@ fn tape_program<F: Float>(b: &mut Bytes<'_>) {
         let shape = a.shape();
         let ndim = shape.len();
         let len: usize = shape.iter().product();
-        let op = b.below(24);
+        let op = b.below(26);
         // Ops whose result or derivative can leave the finite numbers on
         // moderate inputs (exp, ln, log1p, sqrt, powf, div).
         let mut risky = matches!(op, 1..=4 | 13);
@@ -1080,6 +1080,45 @@ fn tape_program<F: Float>(b: &mut Bytes<'_>) {
                     axis < ndim && ishape.len() == ndim && (0..ndim).all(|d| d == axis || ishape[d] == shape[d]);
                 let ok = shape_ok && indices.iter().all(|&i| i < size);
                 (a.gather(axis, &indices), ok.then(|| ishape.clone()))
+            }
+            23 => {
+                // Slices (lazy: chains read them by rows from the sliced
+                // value), with arguments that may be out of range.
+                let axis = b.below(ndim + 1);
+                let size = if axis < ndim { shape[axis] } else { 0 };
+                if b.eighths(4) {
+                    let index = b.below(size + 2);
+                    let ok = axis < ndim && index < size;
+                    let expected = ok.then(|| {
+                        let mut s = shape.clone();
+                        s.remove(axis);
+                        s
+                    });
+                    (a.index_axis(axis, index), expected)
+                } else {
+                    let (start, end) = (b.below(size + 2), b.below(size + 2));
+                    let ok = axis < ndim && start <= end && end <= size;
+                    let expected = ok.then(|| {
+                        let mut s = shape.clone();
+                        s[axis] = end - start;
+                        s
+                    });
+                    (a.slice_axis(axis, start, end), expected)
+                }
+            }
+            24 => {
+                let axis = b.below(ndim + 1);
+                let keepdims = b.eighths(4);
+                let expected = (axis < ndim).then(|| {
+                    let mut s = shape.clone();
+                    if keepdims {
+                        s[axis] = 1;
+                    } else {
+                        s.remove(axis);
+                    }
+                    s
+                });
+                (a.norm_axis(axis, keepdims), expected)
             }
             _ => {
                 // where_mask with a mask and an alternative of related shapes.
