@@ -172,11 +172,9 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
                 if fusion::is_lazy_op(nodes, input) && uses[input] == 1 {
                     // The chain behind a reduction needs no gradient array,
                     // and may have been differentiated with its value.
-                    let sent = node.speculation.take().is_some_and(|speculation| {
-                        fusion::send_speculation(&mut sweep, &uses, input, speculation, upstream)
-                    });
-                    if !sent {
-                        fusion::backward(&mut sweep, &uses, input, Seed::Uniform(g));
+                    match node.speculation.take() {
+                        Some(speculation) => fusion::send_speculation(&mut sweep, speculation, upstream),
+                        None => fusion::backward(&mut sweep, &uses, input, Seed::Uniform(g)),
                     }
                 } else {
                     sweep.send(input, ArrayD::from_elem(sweep.shape(input), g));

@@ -290,11 +290,17 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
 }
 
 /// The gradients a `sum` or `mean` of a lazy chain computed in the same pass
-/// as its value, for the sweep to send if the chain still ends there
-/// unchanged: one pass over the chain's inputs instead of one to record the
-/// value and another, which recomputes the chain anyway, to differentiate
-/// it. They are for the seed the reduction gives when its own gradient is 1
-/// (1 for `sum`, 1/n for `mean`); any other gradient `g` scales them by `g`.
+/// as its value, for the sweep to send: one pass over the chain's inputs
+/// instead of one to record the value and another, which recomputes the
+/// chain anyway, to differentiate it. They are for the seed the reduction
+/// gives when its own gradient is 1 (1 for `sum`, 1/n for `mean`); any other
+/// gradient `g` scales them by `g`.
+///
+/// They stay right whatever is recorded later: a value of the chain that is
+/// read elsewhere afterwards gets the gradient of that other use through its
+/// own node, and the reduction's share went through it here (the chain rule
+/// adds the paths' contributions). Only the order of the additions, hence
+/// the last bits, can differ from differentiating the chain in the sweep.
 pub(super) struct Speculation<F> {
     grads: Vec<(usize, ArrayD<F>)>,
 }
@@ -325,30 +331,9 @@ pub(super) fn sum_and_gradients<F: Float>(
     (total, Some(Speculation { grads }))
 }
 
-/// Sends a [`Speculation`]'s gradients for the chain ending at `root`,
-/// scaled by the reduction's gradient `g`, if the chain still sends its
-/// gradients to the same nodes (no value in it was used elsewhere since);
-/// else recycles them and returns `false`, for the sweep to differentiate
-/// the chain itself.
-pub(super) fn send_speculation<F: Float>(
-    sweep: &mut Sweep<'_, F>,
-    uses: &[u32],
-    root: usize,
-    speculation: Speculation<F>,
-    g: F,
-) -> bool {
-    let nodes = sweep.nodes();
-    let program = Program::to_differentiate(nodes, root);
-    let flow = Flow::new(&program, nodes, uses, false);
-    if !speculation
-        .grads
-        .iter()
-        .map(|(node, _)| *node)
-        .eq(exported(&program, &flow))
-    {
-        speculation.recycle();
-        return false;
-    }
+/// Sends a [`Speculation`]'s gradients, scaled by the reduction's gradient
+/// `g`.
+pub(super) fn send_speculation<F: Float>(sweep: &mut Sweep<'_, F>, speculation: Speculation<F>, g: F) {
     for (node, mut grad) in speculation.grads {
         if g != F::one() {
             // On both cores: a pass over a gradient the size of the input.
@@ -369,7 +354,6 @@ pub(super) fn send_speculation<F: Float>(
         }
         sweep.send(node, grad);
     }
-    true
 }
 
 /// The nodes whose gradients leave the chain, in the order of its output
