@@ -26,10 +26,10 @@
 //! `Binary::apply`/`partials`; this file only schedules them.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::ops::Range;
 
 use ndarray::ArrayD;
+use smallvec::{SmallVec, smallvec};
 
 use super::Node;
 use super::backprop::Sweep;
@@ -579,27 +579,31 @@ impl<F: Float> Program<F> {
     fn new(nodes: &[Node<F>], root: usize, include: impl Fn(usize) -> bool) -> Self {
         let len = nodes[root].len();
         let joins = |j: usize| nodes[j].len() == len && include(j);
-        // Collect the steps' nodes, depth first (the root always joins).
-        let mut members: HashMap<usize, LazyOp<F>> = HashMap::new();
-        let mut stack = vec![root];
+        // Collect the steps' nodes, depth first (the root always joins). A
+        // linear search finds a member: chains are short, and a hash map
+        // cost a tenth of a small loss's time on the tape.
+        let mut members: Small<(usize, LazyOp<F>)> = SmallVec::new();
+        let mut stack: Small<usize> = smallvec![root];
         while let Some(i) = stack.pop() {
+            if members.iter().any(|&(m, _)| m == i) {
+                continue; // reached twice before it was first taken
+            }
             let Some(op @ (_, operands)) = lazy_op(nodes, i) else {
                 continue;
             };
-            members.insert(i, op);
+            members.push((i, op));
             for j in operands {
-                if !members.contains_key(&j) && joins(j) {
+                if !members.iter().any(|&(m, _)| m == j) && joins(j) {
                     stack.push(j);
                 }
             }
         }
-        let mut order: Vec<(usize, LazyOp<F>)> = members.into_iter().collect();
-        order.sort_unstable_by_key(|&(i, _)| i);
-        let step_of: HashMap<usize, usize> = order.iter().enumerate().map(|(k, &(i, _))| (i, k)).collect();
+        members.sort_unstable_by_key(|&(i, _)| i);
+        let order = members;
         let mut inputs: Vec<Input> = Vec::new();
-        let mut arg = |j: usize| match step_of.get(&j) {
-            Some(&k) => Arg::Step(k),
-            None => Arg::Input(match inputs.iter().position(|input| input.node == j) {
+        let mut arg = |j: usize| match order.binary_search_by_key(&j, |&(i, _)| i) {
+            Ok(k) => Arg::Step(k),
+            Err(_) => Arg::Input(match inputs.iter().position(|input| input.node == j) {
                 Some(k) => k,
                 None => {
                     let scalar = nodes[j].len() != len;
@@ -612,9 +616,8 @@ impl<F: Float> Program<F> {
                 }
             }),
         };
-        let steps = order
-            .into_iter()
-            .map(|(node, (function, [a, b]))| Step {
+        let steps = (order.iter())
+            .map(|&(node, (function, [a, b]))| Step {
                 node,
                 function,
                 args: [arg(a), arg(b)],
@@ -887,37 +890,42 @@ impl<F: Copy> InputBlock<'_, F> {
     }
 }
 
+/// A program's per-step and per-input facts: on the stack for chains of up
+/// to 16 steps (a tape records one per op, and a loss on a small batch is
+/// dominated by such bookkeeping).
+type Small<T> = SmallVec<[T; 16]>;
+
 /// Where gradients flow in a program: which steps pass theirs on within the
 /// chain, and which gradients leave it.
 struct Flow {
     /// Step k is part of the chain: all its uses are inside, so its gradient
     /// is complete within the block, and it passes it to its operands.
-    internal: Vec<bool>,
+    internal: Small<bool>,
     /// Step k receives gradient from an internal step.
-    receives_step: Vec<bool>,
+    receives_step: Small<bool>,
     /// Step k receives gradient but is also used outside the chain: its
     /// gradient leaves, to be swept from its own node; the output array it
     /// is added to.
-    slot_step: Vec<Option<usize>>,
+    slot_step: Small<Option<usize>>,
     /// Input k receives gradient, which leaves: its output array.
-    slot_input: Vec<Option<usize>>,
+    slot_input: Small<Option<usize>>,
     /// Input k receives gradient, which is scattered: its register.
-    scatter_input: Vec<Option<usize>>,
+    scatter_input: Small<Option<usize>>,
     /// The scattered inputs, a register each: slices that the chain reads by
     /// rows from their input, whose gradients are added straight into that
     /// input's gradient (no array of the slice's shape, no pass of the
     /// slice's own backward rule). Each with the index of its input in
     /// `parents`.
-    scattered: Vec<(usize, usize)>,
+    scattered: Small<(usize, usize)>,
     /// The inputs of the scattered slices (their nodes) and the distance
     /// between their rows.
-    parents: Vec<(usize, usize)>,
+    parents: Small<(usize, usize)>,
     /// The length of the scattered slices' rows (1 when there are none).
     row: usize,
     /// Operand `p` of internal step k is the first, in the backward order,
     /// to write a step's register or an output array: it overwrites instead
     /// of adding, so neither needs zeroing.
-    fresh: Vec<[bool; 2]>,
+    fresh: Small<[bool; 2]>,
 }
 
 impl Flow {
@@ -926,18 +934,19 @@ impl Flow {
     fn new<F: Float>(program: &Program<F>, nodes: &[Node<F>], uses: &[u32], scatter: bool) -> Self {
         let steps = program.steps.len();
         let mut flow = Flow {
-            internal: vec![false; steps],
-            receives_step: vec![false; steps],
-            slot_step: vec![None; steps],
-            slot_input: vec![None; program.inputs.len()],
-            scatter_input: vec![None; program.inputs.len()],
-            scattered: Vec::new(),
-            parents: Vec::new(),
+            internal: smallvec![false; steps],
+            receives_step: smallvec![false; steps],
+            slot_step: smallvec![None; steps],
+            slot_input: smallvec![None; program.inputs.len()],
+            scatter_input: smallvec![None; program.inputs.len()],
+            scattered: Small::new(),
+            parents: Small::new(),
             row: 1,
-            fresh: vec![[false; 2]; steps],
+            fresh: smallvec![[false; 2]; steps],
         };
-        let (mut exported_step, mut exported_input) = (vec![false; steps], vec![false; program.inputs.len()]);
-        let mut uses_inside = vec![0u32; steps];
+        let (mut exported_step, mut exported_input): (Small<bool>, Small<bool>) =
+            (smallvec![false; steps], smallvec![false; program.inputs.len()]);
+        let mut uses_inside: Small<u32> = smallvec![0; steps];
         for k in (0..steps).rev() {
             let step = &program.steps[k];
             let needs = nodes[step.node].requires_grad;
@@ -976,8 +985,9 @@ impl Flow {
         // The first write to each register kept inside the chain and to each
         // output array, in the order the backward pass runs (steps newest
         // first, operands in order).
-        let (mut written_step, mut written_slot) = (vec![false; steps], vec![false; slots.start]);
-        let mut written_scattered = vec![false; flow.scattered.len()];
+        let (mut written_step, mut written_slot): (Small<bool>, Small<bool>) =
+            (smallvec![false; steps], smallvec![false; slots.start]);
+        let mut written_scattered: Small<bool> = smallvec![false; flow.scattered.len()];
         for k in (0..steps).rev().filter(|&k| flow.internal[k]) {
             for (position, &arg) in program.steps[k].operands().iter().enumerate() {
                 let written = match (arg, arg.slot(&flow)) {
@@ -1002,7 +1012,7 @@ impl Flow {
     /// (so that the cores still share the work as finely: a slice of a
     /// vector is one long row), and each input is sliced alike.
     fn scatter<F>(&mut self, program: &Program<F>, exported_input: &mut [bool]) {
-        let slices: Vec<(usize, usize, SliceRows)> = (program.inputs.iter().enumerate())
+        let slices: Small<(usize, usize, SliceRows)> = (program.inputs.iter().enumerate())
             .filter(|&(k, _)| exported_input[k])
             .filter_map(|(k, input)| input.rows.map(|(parent, rows)| (k, parent, rows)))
             .collect();

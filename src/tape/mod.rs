@@ -158,7 +158,9 @@ impl<F: Float> Tape<F> {
     pub fn new() -> Self {
         Tape {
             id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
-            nodes: RefCell::new(Vec::new()),
+            // Room for a loss's few ops, so that recording one does not
+            // regrow the record (and move its nodes) three or four times.
+            nodes: RefCell::new(Vec::with_capacity(16)),
         }
     }
 
