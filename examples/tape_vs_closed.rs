@@ -3,12 +3,14 @@
 //! (`Loss::value_and_grad`) against the tape's derivation of the same value
 //! and gradient (`losses::value_and_grad_on_tape`), in `f32`.
 //!
-//! Run with `cargo run --release --example tape_vs_closed [-- [--warm] [NAME_FILTER [BLOCKS]]]`.
+//! Run with `cargo run --release --example tape_vs_closed [-- [--warm] [--small] [NAME_FILTER [BLOCKS]]]`.
+//! `--small` runs every workload at about 1,000 elements instead (a loss on
+//! a small batch, where the tape's bookkeeping per op weighs most).
 //!
 //! Each side is timed in blocks of back-to-back calls lasting about 100 ms,
 //! closed form and tape alternating block by block, so a burst of load on a
 //! shared machine hits both. Two medians over the blocks are printed per side,
-//! in milliseconds per call: the CPU time of all of this process's threads
+//! in milliseconds per call (microseconds with `--small`): the CPU time of all of this process's threads
 //! (from `/proc/self/task/*/schedstat`, where available), which a busy
 //! neighbour does not inflate, and wall-clock time. The first ratio is taken
 //! on CPU time: the work each side does. The closed forms split large inputs
@@ -87,13 +89,27 @@ struct Case {
     targets: ArrayD<f32>,
 }
 
-fn cases() -> Vec<Case> {
+/// `dims` as `a×b×c`.
+fn size_of(dims: &[usize]) -> String {
+    dims.iter().map(usize::to_string).collect::<Vec<_>>().join("×")
+}
+
+/// The workloads: those of the performance issue, or with `small` about
+/// 1,000 elements each.
+fn cases(small: bool) -> Vec<Case> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let n = 1 << 20;
+    let n = if small { 1000 } else { 1 << 20 };
+    let pick = |large: &[usize], few: &[usize]| if small { few.to_vec() } else { large.to_vec() };
+    let (focal, logits, classes) = (
+        pick(&[65536, 16], &[63, 16]),
+        pick(&[4096, 1000], &[10, 100]),
+        if small { 100.0 } else { 1000.0 },
+    );
+    let (triplets, pairs) = (pick(&[4096, 3, 128], &[8, 3, 42]), pick(&[4096, 2, 128], &[8, 2, 64]));
     let mut out = Vec::new();
     let pointwise = |name, loss: Box<dyn Loss<f32>>, p: (f32, f32), t: (f32, f32), rng: &mut Rng| Case {
         name,
-        size: "1,048,576".into(),
+        size: if small { size_of(&[n]) } else { "1,048,576".into() },
         loss,
         predictions: rng.array(&[n], p.0, p.1),
         targets: rng.array(&[n], t.0, t.1),
@@ -142,31 +158,33 @@ fn cases() -> Vec<Case> {
     ));
     out.push(Case {
         name: "focal γ=2 α=.25",
-        size: "65536×16".into(),
+        size: size_of(&focal),
         loss: Box::new(FocalLoss::new(2.0, Some(0.25), 1e-6)),
-        predictions: rng.array(&[65536, 16], 0.01, 0.99),
-        targets: rng.array(&[65536, 16], 0.0, 1.0).mapv(f32::round),
+        predictions: rng.array(&focal, 0.01, 0.99),
+        targets: rng.array(&focal, 0.0, 1.0).mapv(f32::round),
     });
     out.push(Case {
         name: "cross-entropy",
-        size: "4096×1000".into(),
+        size: size_of(&logits),
         loss: Box::new(CrossEntropyLoss::new()),
-        predictions: rng.array(&[4096, 1000], -3.0, 3.0),
-        targets: rng.array(&[4096], 0.0, 1000.0).mapv(|t| t.floor().min(999.0)),
+        predictions: rng.array(&logits, -3.0, 3.0),
+        targets: rng
+            .array(&logits[..1], 0.0, classes)
+            .mapv(|t| t.floor().min(classes - 1.0)),
     });
     out.push(Case {
         name: "triplet",
-        size: "4096×3×128".into(),
+        size: size_of(&triplets),
         loss: Box::new(TripletLoss::new(1.0)),
-        predictions: rng.array(&[4096, 3, 128], -0.1, 0.1),
+        predictions: rng.array(&triplets, -0.1, 0.1),
         targets: ArrayD::zeros(IxDyn(&[3])),
     });
     out.push(Case {
         name: "contrastive",
-        size: "4096×2×128".into(),
+        size: size_of(&pairs),
         loss: Box::new(ContrastiveLoss::new(1.0)),
-        predictions: rng.array(&[4096, 2, 128], -0.1, 0.1),
-        targets: rng.array(&[4096], 0.0, 1.0).mapv(f32::round),
+        predictions: rng.array(&pairs, -0.1, 0.1),
+        targets: rng.array(&pairs[..1], 0.0, 1.0).mapv(f32::round),
     });
     out
 }
@@ -206,13 +224,16 @@ fn block_size(f: &mut dyn FnMut()) -> usize {
     let t0 = Instant::now();
     f();
     let once = t0.elapsed().as_secs_f64();
-    ((0.1 / once.max(1e-6)).ceil() as usize).clamp(1, 10_000)
+    ((0.1 / once.max(1e-7)).ceil() as usize).clamp(1, 1_000_000)
 }
 
 fn main() -> tapeloss::Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let warm = args.iter().any(|a| a == "--warm");
-    args.retain(|a| a != "--warm");
+    let small = args.iter().any(|a| a == "--small");
+    args.retain(|a| a != "--warm" && a != "--small");
+    // Times per call in milliseconds, or microseconds for the small inputs.
+    let (unit, per_ms) = if small { ("µs", 1e3) } else { ("ms", 1.0) };
     let filter = args.first().map(|s| s.to_lowercase()).unwrap_or_default();
     let min_blocks: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(15);
     if warm {
@@ -223,18 +244,18 @@ fn main() -> tapeloss::Result<()> {
         "{:<18} {:>11} | {:>9} {:>9} | {:>9} {:>9} | {:>6} {:>6} | {:>9} {:>6} | {:>7} {:>7}",
         "loss",
         "size",
-        "closed ms",
+        format!("closed {unit}"),
         "(wall)",
-        "tape ms",
+        format!("tape {unit}"),
         "(wall)",
         "ratio",
         "(wall)",
-        "copies ms",
+        format!("copies {unit}"),
         "ratio",
         "faults",
         "(tape)"
     );
-    for case in cases() {
+    for case in cases(small) {
         if !case.name.to_lowercase().contains(&filter) {
             continue;
         }
@@ -301,13 +322,13 @@ fn main() -> tapeloss::Result<()> {
             "{:<18} {:>11} | {:>9.3} {:>9.3} | {:>9.3} {:>9.3} | {:>5.1}× {:>5.1}× | {:>9.3} {:>5.1}× | {:>7.0} {:>7.0}   ({} blocks of {}/{})",
             case.name,
             case.size,
-            cc,
-            cw,
-            tc,
-            tw,
+            cc * per_ms,
+            cw * per_ms,
+            tc * per_ms,
+            tw * per_ms,
             tc / cc,
             tw / cw,
-            copies,
+            copies * per_ms,
             copies / cc,
             fc,
             ft,
