@@ -10,9 +10,9 @@
 //! Each side is timed in blocks of back-to-back calls lasting about 100 ms,
 //! closed form and tape alternating block by block, so a burst of load on a
 //! shared machine hits both. Two medians over the blocks are printed per side,
-//! in milliseconds per call (microseconds with `--small`): the CPU time of all of this process's threads
-//! (from `/proc/self/task/*/schedstat`, where available), which a busy
-//! neighbour does not inflate, and wall-clock time. The first ratio is taken
+//! in milliseconds per call (microseconds with `--small`): the CPU time of
+//! all of this process's threads (from `/proc/self/task/*/schedstat`, where
+//! available), which a busy neighbour does not inflate, and wall-clock time. The first ratio is taken
 //! on CPU time: the work each side does. The closed forms split large inputs
 //! over a thread pool and the tape runs on one thread, so on an idle machine
 //! the wall-clock ratio is up to twice the CPU ratio (`RAYON_NUM_THREADS=1`
