@@ -248,6 +248,7 @@ pub(crate) struct SliceRows {
 }
 
 impl SliceRows {
+    /// The rows of `start..end` along `axis` of an array of `shape`.
     pub(crate) fn new(shape: &[usize], axis: usize, (start, end): (usize, usize)) -> Self {
         let (_, n, inner) = around(shape, axis);
         SliceRows {
@@ -320,26 +321,25 @@ pub(crate) fn slice_axis_backward<F: Float>(
     grad: &ArrayD<F>,
 ) {
     let shape = sweep.shape(input);
-    let (outer, n, inner) = around(shape, axis);
+    let rows = SliceRows::new(shape, axis, (start, end));
     let g = flat(grad);
-    let block = (end - start) * inner;
-    let (before, within) = (start * inner, end * inner);
-    // Row `o` of the input (all of its axis) holds block `o` of the slice.
-    let slice_of = |o: usize| g.get(o * block..(o + 1) * block).unwrap_or_default();
+    let (before, within) = (rows.offset, rows.offset + rows.row);
+    // Row `o` of the input (all of its axis) holds row `o` of the slice.
+    let slice_of = |o: usize| g.get(o * rows.row..(o + 1) * rows.row).unwrap_or_default();
     if sweep.is_pending(input) {
         sweep.accumulate(input, |dx| {
             parallel::for_each_row(
                 dx,
-                n * inner,
+                rows.stride,
                 #[inline(always)]
                 |o, row| (row[before..within].iter_mut().zip(slice_of(o))).for_each(|(d, &g)| *d += g),
             );
         });
     } else {
-        let mut dx = pool::for_overwrite(outer * n * inner);
+        let mut dx = pool::for_overwrite(shape.iter().product());
         parallel::for_each_row(
             &mut dx,
-            n * inner,
+            rows.stride,
             #[inline(always)]
             |o, row| {
                 row[..before].fill(F::zero());
