@@ -10,7 +10,7 @@
 use ndarray::ArrayD;
 
 use super::fusion::{self, Seed};
-use super::layout::{flat, flat_mut, from_vec, rows_along, zeros};
+use super::layout::{flat, flat_mut, rows_along, zeros};
 use super::ops::{Op, binary, reduce, structural};
 use super::pool;
 use super::{Gradients, Node};
@@ -72,21 +72,15 @@ impl<'a, F: Float> Sweep<'a, F> {
         }
     }
 
-    /// Takes node `i`'s pending gradient out, in standard layout, for a rule
-    /// that adds into it in place and then hands it back with
-    /// [`Sweep::send`] (which moves it in, nothing being pending then). When
-    /// none is pending, a new one: zeros, or, if the rule writes every
-    /// element (`writes_all`), a buffer it must write rather than add into.
-    /// Returns whether it must.
-    pub(super) fn take_pending(&mut self, i: usize, writes_all: bool) -> (ArrayD<F>, bool) {
+    /// Takes node `i`'s pending gradient out, in standard layout (zeros when
+    /// none is pending), for a rule that adds into it in place and then hands
+    /// it back with [`Sweep::send`] (which moves it in, nothing being
+    /// pending then).
+    pub(super) fn take_pending(&mut self, i: usize) -> ArrayD<F> {
         match self.pending[i].take() {
-            Some(grad) if grad.is_standard_layout() => (grad, false),
-            Some(grad) => (grad.as_standard_layout().into_owned(), false),
-            None if writes_all => {
-                let shape = self.shape(i);
-                (from_vec(shape, pool::for_overwrite(shape.iter().product())), true)
-            }
-            None => (zeros(self.shape(i)), false),
+            Some(grad) if grad.is_standard_layout() => grad,
+            Some(grad) => grad.as_standard_layout().into_owned(),
+            None => zeros(self.shape(i)),
         }
     }
 

@@ -277,14 +277,10 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
     let nodes = sweep.nodes();
     let program = Program::to_differentiate(nodes, root);
     let flow = Flow::new(&program, nodes, uses, true);
-    let (mut parents, write): (Vec<(usize, ArrayD<F>)>, Small<bool>) = (0..flow.parents.len())
-        .map(|p| {
-            let parent = flow.parents[p].0;
-            let (grad, write) = sweep.take_pending(parent, flow.tiles(&program, p));
-            ((parent, grad), write)
-        })
-        .unzip();
-    let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, (&mut parents, &write));
+    let mut parents: Vec<(usize, ArrayD<F>)> = (flow.parents.iter())
+        .map(|&(parent, _)| (parent, sweep.take_pending(parent)))
+        .collect();
+    let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, &mut parents);
     for (node, grad) in parents.into_iter().chain(grads) {
         sweep.send(node, grad);
     }
@@ -331,7 +327,7 @@ pub(super) fn sum_and_gradients<F: Float>(
     }
     let program = Program::to_differentiate(nodes, i);
     let flow = Flow::new(&program, nodes, &uses(), false);
-    let (total, grads) = chain_gradients(nodes, &program, &flow, &Seed::Uniform(seed), true, (&mut [], &[]));
+    let (total, grads) = chain_gradients(nodes, &program, &flow, &Seed::Uniform(seed), true, &mut []);
     (total, Some(Speculation { grads }))
 }
 
@@ -378,15 +374,14 @@ fn exported<F>(program: &Program<F>, flow: &Flow) -> Vec<usize> {
 /// block at a time: the gradients that leave it, with the nodes they go to,
 /// and, when `want_sum`, the sum of the root's values (the same bits as
 /// [`sum_of`]: the same blocks and tree). The scattered gradients are added
-/// into `parents`, the gradients of the inputs of [`Flow::parents`], or
-/// written where `write` says (a new gradient that they cover).
+/// into `parents`, the gradients of the inputs of [`Flow::parents`].
 fn chain_gradients<F: Float>(
     nodes: &[Node<F>],
     program: &Program<F>,
     flow: &Flow,
     seed: &Seed<F>,
     want_sum: bool,
-    (parents, write): (&mut [(usize, ArrayD<F>)], &[bool]),
+    parents: &mut [(usize, ArrayD<F>)],
 ) -> (F, Vec<(usize, ArrayD<F>)>) {
     let inputs = program.input_values(nodes);
     // The nodes whose gradients leave the chain, one output array each.
@@ -463,7 +458,7 @@ fn chain_gradients<F: Float>(
                     for (&(input, parent), values) in flow.scattered.iter().zip(&scattered) {
                         if let Some((_, slice)) = program.inputs[input].rows {
                             let into = &mut parent_rows[parent].data;
-                            slice.put_into(into, rows.start, block.clone(), &values[..len], write[parent]);
+                            slice.add_into(into, rows.start, block.clone(), &values[..len]);
                         }
                     }
                 },
@@ -1046,18 +1041,5 @@ impl Flow {
             self.scatter_input[k] = Some(self.scattered.len());
             self.scattered.push((k, at));
         }
-    }
-
-    /// Whether the scattered slices of parent `p` cover each of its
-    /// elements exactly once (the two halves of `[N, 2, D]` pairs, say), so
-    /// that a new gradient for it needs no zeroing: they write it whole.
-    fn tiles<F>(&self, program: &Program<F>, p: usize) -> bool {
-        let mut offsets: Small<usize> = (self.scattered.iter())
-            .filter(|&&(_, parent)| parent == p)
-            .filter_map(|&(k, _)| program.inputs[k].rows.map(|(_, rows)| rows.offset))
-            .collect();
-        offsets.sort_unstable();
-        let stride = self.parents[p].1;
-        offsets.len() * self.row == stride && offsets.iter().enumerate().all(|(i, &offset)| offset == i * self.row)
     }
 }

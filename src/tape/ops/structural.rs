@@ -267,30 +267,16 @@ impl SliceRows {
         });
     }
 
-    /// Adds (or with `write`, writes) `values`, the slice's elements
-    /// `range`, into the input's elements `into`, which start at row
-    /// `first_row` of the slice.
+    /// Adds `values`, the slice's elements `range`, into the input's
+    /// elements `into`, which start at row `first_row` of the slice.
     #[inline(always)]
-    pub(crate) fn put_into<F: Float>(
-        self,
-        into: &mut [F],
-        first_row: usize,
-        range: Range<usize>,
-        values: &[F],
-        write: bool,
-    ) {
+    pub(crate) fn add_into<F: Float>(self, into: &mut [F], first_row: usize, range: Range<usize>, values: &[F]) {
         let skipped = first_row * self.stride;
-        if write {
-            self.for_each_piece(range, |to, piece| {
-                into[to - skipped..][..piece.len()].copy_from_slice(&values[piece]);
-            });
-        } else {
-            self.for_each_piece(range, |to, piece| {
-                (into[to - skipped..][..piece.len()].iter_mut())
-                    .zip(&values[piece])
-                    .for_each(|(d, &v)| *d += v);
-            });
-        }
+        self.for_each_piece(range, |to, piece| {
+            (into[to - skipped..][..piece.len()].iter_mut())
+                .zip(&values[piece])
+                .for_each(|(d, &v)| *d += v);
+        });
     }
 
     /// Calls `f(at, piece)` for each piece of the slice's elements `range`
