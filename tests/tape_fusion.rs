@@ -168,6 +168,22 @@ fn a_chain_seeded_by_an_array_and_swept_twice() -> Result<()> {
     Ok(())
 }
 
+/// Asserts that `run` gives the same result on pools of 2 and 3 threads as
+/// on one.
+fn assert_same_on_any_number_of_threads<R: PartialEq + Send>(run: impl Fn() -> Result<R> + Sync) {
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("a thread pool");
+        pool.install(&run).expect("the tape")
+    };
+    let one = on(1);
+    for threads in [2, 3] {
+        assert!(on(threads) == one, "{threads} threads differ from one");
+    }
+}
+
 /// Sums of long chains and their gradients have the same bits on one thread
 /// and on several: blocks are combined along a fixed tree.
 #[test]
@@ -175,30 +191,19 @@ fn fused_chains_give_the_same_bits_on_any_number_of_threads() {
     let mut rng = Rng::new(15);
     let n = 700_001;
     let (x0, y0) = (rng.array(&[n], -3.0, 3.0), rng.array(&[n], -3.0, 3.0));
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("a thread pool");
-        pool.install(|| -> Result<(u64, Vec<u64>, Vec<u64>)> {
-            let tape = Tape::<f64>::new();
-            let (x, y) = (tape.var(x0.clone()), tape.constant(y0.clone()));
-            let chain = x.sub(y)?.softplus()?.mul(x)?;
-            let loss = chain.mean()?;
-            let grads = tape.backward(loss)?;
-            let bits = |a: &ArrayD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            Ok((
-                loss.item()?.to_bits(),
-                bits(grads.wrt(x).expect("x")),
-                bits(&chain.value()),
-            ))
-        })
-        .expect("the tape")
-    };
-    let one = run(1);
-    for threads in [2, 3] {
-        assert!(run(threads) == one, "{threads} threads differ from one");
-    }
+    assert_same_on_any_number_of_threads(|| -> Result<(u64, Vec<u64>, Vec<u64>)> {
+        let tape = Tape::<f64>::new();
+        let (x, y) = (tape.var(x0.clone()), tape.constant(y0.clone()));
+        let chain = x.sub(y)?.softplus()?.mul(x)?;
+        let loss = chain.mean()?;
+        let grads = tape.backward(loss)?;
+        let bits = |a: &ArrayD<f64>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        Ok((
+            loss.item()?.to_bits(),
+            bits(grads.wrt(x).expect("x")),
+            bits(&chain.value()),
+        ))
+    });
 }
 
 /// An empty chain: values and gradients of shape `[0]`, and `sum` gives 0.
@@ -604,24 +609,13 @@ fn scattered_slices_give_the_same_bits_on_any_number_of_threads() {
     let mut rng = Rng::new(53);
     let x0 = rng.array(&[2_100, 3, 128], -1.0, 1.0);
     let targets = ArrayD::zeros(IxDyn(&[0]));
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("a thread pool");
-        pool.install(|| -> Result<(u64, Vec<u64>)> {
-            let loss = TripletLoss::new(0.5);
-            let (value, grad) = value_and_grad_on_tape(&loss, &x0, &targets)?;
-            let (closed, _) = loss.value_and_grad(&x0, &targets)?;
-            assert!((value - closed).abs() <= 1e-12 * closed.abs().max(1.0));
-            Ok((value.to_bits(), grad.iter().map(|v| v.to_bits()).collect()))
-        })
-        .expect("the tape")
-    };
-    let one = run(1);
-    for threads in [2, 3] {
-        assert!(run(threads) == one, "{threads} threads differ from one");
-    }
+    assert_same_on_any_number_of_threads(|| -> Result<(u64, Vec<u64>)> {
+        let loss = TripletLoss::new(0.5);
+        let (value, grad) = value_and_grad_on_tape(&loss, &x0, &targets)?;
+        let (closed, _) = loss.value_and_grad(&x0, &targets)?;
+        assert!((value - closed).abs() <= 1e-12 * closed.abs().max(1.0));
+        Ok((value.to_bits(), grad.iter().map(|v| v.to_bits()).collect()))
+    });
 }
 
 /// The two halves of `[N, 2, D]` pairs, whose rows cover their input exactly
