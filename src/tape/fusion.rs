@@ -455,11 +455,9 @@ fn chain_gradients<F: Float>(
                             program.step_backward(k, values, registers, out, at.clone(), flow);
                         }
                     }
-                    for (&(input, parent), values) in flow.scattered.iter().zip(&scattered) {
-                        if let Some((_, slice)) = program.inputs[input].rows {
-                            let into = &mut parent_rows[parent].data;
-                            slice.add_into(into, rows.start, block.clone(), &values[..len]);
-                        }
+                    for (&(parent, slice), values) in flow.scattered.iter().zip(&scattered) {
+                        let into = &mut parent_rows[parent].data;
+                        slice.add_into(into, rows.start, block.clone(), &values[..len]);
                     }
                 },
             );
@@ -914,9 +912,9 @@ struct Flow {
     /// The scattered inputs, a register each: slices that the chain reads by
     /// rows from their input, whose gradients are added straight into that
     /// input's gradient (no array of the slice's shape, no pass of the
-    /// slice's own backward rule). Each with the index of its input in
-    /// `parents`.
-    scattered: Small<(usize, usize)>,
+    /// slice's own backward rule). Each as the index of its input in
+    /// `parents` and where its rows lie there.
+    scattered: Small<(usize, SliceRows)>,
     /// The inputs of the scattered slices (their nodes) and the distance
     /// between their rows.
     parents: Small<(usize, usize)>,
@@ -1039,7 +1037,7 @@ impl Flow {
             };
             exported_input[k] = false;
             self.scatter_input[k] = Some(self.scattered.len());
-            self.scattered.push((k, at));
+            self.scattered.push((at, rows));
         }
     }
 }
