@@ -31,7 +31,8 @@
 //! Only first derivatives are supported: the backward sweep is not itself
 //! recorded, so higher-order gradients are out of scope.
 
-#![forbid(unsafe_code)]
+// One small module, `tape/lent.rs`, allows it, with its soundness argument.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 // `Var::add`, `sub`, `mul`, `div` and `neg` return `Result` (shape errors are values,
 // not panics), so they cannot be the `std::ops` traits that clippy suggests.

@@ -10,7 +10,7 @@ use crate::float::Float;
 use crate::kernels::fastmath;
 use crate::kernels::parallel;
 use crate::kernels::pointwise::{COMPUTE, sum_terms_and_grad_with, sum_terms_and_new_grad, sum_terms_with};
-use crate::tape::{Tape, Var, pool};
+use crate::tape::{Tape, Var};
 
 /// Focal loss (Lin et al., 2017) on probabilities, for imbalanced
 /// classification: it down-weights the classes a sample already gets right, so
@@ -383,7 +383,7 @@ impl<F: Float> Loss<F> for FocalLoss {
             focus.mul(ln_q)?
         };
         let out = log_term
-            .mul(tape.constant(pool::copy_of(targets)))?
+            .mul(tape.leaf_from(targets, false))?
             // The reduction's scale inside the sum: the gradients computed with
             // the sum then need no second pass to scale them.
             .mul_scalar(k.neg_alpha * scale)?

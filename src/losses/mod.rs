@@ -80,7 +80,8 @@ use ndarray::ArrayD;
 
 use crate::error::Result;
 use crate::float::Float;
-use crate::tape::{Tape, Var, pool};
+use crate::tape::lent::with_lent;
+use crate::tape::{Tape, Var};
 
 pub use binary_cross_entropy::BinaryCrossEntropyLoss;
 pub use contrastive::ContrastiveLoss;
@@ -174,9 +175,10 @@ pub trait Loss<F: Float> {
     /// Whatever [`Loss::record`] returns, and [`crate::Error::NonFinite`] when the
     /// value is not finite, naming the first NaN or infinity in the inputs.
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
-        let tape = Tape::new();
-        let loss = self.record(&tape, tape.constant(pool::copy_of(predictions)), targets)?;
-        let value = loss.item()?;
+        let value = with_lent([predictions, targets], |tape| {
+            let loss = self.record(tape, tape.leaf_from(predictions, false), targets)?;
+            loss.item()
+        })?;
         validate::finite_value("forward", value, predictions, targets)
     }
 
@@ -232,12 +234,15 @@ pub fn value_and_grad_on_tape<F: Float, L: Loss<F> + ?Sized>(
     predictions: &ArrayD<F>,
     targets: &ArrayD<F>,
 ) -> Result<(F, ArrayD<F>)> {
-    let tape = Tape::new();
-    let x = tape.var(pool::copy_of(predictions));
-    let out = loss.record(&tape, x, targets)?;
-    let value = validate::finite_value("value_and_grad", out.item()?, predictions, targets)?;
-    let mut grads = tape.backward(out)?;
-    let grad = grads.take(x).unwrap_or_else(|| ArrayD::zeros(predictions.raw_dim()));
+    // The tape holds the caller's arrays, not copies (see `tape::lent`).
+    let (value, grad) = with_lent([predictions, targets], |tape| {
+        let x = tape.leaf_from(predictions, true);
+        let out = loss.record(tape, x, targets)?;
+        let value = validate::finite_value("value_and_grad", out.item()?, predictions, targets)?;
+        let mut grads = tape.backward(out)?;
+        let grad = grads.take(x).unwrap_or_else(|| ArrayD::zeros(predictions.raw_dim()));
+        Ok::<_, crate::Error>((value, grad))
+    })?;
     validate::finite_grad("value_and_grad", value, &grad, predictions, targets)?;
     Ok((value, grad))
 }

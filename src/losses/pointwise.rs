@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::float::Float;
 use crate::kernels::parallel::{self, Plan};
 use crate::kernels::pointwise::{STREAMING, sum_terms_and_grad_with, sum_terms_and_new_grad, sum_terms_with};
-use crate::tape::{Tape, Var, pool};
+use crate::tape::{Tape, Var};
 
 /// A loss that is `reduce(ℓ(pᵢ, tᵢ))` over elements.
 pub(crate) trait Pointwise: Sync {
@@ -64,7 +64,7 @@ pub(crate) fn record<'t, L: Pointwise, F: Float>(
     targets: &ArrayD<F>,
 ) -> Result<Var<'t, F>> {
     predictions.with_value(|p| check(loss, p, targets))?;
-    let terms = loss.record_terms(predictions, tape.constant(pool::copy_of(targets)))?;
+    let terms = loss.record_terms(predictions, tape.leaf_from(targets, false))?;
     let out = loss.reduction().record(terms)?;
     predictions.with_value(|p| validate::finite_record(L::NAME, out, p, targets))
 }

@@ -28,10 +28,11 @@ mod backprop;
 mod broadcast;
 pub(crate) mod fusion;
 pub(crate) mod layout;
+pub(crate) mod lent;
 mod ops;
 pub(crate) mod pool;
 
-use std::cell::{Cell, OnceCell, Ref, RefCell};
+use std::cell::{Cell, Ref, RefCell};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,8 +53,8 @@ static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(0);
 /// stays empty until something needs the array itself, and a chain of such
 /// ops is then evaluated in one pass, or never materialised at all when a
 /// whole-array reduction or the backward sweep consumes it.
-struct Node<F> {
-    value: OnceCell<ArrayD<F>>,
+struct Node<F: 'static> {
+    value: lent::Value<F>,
     shape: Vec<usize>,
     op: Op<F>,
     requires_grad: bool,
@@ -112,6 +113,8 @@ impl<F: Float> Node<F> {
 pub struct Tape<F: Float> {
     id: u64,
     nodes: RefCell<Vec<Node<F>>>,
+    /// The arrays [`lent::with_lent`] lent this tape, if any.
+    lent: [Option<&'static ArrayD<F>>; 2],
 }
 
 /// A handle to one value recorded on a [`Tape`].
@@ -161,6 +164,7 @@ impl<F: Float> Tape<F> {
             // Room for a loss's few ops, so that recording one does not
             // regrow the record (and move its nodes) three or four times.
             nodes: RefCell::new(Vec::with_capacity(16)),
+            lent: [None; 2],
         }
     }
 
@@ -233,9 +237,15 @@ impl<F: Float> Tape<F> {
     /// Records a node (with its value, or `None` for a lazy elementwise
     /// result) and returns its handle.
     fn push(&self, value: Option<ArrayD<F>>, shape: Vec<usize>, op: Op<F>, requires_grad: bool) -> Var<'_, F> {
+        let value = lent::Value::Owned(value.map(Into::into).unwrap_or_default());
+        self.push_value(value, shape, op, requires_grad)
+    }
+
+    /// [`Tape::push`] with the node's value as it is stored.
+    fn push_value(&self, value: lent::Value<F>, shape: Vec<usize>, op: Op<F>, requires_grad: bool) -> Var<'_, F> {
         let mut nodes = self.nodes.borrow_mut();
         nodes.push(Node {
-            value: value.map(OnceCell::from).unwrap_or_default(),
+            value,
             shape,
             op,
             requires_grad,
@@ -244,6 +254,19 @@ impl<F: Float> Tape<F> {
         Var {
             tape: self,
             index: nodes.len() - 1,
+        }
+    }
+
+    /// Records a leaf holding `value`: the array itself when this tape was
+    /// lent it ([`lent::with_lent`]) and it is in standard row-major layout,
+    /// otherwise a copy in a pooled buffer.
+    pub(crate) fn leaf_from(&self, value: &ArrayD<F>, requires_grad: bool) -> Var<'_, F> {
+        let lent = self.lent.iter().flatten().find(|&&lent| std::ptr::eq(lent, value));
+        match lent {
+            Some(&lent) if lent.is_standard_layout() => {
+                self.push_value(lent::Value::Lent(lent), lent.shape().to_vec(), Op::Leaf, requires_grad)
+            }
+            _ => self.push_leaf(pool::copy_of(value), requires_grad),
         }
     }
 
