@@ -12,19 +12,18 @@
 //! shared machine hits both. Two medians over the blocks are printed per side,
 //! in milliseconds per call (microseconds with `--small`): the CPU time of
 //! all of this process's threads (from `/proc/self/task/*/schedstat`, where
-//! available), which a busy neighbour does not inflate, and wall-clock time. The first ratio is taken
-//! on CPU time: the work each side does. The closed forms split large inputs
-//! over a thread pool and the tape runs on one thread, so on an idle machine
-//! the wall-clock ratio is up to twice the CPU ratio (`RAYON_NUM_THREADS=1`
-//! keeps the closed forms on one thread).
+//! available), which a busy neighbour does not inflate, and wall-clock time.
+//! Both sides split large inputs over the thread pool, but not alike: the
+//! closed forms of the cheap losses build their gradient on one thread,
+//! which measured faster (their CPU time is about their wall time below),
+//! while the tape's chains run on both cores.
+//! So with two threads the CPU ratio weighs the tape's second core (and the
+//! pool's spinning) against a closed form on one, and the wall-clock ratio
+//! is the time a caller waits; `RAYON_NUM_THREADS=1` puts both sides on one
+//! thread, where the two ratios agree.
 //!
-//! The `copies` columns are a floor under the tape's route: copying the
-//! predictions and the targets into arrays that the tape owns, which it must
-//! do before any work of its own (`Tape::var` and `Tape::constant` take their
-//! arrays by value, and `Loss::record` gets `&targets`), timed here into
-//! buffers reused across calls; then that time over the closed form's (CPU
-//! time where available). Where that ratio nears 3×, the tape cannot be
-//! within 3× of the closed form on this workload.
+//! The tape is handed the caller's arrays themselves (see `src/tape/lent.rs`),
+//! so the route copies neither input.
 //!
 //! The last columns count the minor page faults per call. With glibc's
 //! allocator, arrays of a few MiB come from the heap, and freeing more than
@@ -241,7 +240,7 @@ fn main() -> tapeloss::Result<()> {
     }
 
     println!(
-        "{:<18} {:>11} | {:>9} {:>9} | {:>9} {:>9} | {:>6} {:>6} | {:>9} {:>6} | {:>7} {:>7}",
+        "{:<18} {:>11} | {:>9} {:>9} | {:>9} {:>9} | {:>6} {:>6} | {:>7} {:>7}",
         "loss",
         "size",
         format!("closed {unit}"),
@@ -250,8 +249,6 @@ fn main() -> tapeloss::Result<()> {
         "(wall)",
         "ratio",
         "(wall)",
-        format!("copies {unit}"),
-        "ratio",
         "faults",
         "(tape)"
     );
@@ -277,19 +274,9 @@ fn main() -> tapeloss::Result<()> {
         let mut run_tape = || {
             black_box(value_and_grad_on_tape(loss, black_box(p), black_box(t)).ok());
         };
-        // The least the tape's route must do besides: copy both inputs into
-        // arrays it owns (`Tape::var` and `Tape::constant` take them by value,
-        // and `record` gets `&targets`), here into buffers reused across calls.
-        let mut owned = (p.clone(), t.clone());
-        let mut run_copies = || {
-            owned.0.assign(black_box(p));
-            owned.1.assign(black_box(t));
-            black_box(&owned);
-        };
         let k_closed = block_size(&mut run_closed);
-        let (k_tape, k_copies) = (block_size(&mut run_tape), block_size(&mut run_copies));
+        let k_tape = block_size(&mut run_tape);
         let (mut closed, mut tape) = ((vec![], vec![], vec![]), (vec![], vec![], vec![]));
-        let mut copies = (vec![], vec![]);
         while closed.0.len() < min_blocks {
             // Alternating blocks, so that a burst of load hits every side.
             let (w, c, f) = time_block(k_closed, &mut run_closed);
@@ -300,9 +287,6 @@ fn main() -> tapeloss::Result<()> {
             tape.0.push(w);
             tape.1.extend(c);
             tape.2.extend(f);
-            let (w, c, _) = time_block(k_copies, &mut run_copies);
-            copies.0.push(w);
-            copies.1.extend(c);
         }
         let faults = |v: &mut Vec<f64>| if v.is_empty() { f64::NAN } else { median(v) };
         let (fc, ft) = (faults(&mut closed.2), faults(&mut tape.2));
@@ -313,13 +297,8 @@ fn main() -> tapeloss::Result<()> {
             None
         };
         let (cc, tc) = cpu.unwrap_or((cw, tw));
-        let copies = if cpu.is_some() && copies.1.len() == copies.0.len() {
-            median(&mut copies.1)
-        } else {
-            median(&mut copies.0)
-        };
         println!(
-            "{:<18} {:>11} | {:>9.3} {:>9.3} | {:>9.3} {:>9.3} | {:>5.1}× {:>5.1}× | {:>9.3} {:>5.1}× | {:>7.0} {:>7.0}   ({} blocks of {}/{})",
+            "{:<18} {:>11} | {:>9.3} {:>9.3} | {:>9.3} {:>9.3} | {:>5.1}× {:>5.1}× | {:>7.0} {:>7.0}   ({} blocks of {}/{})",
             case.name,
             case.size,
             cc * per_ms,
@@ -328,8 +307,6 @@ fn main() -> tapeloss::Result<()> {
             tw * per_ms,
             tc / cc,
             tw / cw,
-            copies * per_ms,
-            copies / cc,
             fc,
             ft,
             closed.0.len(),
