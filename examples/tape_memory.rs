@@ -5,10 +5,15 @@
 //!
 //! For each, the peak of live bytes above what was live before the call:
 //! - the closed form, `Loss::value_and_grad` (its gradient is most of it);
-//! - the tape, `losses::value_and_grad_on_tape`, which copies the predictions
-//!   onto a tape, records the loss, sweeps once and returns the gradient;
-//! - the same tape call taken apart: the peak while recording, and the peak
-//!   once the sweep has run (the sweep adds gradients in flight).
+//! - the tape, `losses::value_and_grad_on_tape`, which lends the caller's
+//!   predictions and targets to a tape (no copies), records the loss, sweeps
+//!   once and returns the gradient;
+//! - the same tape call taken apart, on a tape built here as a user would:
+//!   the peak while recording, and the peak once the sweep has run (the
+//!   sweep adds gradients in flight). This tape owns a clone of the
+//!   predictions, made before the count starts, and `record` copies the
+//!   targets onto it (a tape built outside `value_and_grad_on_tape` is lent
+//!   nothing).
 //!
 //! Each is also given as a multiple of the predictions' size. Run with
 //! `cargo run --release --example tape_memory`.

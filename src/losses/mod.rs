@@ -225,6 +225,10 @@ pub trait Loss<F: Float> {
 /// the loss overrides. The gradient checker and the benchmarks use it as the
 /// closed form's independent twin.
 ///
+/// The tape it builds holds `predictions` and `targets` themselves rather
+/// than copies (the built-in losses' `record` puts the targets on it that
+/// way too); that tape lives only inside this call.
+///
 /// # Errors
 /// Whatever [`Loss::record`] returns; [`crate::Error::NotScalar`] when it records a
 /// value with more than one element; [`crate::Error::NonFinite`] when the value or
