@@ -17,7 +17,7 @@ struct LogCosh;
 
 impl Loss<f64> for LogCosh {
     fn record<'t>(&self, tape: &'t Tape<f64>, p: Var<'t, f64>, t: &ArrayD<f64>) -> Result<Var<'t, f64>> {
-        let d = p.sub(tape.constant(t.clone()))?;
+        let d = p.sub(tape.constant_from(t))?;
         d.add(d.mul_scalar(-2.0)?.softplus()?)?
             .add_scalar(-std::f64::consts::LN_2)?
             .mean()

@@ -94,6 +94,7 @@ mod tests {
         assert!(!column_major.is_standard_layout());
         with_lent([&a, &column_major], |tape| {
             assert_eq!(data(tape.leaf_from(&a, true)), a.as_ptr());
+            assert_eq!(data(tape.constant_from(&a)), a.as_ptr());
             // Equal, but not the array lent.
             let copy = tape.leaf_from(&equal, false);
             assert_ne!(data(copy), equal.as_ptr());
@@ -105,6 +106,7 @@ mod tests {
         });
         let tape = Tape::new();
         assert_ne!(data(tape.leaf_from(&a, true)), a.as_ptr());
+        assert_ne!(data(tape.constant_from(&a)), a.as_ptr());
     }
 
     #[test]

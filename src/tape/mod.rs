@@ -185,6 +185,36 @@ impl<F: Float> Tape<F> {
         self.push_leaf(layout::standard(value), false)
     }
 
+    /// Records a constant from a borrowed array, for a [`crate::Loss::record`]
+    /// that puts its `targets` on the tape: a copy, except on the tape that
+    /// [`crate::losses::value_and_grad_on_tape`] (and so the provided
+    /// `forward`, `backward` and `value_and_grad` of a loss that implements
+    /// only `record`) builds for one call, which holds that call's targets
+    /// themselves. The result is the same either way; only the copy is saved.
+    ///
+    /// ```
+    /// use tapeloss::{Loss, Result, Tape, Var, ndarray::{array, ArrayD}};
+    ///
+    /// /// Mean squared error, written as tape ops.
+    /// struct Squares;
+    ///
+    /// impl Loss<f64> for Squares {
+    ///     fn record<'t>(&self, tape: &'t Tape<f64>, p: Var<'t, f64>, t: &ArrayD<f64>) -> Result<Var<'t, f64>> {
+    ///         p.sub(tape.constant_from(t))?.square()?.mean()
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> tapeloss::Result<()> {
+    /// let (p, t) = (array![1.0, 2.0].into_dyn(), array![0.0, 4.0].into_dyn());
+    /// let (value, grad) = Squares.value_and_grad(&p, &t)?; // t is not copied
+    /// assert_eq!(value, 2.5); // (1 + 4) / 2
+    /// assert_eq!(grad, array![1.0, -2.0].into_dyn()); // (p − t)·2/n
+    /// # Ok(()) }
+    /// ```
+    pub fn constant_from(&self, value: &ArrayD<F>) -> Var<'_, F> {
+        self.leaf_from(value, false)
+    }
+
     /// A zero-dimensional constant holding `value`.
     pub fn scalar(&self, value: F) -> Var<'_, F> {
         self.constant(ndarray::arr0(value).into_dyn())
