@@ -33,7 +33,7 @@ use smallvec::{SmallVec, smallvec};
 
 use super::Node;
 use super::backprop::Sweep;
-use super::layout::{self, flat, from_vec, sum};
+use super::layout::{self, flat, for_each_row_segment, from_vec, sum};
 use super::ops::structural::{self, SliceRows};
 use super::ops::{Binary, Op, Unary, chain, specialise_binary, specialise_unary};
 use super::pool;
@@ -189,19 +189,6 @@ pub(super) fn row_sums<F: Float>(nodes: &[Node<F>], i: usize, width: usize, squa
         },
     );
     outputs.pop()
-}
-
-/// Calls `f(row, elements)` for each piece of `range` that lies in one row
-/// of `width` elements.
-#[inline(always)]
-fn for_each_row_segment(range: Range<usize>, width: usize, mut f: impl FnMut(usize, Range<usize>)) {
-    let mut at = range.start;
-    while at < range.end {
-        let row = at / width;
-        let end = ((row + 1) * width).min(range.end);
-        f(row, at..end);
-        at = end;
-    }
 }
 
 /// What `fill`'s output arrays hold when the leaves get them.

@@ -7,6 +7,7 @@
 //! blocks; the copying fallbacks only guard that invariant.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use ndarray::{ArrayD, IxDyn};
 
@@ -73,6 +74,19 @@ pub(crate) fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
 pub(crate) fn rows_along(shape: &[usize], axis: usize) -> Option<usize> {
     let (_, width, inner) = around(shape, axis);
     (inner == 1 && width > 0).then_some(width)
+}
+
+/// Calls `f(row, elements)` for each piece of `range` that lies in one row
+/// of `width` elements (`width` > 0 unless `range` is empty).
+#[inline(always)]
+pub(crate) fn for_each_row_segment(range: Range<usize>, width: usize, mut f: impl FnMut(usize, Range<usize>)) {
+    let mut at = range.start;
+    while at < range.end {
+        let row = at / width;
+        let end = ((row + 1) * width).min(range.end);
+        f(row, at..end);
+        at = end;
+    }
 }
 
 /// Running partial sums in [`sum`]: 32 lanes are four independent AVX-512

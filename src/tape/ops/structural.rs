@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::parallel;
 use crate::tape::backprop::Sweep;
-use crate::tape::layout::{Broadcast, around, flat, flat_mut, from_vec};
+use crate::tape::layout::{Broadcast, around, flat, flat_mut, for_each_row_segment, from_vec};
 use crate::tape::{Var, broadcast_shape, pool, reduce_to_shape};
 
 /// A 2-D view of an array already checked to be 2-D.
@@ -284,14 +284,14 @@ impl SliceRows {
     /// `piece` where it lies within `range` (counted from its start).
     #[inline(always)]
     fn for_each_piece(self, range: Range<usize>, mut f: impl FnMut(usize, Range<usize>)) {
-        let mut at = range.start;
-        while at < range.end {
-            let (row, within) = (at / self.row, at % self.row);
-            let len = (self.row - within).min(range.end - at);
-            let done = at - range.start;
-            f(self.offset + row * self.stride + within, done..done + len);
-            at += len;
-        }
+        let first = range.start;
+        for_each_row_segment(range, self.row, |row, segment| {
+            let within = segment.start - row * self.row;
+            f(
+                self.offset + row * self.stride + within,
+                segment.start - first..segment.end - first,
+            );
+        });
     }
 }
 
