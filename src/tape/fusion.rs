@@ -496,15 +496,15 @@ enum Arg {
     Input(usize),
 }
 
-impl Arg {
-    /// The output array this operand's gradient is written to, when it
-    /// leaves the chain.
-    fn slot(self, flow: &Flow) -> Option<usize> {
-        match self {
-            Arg::Step(j) => flow.slot_step[j],
-            Arg::Input(j) => flow.slot_input[j],
-        }
-    }
+/// Where an internal step's contribution to one of its operands goes.
+#[derive(Clone, Copy)]
+enum Target {
+    /// An output array: the operand's gradient leaves the chain.
+    Out(usize),
+    /// The register of a step that passes its gradient on within the chain.
+    Step(usize),
+    /// The register of a scattered slice.
+    Scattered(usize),
 }
 
 /// One lazy node, computed into its own register.
@@ -733,14 +733,11 @@ impl<F: Float> Program<F> {
         let y = &values.registers[k][..len];
         let value = |arg: Arg| self.operand(arg, &values.registers, &values.block);
         for (position, &arg) in step.operands().iter().enumerate() {
-            let target: &mut [F] = match (arg, arg.slot(flow)) {
-                (_, Some(slot)) => &mut out[slot][at.clone()],
-                (Arg::Step(j), None) if flow.receives_step[j] => &mut before[j][..len],
-                (Arg::Input(j), None) => match flow.scatter_input[j] {
-                    Some(r) => &mut scattered[r][..len],
-                    None => continue,
-                },
-                _ => continue,
+            let target: &mut [F] = match flow.target(arg) {
+                Some(Target::Out(slot)) => &mut out[slot][at.clone()],
+                Some(Target::Step(j)) => &mut before[j][..len],
+                Some(Target::Scattered(r)) => &mut scattered[r][..len],
+                None => continue,
             };
             // A scalar input's gradient is summed per block when it leaves,
             // so here it is kept element by element like any other. The first
@@ -975,19 +972,32 @@ impl Flow {
         let mut written_scattered: Small<bool> = smallvec![false; flow.scattered.len()];
         for k in (0..steps).rev().filter(|&k| flow.internal[k]) {
             for (position, &arg) in program.steps[k].operands().iter().enumerate() {
-                let written = match (arg, arg.slot(&flow)) {
-                    (_, Some(slot)) => &mut written_slot[slot],
-                    (Arg::Step(j), None) if flow.receives_step[j] => &mut written_step[j],
-                    (Arg::Input(j), None) => match flow.scatter_input[j] {
-                        Some(r) => &mut written_scattered[r],
-                        None => continue,
-                    },
-                    _ => continue,
+                let written = match flow.target(arg) {
+                    Some(Target::Out(slot)) => &mut written_slot[slot],
+                    Some(Target::Step(j)) => &mut written_step[j],
+                    Some(Target::Scattered(r)) => &mut written_scattered[r],
+                    None => continue,
                 };
                 flow.fresh[k][position] = !std::mem::replace(written, true);
             }
         }
         flow
+    }
+
+    /// Where the gradient of operand `arg` goes, if it takes part in the
+    /// flow.
+    #[inline(always)]
+    fn target(&self, arg: Arg) -> Option<Target> {
+        match arg {
+            Arg::Step(j) => match self.slot_step[j] {
+                Some(slot) => Some(Target::Out(slot)),
+                None => self.receives_step[j].then_some(Target::Step(j)),
+            },
+            Arg::Input(j) => match self.slot_input[j] {
+                Some(slot) => Some(Target::Out(slot)),
+                None => self.scatter_input[j].map(Target::Scattered),
+            },
+        }
     }
 
     /// Moves the exported inputs that are slices read by rows from their
