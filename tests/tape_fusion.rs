@@ -655,3 +655,249 @@ fn slices_covering_their_input_on_a_stale_pool() -> Result<()> {
     }
     Ok(())
 }
+
+/// A step of a random elementwise program: a leaf, or an op on earlier steps.
+#[derive(Clone, Copy, Debug)]
+enum Gen {
+    Leaf(usize),
+    Neg(usize),
+    Tanh(usize),
+    Sigmoid(usize),
+    Square(usize),
+    Exp(usize),
+    Relu(usize),
+    AddScalar(usize, f64),
+    MulScalar(usize, f64),
+    Add(usize, usize),
+    Sub(usize, usize),
+    Mul(usize, usize),
+    Maximum(usize, usize),
+}
+
+/// A value and its derivative along one direction (forward mode): the
+/// reference, which shares nothing with the tape's reverse sweep.
+#[derive(Clone, Copy)]
+struct Dual(f64, f64);
+
+fn eval(step: Gen, at: &[Dual], leaves: &[Dual]) -> Dual {
+    let sigmoid_of = |v: f64| 1.0 / (1.0 + (-v).exp());
+    match step {
+        Gen::Leaf(l) => leaves[l],
+        Gen::Neg(a) => Dual(-at[a].0, -at[a].1),
+        Gen::Tanh(a) => {
+            let y = at[a].0.tanh();
+            Dual(y, (1.0 - y * y) * at[a].1)
+        }
+        Gen::Sigmoid(a) => {
+            let y = sigmoid_of(at[a].0);
+            Dual(y, y * (1.0 - y) * at[a].1)
+        }
+        Gen::Square(a) => Dual(at[a].0 * at[a].0, 2.0 * at[a].0 * at[a].1),
+        Gen::Exp(a) => Dual(at[a].0.exp(), at[a].0.exp() * at[a].1),
+        Gen::Relu(a) => Dual(at[a].0.max(0.0), if at[a].0 > 0.0 { at[a].1 } else { 0.0 }),
+        Gen::AddScalar(a, c) => Dual(at[a].0 + c, at[a].1),
+        Gen::MulScalar(a, c) => Dual(at[a].0 * c, at[a].1 * c),
+        Gen::Add(a, b) => Dual(at[a].0 + at[b].0, at[a].1 + at[b].1),
+        Gen::Sub(a, b) => Dual(at[a].0 - at[b].0, at[a].1 - at[b].1),
+        Gen::Mul(a, b) => Dual(at[a].0 * at[b].0, at[a].1 * at[b].0 + at[a].0 * at[b].1),
+        // A tie splits the gradient, as the tape (and PyTorch) do.
+        Gen::Maximum(a, b) => {
+            let (x, y) = (at[a], at[b]);
+            let d = if x.0 == y.0 {
+                0.5 * (x.1 + y.1)
+            } else if x.0 > y.0 {
+                x.1
+            } else {
+                y.1
+            };
+            Dual(x.0.max(y.0), d)
+        }
+    }
+}
+
+fn record<'t>(
+    step: Gen,
+    vars: &[tapeloss::Var<'t, f64>],
+    leaves: &[tapeloss::Var<'t, f64>],
+) -> Result<tapeloss::Var<'t, f64>> {
+    match step {
+        Gen::Leaf(l) => Ok(leaves[l]),
+        Gen::Neg(a) => vars[a].neg(),
+        Gen::Tanh(a) => vars[a].tanh(),
+        Gen::Sigmoid(a) => vars[a].sigmoid(),
+        Gen::Square(a) => vars[a].square(),
+        Gen::Exp(a) => vars[a].exp(),
+        Gen::Relu(a) => vars[a].relu(),
+        Gen::AddScalar(a, c) => vars[a].add_scalar(c),
+        Gen::MulScalar(a, c) => vars[a].mul_scalar(c),
+        Gen::Add(a, b) => vars[a].add(vars[b]),
+        Gen::Sub(a, b) => vars[a].sub(vars[b]),
+        Gen::Mul(a, b) => vars[a].mul(vars[b]),
+        Gen::Maximum(a, b) => vars[a].maximum(vars[b]),
+    }
+}
+
+/// Random chains of elementwise ops, heavy in the ones whose gradient passes
+/// unchanged (`+`, `−`, `+ c`, whose steps share their operand's register),
+/// with fan-out (`x + x` among it), a broadcast scalar, leaves that are
+/// constants, and steps also used outside the chain (a second sum, and a
+/// row sum squared, whose gradient reaches the chain as an array of rows):
+/// value and every leaf's gradient against forward-mode duals per element.
+#[test]
+fn random_chains_match_forward_mode_duals() -> Result<()> {
+    let mut rng = Rng::new(61);
+    for case in 0..300 {
+        let (rows, cols) = [(1, 7), (3, 171), (40, 50), (2, 600)][case % 4];
+        let n = rows * cols;
+        // Leaves 0..3 of [rows, cols], leaf 3 a [1, 1] scalar broadcast.
+        let constant = [rng.below(4) == 0, rng.below(4) == 0, false, rng.below(2) == 0];
+        let inputs: Vec<ArrayD<f64>> = (0..4)
+            .map(|l| {
+                if l < 3 {
+                    rng.array(&[rows, cols], -1.5, 1.5)
+                } else {
+                    rng.array(&[1, 1], -1.0, 1.0)
+                }
+            })
+            .collect();
+        let mut program: Vec<Gen> = (0..4).map(Gen::Leaf).collect();
+        // Reference values of every step at every element (leaf 3 broadcast).
+        let leaf_value = |l: usize, e: usize| {
+            if l < 3 {
+                inputs[l].as_slice().expect("row-major")[e]
+            } else {
+                inputs[3][[0, 0]]
+            }
+        };
+        let mut values: Vec<Vec<f64>> = (0..4).map(|l| (0..n).map(|e| leaf_value(l, e)).collect()).collect();
+        for _ in 0..2 + rng.below(12) {
+            let pick = |rng: &mut Rng| {
+                if rng.below(3) == 0 {
+                    rng.below(program.len())
+                } else {
+                    program.len() - 1 - rng.below(program.len().min(3))
+                }
+            };
+            let (kind, mut a, b) = (rng.below(16), pick(&mut rng), pick(&mut rng));
+            // Every step has the full shape: the scalar leaf is only ever
+            // broadcast against a full operand.
+            if a == 3 && (kind < 9 || b == 3) {
+                a = rng.below(3);
+            }
+            let c = rng.uniform(-1.5, 1.5);
+            let step = match kind {
+                0 => Gen::Neg(a),
+                1 => Gen::Tanh(a),
+                2 => Gen::Sigmoid(a),
+                3 => Gen::Square(a),
+                4 => Gen::Exp(a),
+                5 => Gen::Relu(a),
+                6 | 7 => Gen::AddScalar(a, c),
+                8 => Gen::MulScalar(a, c),
+                9..=11 => Gen::Add(a, b),
+                12 | 13 => Gen::Sub(a, b),
+                14 => Gen::Mul(a, b),
+                _ => Gen::Maximum(a, b),
+            };
+            let mut next: Vec<f64> = (0..n)
+                .map(|e| eval(step, &values.iter().map(|v| Dual(v[e], 0.0)).collect::<Vec<_>>(), &[]).0)
+                .collect();
+            let mut step = step;
+            if next.iter().any(|v| v.abs() > 20.0) {
+                // Keep values small enough that no op overflows.
+                let squashed = Gen::Tanh(program.len());
+                program.push(step);
+                values.push(next);
+                step = squashed;
+                next = values[values.len() - 1].iter().map(|v| v.tanh()).collect();
+            }
+            program.push(step);
+            values.push(next);
+        }
+        let root = program.len() - 1;
+        let full_step = |rng: &mut Rng| match rng.below(program.len() - 1) {
+            3 => 0,
+            s => s,
+        };
+        let (extra, other) = (full_step(&mut rng), full_step(&mut rng));
+
+        let tape = Tape::<f64>::new();
+        let leaves: Vec<_> = (inputs.iter().zip(constant))
+            .map(|(x, c)| {
+                if c {
+                    tape.constant(x.clone())
+                } else {
+                    tape.var(x.clone())
+                }
+            })
+            .collect();
+        let mut vars = Vec::new();
+        for &step in &program {
+            let var = record(step, &vars, &leaves)?;
+            vars.push(var);
+        }
+        let loss = vars[root]
+            .sum()?
+            .add(vars[extra].mul_scalar(0.3)?.sum()?)?
+            .add(vars[other].sum_axis(1, false)?.square()?.sum()?.mul_scalar(0.1)?)?;
+        let grads = tape.backward(loss)?;
+
+        // The reference: forward mode along each leaf's element e, and the
+        // rows' sums of `other` for the last term.
+        let at = |s: usize, e: usize| values[s][e];
+        let row_sum: Vec<f64> = (0..rows)
+            .map(|r| (0..cols).map(|c| at(other, r * cols + c)).sum())
+            .collect();
+        let value: f64 = (0..n).map(|e| at(root, e) + 0.3 * at(extra, e)).sum::<f64>()
+            + 0.1 * row_sum.iter().map(|s| s * s).sum::<f64>();
+        let what = format!("case {case}, [{rows}, {cols}], {program:?}, extra {extra}, other {other}");
+        let scale: f64 = 1.0
+            + (0..n)
+                .map(|e| at(root, e).abs() + 0.3 * at(extra, e).abs())
+                .sum::<f64>()
+            + 0.1 * row_sum.iter().map(|s| s * s).sum::<f64>();
+        assert!(
+            (loss.item()? - value).abs() <= 1e-12 * scale,
+            "{what}: value {} against {value}",
+            loss.item()?
+        );
+        for l in (0..4).filter(|&l| !constant[l]) {
+            let mut expected = vec![0.0; n];
+            let mut magnitude = vec![0.0; n];
+            for (e, (g, m)) in expected.iter_mut().zip(&mut magnitude).enumerate() {
+                let seeds: Vec<Dual> = (0..4)
+                    .map(|k| Dual(leaf_value(k, e), if k == l { 1.0 } else { 0.0 }))
+                    .collect();
+                let mut duals: Vec<Dual> = Vec::new();
+                for &step in &program {
+                    let d = eval(step, &duals, &seeds);
+                    duals.push(d);
+                }
+                let terms = [
+                    duals[root].1,
+                    0.3 * duals[extra].1,
+                    0.2 * row_sum[e / cols] * duals[other].1,
+                ];
+                *g = terms.iter().sum();
+                *m = terms.iter().map(|t| t.abs()).sum();
+            }
+            let actual = grads.wrt(leaves[l]).expect("a tracked leaf");
+            if l == 3 {
+                let (sum, size): (f64, f64) = (expected.iter().sum(), magnitude.iter().sum());
+                let got = actual[[0, 0]];
+                assert!(
+                    (got - sum).abs() <= 1e-10 * (1.0 + size),
+                    "{what}: scalar leaf: {got} against {sum}"
+                );
+            } else {
+                for (e, ((&a, &x), &m)) in slice(actual).iter().zip(&expected).zip(&magnitude).enumerate() {
+                    assert!(
+                        (a - x).abs() <= 1e-10 * (1.0 + m),
+                        "{what}: leaf {l}, element {e}: {a} against {x}"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -400,8 +400,8 @@ fn chain_gradients<F: Float>(
             // its first contribution (`Flow::fresh`); those that leave the
             // chain go straight into `out`, written first alike, or, scattered,
             // into registers of their own added into the parents' rows.
-            let mut adjoints = vec![vec![F::zero(); BLOCK]; program.steps.len()];
-            let mut scattered = vec![vec![F::zero(); BLOCK]; flow.scattered.len()];
+            let (steps, scatters) = (program.steps.len(), flow.scattered.len());
+            let mut registers = vec![F::zero(); (steps + scatters) * BLOCK];
             let mut total = F::zero();
             program.run(
                 &inputs,
@@ -412,7 +412,15 @@ fn chain_gradients<F: Float>(
                         total += sum(values.root());
                     }
                     let len = block.len();
-                    let root_adjoint = &mut adjoints[program.steps.len() - 1][..len];
+                    let at = block.start - range.start..block.end - range.start;
+                    // Every gradient register of the block, one index space
+                    // (`Flow::location`): the steps', the scattered slices',
+                    // then the output arrays' parts for this block.
+                    let mut file: File<'_, F> = (registers.chunks_exact_mut(BLOCK))
+                        .map(|register| &mut register[..len])
+                        .chain(out.iter_mut().map(|array| &mut array[at.clone()]))
+                        .collect();
+                    let root_adjoint = &mut *file[flow.location[steps - 1]];
                     match seed {
                         Seed::Array(_) => root_adjoint.copy_from_slice(&seed_values[block.clone()]),
                         Seed::Uniform(g) => root_adjoint.fill(*g),
@@ -435,14 +443,14 @@ fn chain_gradients<F: Float>(
                             },
                         ),
                     }
-                    let at = block.start - range.start..block.end - range.start;
-                    for k in (0..program.steps.len()).rev() {
+                    for k in (0..steps).rev() {
                         if flow.internal[k] {
-                            let registers = (&mut adjoints[..], &mut scattered[..]);
-                            program.step_backward(k, values, registers, out, at.clone(), flow);
+                            program.step_backward(k, values, &mut file, flow);
                         }
                     }
-                    for (&(parent, slice), values) in flow.scattered.iter().zip(&scattered) {
+                    drop(file);
+                    let scattered = registers.chunks_exact(BLOCK).skip(steps);
+                    for (&(parent, slice), values) in flow.scattered.iter().zip(scattered) {
                         let into = &mut parent_rows[parent].data;
                         slice.add_into(into, rows.start, block.clone(), &values[..len]);
                     }
@@ -713,32 +721,24 @@ impl<F: Float> Program<F> {
     }
 
     /// Step `k` backward on the current block: adds `adjoint(k) ⊙ ∂k/∂arg`
-    /// to each operand that takes part in the flow: into the register of a
-    /// step (`adjoints`) or of a scattered input (`scattered`), or the
-    /// output array of a gradient that leaves the chain.
+    /// to each operand that takes part in the flow, in the register file of
+    /// [`Flow::location`] (a step's or a scattered slice's register, or the
+    /// block's part of an output array). An operand whose register step `k`
+    /// shares gets nothing: its contribution, `adjoint(k)` itself, is there.
     #[inline(always)]
-    fn step_backward(
-        &self,
-        k: usize,
-        values: &Values<'_, F>,
-        (adjoints, scattered): (&mut [Vec<F>], &mut [Vec<F>]),
-        out: &mut [&mut [F]],
-        at: Range<usize>,
-        flow: &Flow,
-    ) {
+    fn step_backward(&self, k: usize, values: &Values<'_, F>, file: &mut [&mut [F]], flow: &Flow) {
         let len = values.block.len;
         let step = &self.steps[k];
-        let (before, rest) = adjoints.split_at_mut(k);
-        let g = &rest[0][..len];
         let y = &values.registers[k][..len];
         let value = |arg: Arg| self.operand(arg, &values.registers, &values.block);
         for (position, &arg) in step.operands().iter().enumerate() {
-            let target: &mut [F] = match flow.target(arg) {
-                Some(Target::Out(slot)) => &mut out[slot][at.clone()],
-                Some(Target::Step(j)) => &mut before[j][..len],
-                Some(Target::Scattered(r)) => &mut scattered[r][..len],
-                None => continue,
+            if flow.shares[k] == Some(position) {
+                continue;
+            }
+            let Some(register) = flow.register(arg) else {
+                continue;
             };
+            let (g, target) = read_and_write(file, flow.location[k], register);
             // A scalar input's gradient is summed per block when it leaves,
             // so here it is kept element by element like any other. The first
             // contribution to a register or an output array overwrites what
@@ -824,7 +824,8 @@ impl<'a, F: Float> View<'a, F> {
 /// The program's values on the current block.
 struct Values<'a, F: Clone> {
     block: InputBlock<'a, F>,
-    /// The steps' values.
+    /// The steps' values: step k's in `k·BLOCK..(k + 1)·BLOCK`, one
+    /// allocation for all.
     registers: Vec<Vec<F>>,
 }
 
@@ -905,9 +906,36 @@ struct Flow {
     /// The length of the scattered slices' rows (1 when there are none).
     row: usize,
     /// Operand `p` of internal step k is the first, in the backward order,
-    /// to write a step's register or an output array: it overwrites instead
-    /// of adding, so neither needs zeroing.
+    /// to write its register: it overwrites instead of adding, so no
+    /// register needs zeroing.
     fresh: Small<[bool; 2]>,
+    /// Where step k's gradient is kept, as an index into the block's
+    /// register file: the steps' own registers (`0..steps`), the scattered
+    /// slices' (`steps..steps + scattered`), then the output arrays' parts
+    /// for the block. A step's own, unless it shares its operand's (below).
+    location: Small<usize>,
+    /// The operand of step k whose register holds k's gradient too
+    /// ([`Flow::share_registers`]), so k adds nothing to it.
+    shares: Small<Option<usize>>,
+}
+
+/// A block's gradient registers, indexed by [`Flow::location`].
+type File<'a, F> = SmallVec<[&'a mut [F]; 32]>;
+
+/// The register `read` (a step's gradient) to read and the register `write`
+/// (an operand's) to add into: two of the file's, never the same one, since
+/// a step shares its register only with an operand whose other operand
+/// adds elsewhere.
+#[inline(always)]
+fn read_and_write<'a, F>(file: &'a mut [&mut [F]], read: usize, write: usize) -> (&'a [F], &'a mut [F]) {
+    debug_assert_ne!(read, write);
+    if read < write {
+        let (low, high) = file.split_at_mut(write);
+        (&*low[read], &mut *high[0])
+    } else {
+        let (low, high) = file.split_at_mut(read);
+        (&*high[0], &mut *low[write])
+    }
 }
 
 impl Flow {
@@ -925,6 +953,8 @@ impl Flow {
             parents: Small::new(),
             row: 1,
             fresh: smallvec![[false; 2]; steps],
+            location: (0..steps).collect(),
+            shares: smallvec![None; steps],
         };
         let (mut exported_step, mut exported_input): (Small<bool>, Small<bool>) =
             (smallvec![false; steps], smallvec![false; program.inputs.len()]);
@@ -964,28 +994,13 @@ impl Flow {
         for (slot, exported) in flow.slot_input.iter_mut().zip(exported_input) {
             *slot = exported.then(|| slots.next()).flatten();
         }
-        // The first write to each register kept inside the chain and to each
-        // output array, in the order the backward pass runs (steps newest
-        // first, operands in order).
-        let (mut written_step, mut written_slot): (Small<bool>, Small<bool>) =
-            (smallvec![false; steps], smallvec![false; slots.start]);
-        let mut written_scattered: Small<bool> = smallvec![false; flow.scattered.len()];
-        for k in (0..steps).rev().filter(|&k| flow.internal[k]) {
-            for (position, &arg) in program.steps[k].operands().iter().enumerate() {
-                let written = match flow.target(arg) {
-                    Some(Target::Out(slot)) => &mut written_slot[slot],
-                    Some(Target::Step(j)) => &mut written_step[j],
-                    Some(Target::Scattered(r)) => &mut written_scattered[r],
-                    None => continue,
-                };
-                flow.fresh[k][position] = !std::mem::replace(written, true);
-            }
-        }
+        flow.share_registers(program, nodes);
+        flow.find_first_writes(program);
         flow
     }
 
     /// Where the gradient of operand `arg` goes, if it takes part in the
-    /// flow.
+    /// flow, before registers are shared.
     #[inline(always)]
     fn target(&self, arg: Arg) -> Option<Target> {
         match arg {
@@ -997,6 +1012,107 @@ impl Flow {
                 Some(slot) => Some(Target::Out(slot)),
                 None => self.scatter_input[j].map(Target::Scattered),
             },
+        }
+    }
+
+    /// The register that operand `arg`'s gradient is added to, if it takes
+    /// part in the flow: its index in the block's register file (see
+    /// [`Flow::location`]).
+    #[inline(always)]
+    fn register(&self, arg: Arg) -> Option<usize> {
+        let (steps, scattered) = (self.location.len(), self.scattered.len());
+        self.target(arg).map(|target| match target {
+            Target::Step(j) => self.location[j],
+            Target::Scattered(r) => steps + r,
+            Target::Out(slot) => steps + scattered + slot,
+        })
+    }
+
+    /// Lets a step whose gradient passes unchanged to an operand (`a + b`,
+    /// `a − b` to `a`, `x + c`) keep its gradient in that operand's
+    /// register, when it is the first to write there in the backward order:
+    /// its consumers then add into the operand's register directly, and the
+    /// step's own pass, a copy, is gone. MSE's `(p − t)²` writes its
+    /// gradient straight into the output array for `p`.
+    ///
+    /// Sound because a register's content is the sum of what was added to
+    /// it: until step `k` runs (newest first), the shared register has
+    /// received only what `k`'s consumers added, which is `adjoint(k)`, the
+    /// operand's share through `k`; the operand's other consumers, older
+    /// than `k`, add theirs afterwards. Only one step can be the first
+    /// writer of a register, so the steps sharing one form a chain. Decided
+    /// oldest first, so that an operand's register is known.
+    fn share_registers<F>(&mut self, program: &Program<F>, nodes: &[Node<F>]) {
+        let first = self.first_writers(program);
+        for k in 0..program.steps.len() {
+            let step = &program.steps[k];
+            if !self.internal[k] || !nodes[step.node].requires_grad {
+                continue;
+            }
+            let identity = |position: usize| match &step.function {
+                Function::Unary(f) => matches!(f, Unary::AddScalar(_)),
+                Function::Binary(f) => *f == Binary::Add || (*f == Binary::Sub && position == 0),
+            };
+            let operands = step.operands();
+            let Some(position) = (0..operands.len()).find(|&p| identity(p) && first[k][p]) else {
+                continue;
+            };
+            let Some(register) = self.register(operands[position]) else {
+                continue;
+            };
+            // Not when the other operand adds into the same register (`x + x`).
+            let clash = (operands.iter().enumerate())
+                .any(|(p, &arg)| p != position && (arg == operands[position] || self.register(arg) == Some(register)));
+            if !clash {
+                self.location[k] = register;
+                self.shares[k] = Some(position);
+            }
+        }
+    }
+
+    /// For each internal step and operand: whether it is the first, in the
+    /// backward order (steps newest first, operands in order), to write the
+    /// operand's register before any is shared.
+    fn first_writers<F>(&self, program: &Program<F>) -> Small<[bool; 2]> {
+        let steps = program.steps.len();
+        let slots = (self.slot_step.iter().chain(&self.slot_input)).flatten().count();
+        let (mut written_step, mut written_slot): (Small<bool>, Small<bool>) =
+            (smallvec![false; steps], smallvec![false; slots]);
+        let mut written_scattered: Small<bool> = smallvec![false; self.scattered.len()];
+        let mut first: Small<[bool; 2]> = smallvec![[false; 2]; steps];
+        for k in (0..steps).rev().filter(|&k| self.internal[k]) {
+            for (position, &arg) in program.steps[k].operands().iter().enumerate() {
+                let written = match self.target(arg) {
+                    Some(Target::Out(slot)) => &mut written_slot[slot],
+                    Some(Target::Step(j)) => &mut written_step[j],
+                    Some(Target::Scattered(r)) => &mut written_scattered[r],
+                    None => continue,
+                };
+                first[k][position] = !std::mem::replace(written, true);
+            }
+        }
+        first
+    }
+
+    /// [`Flow::fresh`], once registers are shared: the first write to each
+    /// register of the block's file overwrites it. The seed is written first,
+    /// into the root's register.
+    fn find_first_writes<F>(&mut self, program: &Program<F>) {
+        let steps = program.steps.len();
+        let slots = (self.slot_step.iter().chain(&self.slot_input)).flatten().count();
+        let mut written: Small<bool> = smallvec![false; steps + self.scattered.len() + slots];
+        if let Some(&root) = self.location.last() {
+            written[root] = true;
+        }
+        for k in (0..steps).rev().filter(|&k| self.internal[k]) {
+            for (position, &arg) in program.steps[k].operands().iter().enumerate() {
+                if self.shares[k] == Some(position) {
+                    continue;
+                }
+                if let Some(register) = self.register(arg) {
+                    self.fresh[k][position] = !std::mem::replace(&mut written[register], true);
+                }
+            }
         }
     }
 
