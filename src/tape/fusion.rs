@@ -995,7 +995,7 @@ impl Flow {
             *slot = exported.then(|| slots.next()).flatten();
         }
         flow.share_registers(program, nodes);
-        flow.find_first_writes(program);
+        flow.fresh = flow.first_writes(program);
         flow
     }
 
@@ -1043,7 +1043,7 @@ impl Flow {
     /// writer of a register, so the steps sharing one form a chain. Decided
     /// oldest first, so that an operand's register is known.
     fn share_registers<F>(&mut self, program: &Program<F>, nodes: &[Node<F>]) {
-        let first = self.first_writers(program);
+        let first = self.first_writes(program);
         for k in 0..program.steps.len() {
             let step = &program.steps[k];
             if !self.internal[k] || !nodes[step.node].requires_grad {
@@ -1072,48 +1072,28 @@ impl Flow {
 
     /// For each internal step and operand: whether it is the first, in the
     /// backward order (steps newest first, operands in order), to write the
-    /// operand's register before any is shared.
-    fn first_writers<F>(&self, program: &Program<F>) -> Small<[bool; 2]> {
-        let steps = program.steps.len();
-        let slots = (self.slot_step.iter().chain(&self.slot_input)).flatten().count();
-        let (mut written_step, mut written_slot): (Small<bool>, Small<bool>) =
-            (smallvec![false; steps], smallvec![false; slots]);
-        let mut written_scattered: Small<bool> = smallvec![false; self.scattered.len()];
-        let mut first: Small<[bool; 2]> = smallvec![[false; 2]; steps];
-        for k in (0..steps).rev().filter(|&k| self.internal[k]) {
-            for (position, &arg) in program.steps[k].operands().iter().enumerate() {
-                let written = match self.target(arg) {
-                    Some(Target::Out(slot)) => &mut written_slot[slot],
-                    Some(Target::Step(j)) => &mut written_step[j],
-                    Some(Target::Scattered(r)) => &mut written_scattered[r],
-                    None => continue,
-                };
-                first[k][position] = !std::mem::replace(written, true);
-            }
-        }
-        first
-    }
-
-    /// [`Flow::fresh`], once registers are shared: the first write to each
-    /// register of the block's file overwrites it. The seed is written first,
-    /// into the root's register.
-    fn find_first_writes<F>(&mut self, program: &Program<F>) {
+    /// operand's register, given the registers shared so far (none, at
+    /// first: each step has its own). The seed is written first, into the
+    /// root's register.
+    fn first_writes<F>(&self, program: &Program<F>) -> Small<[bool; 2]> {
         let steps = program.steps.len();
         let slots = (self.slot_step.iter().chain(&self.slot_input)).flatten().count();
         let mut written: Small<bool> = smallvec![false; steps + self.scattered.len() + slots];
         if let Some(&root) = self.location.last() {
             written[root] = true;
         }
+        let mut first: Small<[bool; 2]> = smallvec![[false; 2]; steps];
         for k in (0..steps).rev().filter(|&k| self.internal[k]) {
             for (position, &arg) in program.steps[k].operands().iter().enumerate() {
                 if self.shares[k] == Some(position) {
                     continue;
                 }
                 if let Some(register) = self.register(arg) {
-                    self.fresh[k][position] = !std::mem::replace(&mut written[register], true);
+                    first[k][position] = !std::mem::replace(&mut written[register], true);
                 }
             }
         }
+        first
     }
 
     /// Moves the exported inputs that are slices read by rows from their
