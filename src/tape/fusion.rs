@@ -401,7 +401,9 @@ fn chain_gradients<F: Float>(
             // chain go straight into `out`, written first alike, or, scattered,
             // into registers of their own added into the parents' rows.
             let (steps, scatters) = (program.steps.len(), flow.scattered.len());
-            let mut registers = vec![F::zero(); (steps + scatters) * BLOCK];
+            // One allocation per register: one block for all of them measured
+            // 3–7% slower for the pointwise losses (registers 2 KiB apart).
+            let mut registers = vec![vec![F::zero(); BLOCK]; steps + scatters];
             let mut total = F::zero();
             program.run(
                 &inputs,
@@ -416,7 +418,7 @@ fn chain_gradients<F: Float>(
                     // Every gradient register of the block, one index space
                     // (`Flow::location`): the steps', the scattered slices',
                     // then the output arrays' parts for this block.
-                    let mut file: File<'_, F> = (registers.chunks_exact_mut(BLOCK))
+                    let mut file: File<'_, F> = (registers.iter_mut())
                         .map(|register| &mut register[..len])
                         .chain(out.iter_mut().map(|array| &mut array[at.clone()]))
                         .collect();
@@ -449,7 +451,7 @@ fn chain_gradients<F: Float>(
                         }
                     }
                     drop(file);
-                    let scattered = registers.chunks_exact(BLOCK).skip(steps);
+                    let scattered = registers.iter().skip(steps);
                     for (&(parent, slice), values) in flow.scattered.iter().zip(scattered) {
                         let into = &mut parent_rows[parent].data;
                         slice.add_into(into, rows.start, block.clone(), &values[..len]);
