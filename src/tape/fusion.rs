@@ -826,8 +826,7 @@ impl<'a, F: Float> View<'a, F> {
 /// The program's values on the current block.
 struct Values<'a, F: Clone> {
     block: InputBlock<'a, F>,
-    /// The steps' values: step k's in `k·BLOCK..(k + 1)·BLOCK`, one
-    /// allocation for all.
+    /// The steps' values.
     registers: Vec<Vec<F>>,
 }
 
