@@ -749,7 +749,8 @@ fn random_chains_match_forward_mode_duals() -> Result<()> {
     for case in 0..300 {
         let (rows, cols) = [(1, 7), (3, 171), (40, 50), (2, 600)][case % 4];
         let n = rows * cols;
-        // Leaves 0..3 of [rows, cols], leaf 3 a [1, 1] scalar broadcast.
+        // Leaves 0, 1 and 2 are [rows, cols]; leaf 3 is a [1, 1] scalar,
+        // broadcast. Some are constants (leaf 2 always needs a gradient).
         let constant = [rng.below(4) == 0, rng.below(4) == 0, false, rng.below(2) == 0];
         let inputs: Vec<ArrayD<f64>> = (0..4)
             .map(|l| {
