@@ -506,17 +506,6 @@ enum Arg {
     Input(usize),
 }
 
-/// Where an internal step's contribution to one of its operands goes.
-#[derive(Clone, Copy)]
-enum Target {
-    /// An output array: the operand's gradient leaves the chain.
-    Out(usize),
-    /// The register of a step that passes its gradient on within the chain.
-    Step(usize),
-    /// The register of a scattered slice.
-    Scattered(usize),
-}
-
 /// One lazy node, computed into its own register.
 struct Step<F> {
     node: usize,
@@ -995,38 +984,30 @@ impl Flow {
         for (slot, exported) in flow.slot_input.iter_mut().zip(exported_input) {
             *slot = exported.then(|| slots.next()).flatten();
         }
-        flow.share_registers(program, nodes);
+        flow.share_registers(program);
         flow.fresh = flow.first_writes(program);
         flow
     }
 
-    /// Where the gradient of operand `arg` goes, if it takes part in the
-    /// flow, before registers are shared.
-    #[inline(always)]
-    fn target(&self, arg: Arg) -> Option<Target> {
-        match arg {
-            Arg::Step(j) => match self.slot_step[j] {
-                Some(slot) => Some(Target::Out(slot)),
-                None => self.receives_step[j].then_some(Target::Step(j)),
-            },
-            Arg::Input(j) => match self.slot_input[j] {
-                Some(slot) => Some(Target::Out(slot)),
-                None => self.scatter_input[j].map(Target::Scattered),
-            },
-        }
-    }
-
     /// The register that operand `arg`'s gradient is added to, if it takes
     /// part in the flow: its index in the block's register file (see
-    /// [`Flow::location`]).
+    /// [`Flow::location`]): an output array when the gradient leaves the
+    /// chain, the register a step keeps its gradient in, or a scattered
+    /// slice's register.
     #[inline(always)]
     fn register(&self, arg: Arg) -> Option<usize> {
         let (steps, scattered) = (self.location.len(), self.scattered.len());
-        self.target(arg).map(|target| match target {
-            Target::Step(j) => self.location[j],
-            Target::Scattered(r) => steps + r,
-            Target::Out(slot) => steps + scattered + slot,
-        })
+        let out = |slot: usize| steps + scattered + slot;
+        match arg {
+            Arg::Step(j) => match self.slot_step[j] {
+                Some(slot) => Some(out(slot)),
+                None => self.receives_step[j].then_some(self.location[j]),
+            },
+            Arg::Input(j) => match self.slot_input[j] {
+                Some(slot) => Some(out(slot)),
+                None => self.scatter_input[j].map(|r| steps + r),
+            },
+        }
     }
 
     /// Lets a step whose gradient passes unchanged to an operand (`a + b`,
@@ -1043,13 +1024,10 @@ impl Flow {
     /// than `k`, add theirs afterwards. Only one step can be the first
     /// writer of a register, so the steps sharing one form a chain. Decided
     /// oldest first, so that an operand's register is known.
-    fn share_registers<F>(&mut self, program: &Program<F>, nodes: &[Node<F>]) {
+    fn share_registers<F>(&mut self, program: &Program<F>) {
         let first = self.first_writes(program);
-        for k in 0..program.steps.len() {
+        for k in (0..program.steps.len()).filter(|&k| self.internal[k]) {
             let step = &program.steps[k];
-            if !self.internal[k] || !nodes[step.node].requires_grad {
-                continue;
-            }
             let identity = |position: usize| match &step.function {
                 Function::Unary(f) => matches!(f, Unary::AddScalar(_)),
                 Function::Binary(f) => *f == Binary::Add || (*f == Binary::Sub && position == 0),
