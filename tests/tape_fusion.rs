@@ -4,7 +4,7 @@
 //! the backward sweep runs a whole chain forward and back per block. These
 //! tests compare that machinery with plain loops over the elements (the value
 //! and the gradient worked out by hand), on seeded inputs whose lengths cross
-//! the block size (512) and the size from which the chains use both cores, and
+//! the block size (1024) and the size from which the chains use both cores, and
 //! with values shared inside and outside a chain.
 
 mod common;
@@ -13,9 +13,9 @@ use common::Rng;
 use tapeloss::ndarray::{ArrayD, IxDyn, arr0};
 use tapeloss::{Result, Tape};
 
-/// Lengths around the register block (512), the parallel leaf (16,384) and
+/// Lengths around the register block (1024), the parallel leaf (32,768) and
 /// the parallel threshold (2¹⁸).
-const LENGTHS: [usize; 8] = [1, 7, 511, 512, 513, 16_385, 40_000, 300_001];
+const LENGTHS: [usize; 8] = [1, 7, 1023, 1024, 1025, 32_769, 40_000, 300_001];
 
 fn assert_close_slices(actual: &[f64], expected: &[f64], what: &str) {
     assert_eq!(actual.len(), expected.len(), "{what}: length");
@@ -38,6 +38,62 @@ fn softplus(v: f64) -> f64 {
 
 fn sigmoid(v: f64) -> f64 {
     1.0 / (1.0 + (-v).exp())
+}
+
+/// `Σ (o + z)·(½o)² + (y + y)` with `o = tanh(x)`, recorded in an order
+/// that tempts the chain's register sharing into an error: `½o` passes its
+/// gradient straight into `o`'s register (scaled by ½), so `(½o)²`, newer
+/// than `o + z`, writes there before `o + z` runs; `o + z` must then not
+/// keep its own gradient in that register, although it is the newest of
+/// `o`'s direct consumers. `y + y`, older, asks for the first writers before
+/// `½o` changes them (and shares nothing). Against the gradients worked by
+/// hand: `∂/∂x = (¼o² + ½o(o + z))(1 − o²)`, `∂/∂y = 2`, `∂/∂z = ¼o²`.
+#[test]
+fn a_scaled_shared_register_is_not_also_taken_by_a_later_step() -> Result<()> {
+    let mut rng = Rng::new(29);
+    for n in [1, 5, 1025] {
+        let (x0, y0, z0) = (
+            rng.array(&[n], -2.0, 2.0),
+            rng.array(&[n], -2.0, 2.0),
+            rng.array(&[n], -2.0, 2.0),
+        );
+        let tape = Tape::<f64>::new();
+        let (x, y, z) = (tape.var(x0.clone()), tape.var(y0.clone()), tape.var(z0.clone()));
+        let o = x.tanh()?;
+        let a = y.add(y)?;
+        let half = o.mul_scalar(0.5)?;
+        let k = o.add(z)?;
+        let m = half.square()?;
+        let loss = k.mul(m)?.add(a)?.sum()?;
+        let grads = tape.backward(loss)?;
+        let os: Vec<f64> = slice(&x0).iter().map(|v| v.tanh()).collect();
+        let zs = slice(&z0);
+        let dx: Vec<f64> = (os.iter().zip(zs))
+            .map(|(&o, &z)| (0.25 * o * o + 0.5 * o * (o + z)) * (1.0 - o * o))
+            .collect();
+        let dz: Vec<f64> = os.iter().map(|&o| 0.25 * o * o).collect();
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &dx, &format!("n={n}: x"));
+        assert_close_slices(slice(grads.wrt(y).expect("y")), &vec![2.0; n], &format!("n={n}: y"));
+        assert_close_slices(slice(grads.wrt(z).expect("z")), &dz, &format!("n={n}: z"));
+    }
+    Ok(())
+}
+
+/// `Σ x·10²⁰·10²⁰·10⁻³⁰` in `f32`: each slope is finite and so is every
+/// gradient on the way (`10⁻³⁰·10²⁰·10²⁰ = 10¹⁰`), but the product of the
+/// two large slopes, 10⁴⁰, is not an `f32`: the chain must not fold them into
+/// one scale.
+#[test]
+fn slopes_whose_product_overflows_are_not_folded() -> Result<()> {
+    let x0 = ArrayD::from_elem(IxDyn(&[3]), 1e-10_f32);
+    let tape = Tape::<f32>::new();
+    let x = tape.var(x0);
+    let loss = x.mul_scalar(1e20)?.mul_scalar(1e20)?.mul_scalar(1e-30)?.sum()?;
+    let grads = tape.backward(loss)?;
+    for &g in grads.wrt(x).expect("x").iter() {
+        assert!((g - 1e10).abs() <= 1e10 * 1e-5, "{g} against 1e10");
+    }
+    Ok(())
 }
 
 /// `Σ ½(x − y)² + softplus(x)·y − 0.3·|x − y|`: one chain of eight ops in

@@ -64,6 +64,16 @@ impl Binary {
         }
     }
 
+    /// `∂y/∂a` (`position` 0) or `∂y/∂b` (1) when it is the same for every
+    /// element (`a + b`, `a − b`), as [`Binary::partials`] gives it.
+    pub(crate) fn constant_partial<F: Float>(self, position: usize) -> Option<F> {
+        match (self, position) {
+            (Binary::Add, _) | (Binary::Sub, 0) => Some(F::one()),
+            (Binary::Sub, _) => Some(-F::one()),
+            _ => None,
+        }
+    }
+
     /// `(∂y/∂a, ∂y/∂b)` for one element, given `a`, `b` and `y`. Ties of
     /// `maximum` and `minimum` split the gradient evenly, as PyTorch does.
     #[inline(always)]

@@ -122,6 +122,18 @@ impl<F: Float> Unary<F> {
             Unary::MulScalar(c) => c,
         }
     }
+
+    /// `dy/dx` when it is the same finite number for every element (`−x`,
+    /// `x + c`, `c·x`): the fusion then passes a gradient on without a pass
+    /// of its own.
+    pub(crate) fn constant_derivative(self) -> Option<F> {
+        match self {
+            Unary::Neg => Some(-F::one()),
+            Unary::AddScalar(_) => Some(F::one()),
+            Unary::MulScalar(c) if c.is_finite() => Some(c),
+            _ => None,
+        }
+    }
 }
 
 /// Expands `$run!(op)` once per variant of `$f`, with `op` an expression
