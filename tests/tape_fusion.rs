@@ -674,17 +674,19 @@ fn scattered_slices_give_the_same_bits_on_any_number_of_threads() {
     });
 }
 
-/// The two halves of `[N, 2, D]` pairs, whose rows cover their input exactly
-/// once, scattered into a new gradient taken from a pool full of NaN: every
-/// element must be the slices' gradient alone, and, when the input already
-/// had a gradient pending (from `Σ x²`, swept first), that gradient plus
-/// theirs.
+/// The first two of `[N, 2, D]` pairs (whose rows cover their input exactly
+/// once) or of `[N, 3, D]` triples (whose third rows no slice reads),
+/// scattered into a new gradient taken from a pool full of NaN: every
+/// element must be the slices' gradient alone (0 in the third rows), and,
+/// when the input already had a gradient pending (from `Σ x²`, swept first),
+/// that gradient plus theirs.
 #[test]
 fn slices_covering_their_input_on_a_stale_pool() -> Result<()> {
     let mut rng = Rng::new(59);
-    for ((m, k), square_too) in [(3, 5), (700, 128)].into_iter().flat_map(|s| [(s, false), (s, true)]) {
-        let x0 = rng.array(&[m, 2, k], -1.0, 1.0);
-        poison_buffer_pool(&[m * 2 * k, m * k]);
+    let shapes = [(3, 2, 5), (700, 2, 128), (3, 3, 5), (700, 3, 128)];
+    for ((m, parts, k), square_too) in shapes.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+        let x0 = rng.array(&[m, parts, k], -1.0, 1.0);
+        poison_buffer_pool(&[m * parts * k, m * k]);
         let tape = Tape::<f64>::new();
         let x = tape.var(x0.clone());
         let (u, v) = (x.index_axis(1, 0)?, x.index_axis(1, 1)?);
@@ -698,15 +700,15 @@ fn slices_covering_their_input_on_a_stale_pool() -> Result<()> {
 
         let xs = slice(&x0);
         let mut expected: Vec<f64> = xs.iter().map(|x| if square_too { 2.0 * x } else { 0.0 }).collect();
-        for (pair, d) in xs.chunks(2 * k).zip(expected.chunks_mut(2 * k)) {
-            let (u, v) = pair.split_at(k);
+        for (pair, d) in xs.chunks(parts * k).zip(expected.chunks_mut(parts * k)) {
+            let (u, v) = (&pair[..k], &pair[k..2 * k]);
             let norm = u.iter().zip(v).map(|(u, v)| (u - v) * (u - v)).sum::<f64>().sqrt();
             for i in 0..k {
                 d[i] += (u[i] - v[i]) / norm;
                 d[k + i] -= (u[i] - v[i]) / norm;
             }
         }
-        let what = format!("x of [{m}, 2, {k}], Σ x² too: {square_too}");
+        let what = format!("x of [{m}, {parts}, {k}], Σ x² too: {square_too}");
         assert_close_slices(slice(grads.wrt(x).expect("x")), &expected, &what);
     }
     Ok(())
