@@ -406,7 +406,7 @@ fn chain_gradients<F: Float>(
             let (steps, scatters) = (program.steps.len(), flow.scattered.len());
             // One allocation per register: one block for all of them measured
             // 3–7% slower for the pointwise losses (registers 2 KiB apart).
-            let mut registers = vec![vec![F::zero(); BLOCK.min(range.len())]; steps + scatters];
+            let mut registers = pool::registers(steps + scatters, BLOCK.min(range.len()));
             // A uniform seed in the root's own register, which nothing else
             // writes (the root has no consumers), is written once, not per block.
             let seeded_once = match seed {
@@ -471,6 +471,7 @@ fn chain_gradients<F: Float>(
                     }
                 },
             );
+            pool::give_registers(registers);
             total
         },
     );
@@ -646,22 +647,22 @@ impl<F: Float> Program<F> {
     /// calling `visit` with each block's range and the registers.
     #[inline(always)]
     fn run(&self, inputs: &[Cow<'_, [F]>], range: Range<usize>, mut visit: impl FnMut(Range<usize>, &Values<'_, F>)) {
+        let gathers = self.inputs.iter().filter(|input| input.rows.is_some()).count();
+        let mut registers = pool::registers(self.steps.len() + gathers, BLOCK.min(range.len()));
+        let gathered = (self.inputs.iter())
+            .map(|input| match input.rows {
+                Some(_) => registers.pop().unwrap_or_default(),
+                None => Vec::new(),
+            })
+            .collect();
         let mut values = Values {
             block: InputBlock {
                 inputs,
-                gathered: (self.inputs.iter())
-                    .map(|input| {
-                        if input.rows.is_some() {
-                            vec![F::zero(); BLOCK.min(range.len())]
-                        } else {
-                            Vec::new()
-                        }
-                    })
-                    .collect(),
+                gathered,
                 start: 0,
                 len: 0,
             },
-            registers: vec![vec![F::zero(); BLOCK.min(range.len())]; self.steps.len()],
+            registers,
         };
         let mut start = range.start;
         while start < range.end {
@@ -673,6 +674,12 @@ impl<F: Float> Program<F> {
             visit(start..end, &values);
             start = end;
         }
+        let gathered = values
+            .block
+            .gathered
+            .into_iter()
+            .filter(|register| !register.is_empty());
+        pool::give_registers(values.registers.into_iter().chain(gathered).collect());
     }
 
     /// Operand `arg`'s elements on the current block: a step's register, or
