@@ -291,6 +291,25 @@ mod tests {
     }
 
     #[test]
+    fn registers_are_reused_by_type_and_bounded() {
+        release();
+        let taken = registers::<f32>(3, 100);
+        assert!(taken.len() == 3 && taken.iter().all(|r| r.len() == 100));
+        let addresses: Vec<*const f32> = taken.iter().map(|r| r.as_ptr()).collect();
+        give_registers(taken);
+        // An f64 request does not get them; a shorter f32 one does.
+        let other = registers::<f64>(1, 10);
+        assert!(!addresses.contains(&other[0].as_ptr().cast()));
+        let again = registers::<f32>(2, 50);
+        assert!(again.iter().all(|r| r.len() == 50 && addresses.contains(&r.as_ptr())));
+        give_registers(again);
+        give_registers((0..2 * MAX_REGISTERS).map(|_| vec![0.0_f32; 4]).collect());
+        REGISTERS.with(|registers| assert_eq!(registers.borrow().f32s.len(), MAX_REGISTERS));
+        assert!(release() >= 100 * size_of::<f32>());
+        assert_eq!(release(), 0);
+    }
+
+    #[test]
     fn zeroed_buffers_are_zero_when_reused() {
         // One below the length where zeroing splits over the cores, one past it.
         for n in [MIN_BYTES / 4, 1 << 20] {
