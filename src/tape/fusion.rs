@@ -1082,10 +1082,10 @@ impl Flow {
                 .collect();
             let partial = |p: usize| step.function.constant_partial(p).map(F::as_f64);
             let is_root = k + 1 == steps;
-            // The root's gradient is the seed itself, written unscaled.
-            // The product of the slopes is rounded to `F` once: kept only
-            // while it neither overflows nor loses digits where multiplying
-            // the contributions one slope at a time would not.
+            // Never the root, whose gradient is the seed itself, written
+            // unscaled. The product of the slopes is rounded to `F` once, so
+            // it is kept only while it neither overflows nor loses digits
+            // where multiplying the contributions one slope at a time would not.
             if let [(p, register)] = flowing[..]
                 && let Some(scale) = partial(p).map(|c| c * self.scale_of(operands[p]))
                 && (scale == 0.0 || F::from_f64(scale).is_normal())
