@@ -950,9 +950,11 @@ struct Flow {
 type File<'a, F> = SmallVec<[&'a mut [F]; 32]>;
 
 /// The register `read` (a step's gradient) to read and the register `write`
-/// (an operand's) to add into: two of the file's, never the same one, since
-/// a step shares its register only with an operand whose other operand
-/// adds elsewhere.
+/// (an operand's) to add into: two of the file's, never the same one. A step
+/// that shares its operand's register writes into it nothing itself, and
+/// writes elsewhere only when its other operand adds into another register
+/// (the `x + x` guard); one with a constant slope towards its only
+/// differentiated operand writes nothing at all ([`Flow::share_registers`]).
 #[inline(always)]
 fn read_and_write<'a, F>(file: &'a mut [&mut [F]], read: usize, write: usize) -> (&'a [F], &'a mut [F]) {
     debug_assert_ne!(read, write);

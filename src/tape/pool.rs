@@ -23,6 +23,7 @@
 use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::mem::size_of;
+use std::thread::LocalKey;
 
 use ndarray::ArrayD;
 
@@ -235,21 +236,20 @@ pub(crate) fn give_array<F: Float>(array: ArrayD<F>) {
 /// Frees every pooled buffer and kept register of this thread; returns
 /// their bytes.
 pub(crate) fn release() -> usize {
-    let buffers = POOL
-        .try_with(|pool| pool.try_borrow_mut().map(|mut pool| std::mem::take(&mut *pool).bytes))
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or(0);
-    let registers = REGISTERS
-        .try_with(|registers| {
-            registers
-                .try_borrow_mut()
-                .map(|mut registers| std::mem::take(&mut *registers).bytes())
-        })
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or(0);
-    buffers + registers
+    emptied(&POOL, |pool| pool.bytes) + emptied(&REGISTERS, Registers::bytes)
+}
+
+/// Empties this thread's `cache`, returning what `bytes` says it held (0 if
+/// the cache is gone or in use).
+fn emptied<T: Default>(cache: &'static LocalKey<RefCell<T>>, bytes: impl Fn(&T) -> usize) -> usize {
+    (cache.try_with(|cache| {
+        cache
+            .try_borrow_mut()
+            .map(|mut cache| bytes(&std::mem::take(&mut *cache)))
+    }))
+    .ok()
+    .and_then(Result::ok)
+    .unwrap_or(0)
 }
 
 /// The bytes this thread's pool holds (for tests).
