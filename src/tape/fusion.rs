@@ -749,6 +749,9 @@ impl<F: Float> Program<F> {
     /// shares gets nothing: its contribution, `adjoint(k)` itself, is there.
     #[inline(always)]
     fn step_backward(&self, k: usize, values: &Values<'_, F>, file: &mut [&mut [F]], flow: &Flow) {
+        if self.both_partials(k, values, file, flow) {
+            return;
+        }
         let len = values.block.len;
         let step = &self.steps[k];
         let y = &values.registers[k][..len];
@@ -825,6 +828,59 @@ impl<F: Float> Program<F> {
                 contribute!(|d: &mut F, v: F| *d += v * scale)
             }
         }
+    }
+
+    /// Binary step `k` backward to both its operands in one loop, when both
+    /// take part in the flow, each into a register of its own, and both are
+    /// arrays: the step's gradient and operands are read once, not once per
+    /// operand (Huber's `u·e`, triplet's `a − p`). Returns whether it did;
+    /// otherwise [`Program::step_backward`] goes operand by operand.
+    #[inline(always)]
+    fn both_partials(&self, k: usize, values: &Values<'_, F>, file: &mut [&mut [F]], flow: &Flow) -> bool {
+        let step = &self.steps[k];
+        let Function::Binary(f) = step.function else {
+            return false;
+        };
+        let [lhs, rhs] = step.args;
+        let value = |arg: Arg| self.operand(arg, &values.registers, &values.block);
+        let (Some(to_a), Some(to_b), None) = (flow.register(lhs), flow.register(rhs), flow.shares[k]) else {
+            return false;
+        };
+        let (View::Slice(a), View::Slice(b)) = (value(lhs), value(rhs)) else {
+            return false;
+        };
+        // Fails when both operands add into one register (`x·x`).
+        let Ok([g, da, db]) = file.get_disjoint_mut([flow.location[k], to_a, to_b]) else {
+            return false;
+        };
+        let (g, y) = (&**g, &values.registers[k][..values.block.len]);
+        let (scale_a, scale_b) = (F::from_f64(flow.scale_of(lhs)), F::from_f64(flow.scale_of(rhs)));
+        // As in `step_backward`: overwrite or add, chosen once per loop.
+        macro_rules! pair {
+            ($put_a:expr, $put_b:expr) => {{
+                let (put_a, put_b) = ($put_a, $put_b);
+                macro_rules! run {
+                    ($op:expr) => {{
+                        let targets = da.iter_mut().zip(db.iter_mut());
+                        for (((ta, tb), (&g, &y)), (&a, &b)) in targets.zip(g.iter().zip(y)).zip(a.iter().zip(b)) {
+                            let (pa, pb) = $op.partials(a, b, y);
+                            put_a(ta, chain(g, pa) * scale_a);
+                            put_b(tb, chain(g, pb) * scale_b);
+                        }
+                    }};
+                }
+                specialise_binary!(f, run)
+            }};
+        }
+        let overwrite = |d: &mut F, v: F| *d = v;
+        let add = |d: &mut F, v: F| *d += v;
+        match flow.fresh[k] {
+            [true, true] => pair!(overwrite, overwrite),
+            [true, false] => pair!(overwrite, add),
+            [false, true] => pair!(add, overwrite),
+            [false, false] => pair!(add, add),
+        }
+        true
     }
 }
 
