@@ -714,6 +714,73 @@ fn slices_covering_their_input_on_a_stale_pool() -> Result<()> {
     Ok(())
 }
 
+/// A chain swept first overwrites the rows of its slices in a new gradient
+/// (from a pool full of NaN) and leaves the other rows for later: they must
+/// end as exact zeros, or as what a later use adds. Three orders, each with
+/// `[M, 3, K]` triples, `dᵢⱼ = x[:, i] − x[:, j]` and row norms `‖·‖`:
+/// - `Σ x² + Σ‖d₀₂‖`: the slices first, then a whole gradient added;
+/// - `Σ (3·x[:, 1..3])² + Σ x[:, 0..2]²` (both by rows): rows `0..2` first,
+///   then a slice that overlaps them only in part;
+/// - `Σ‖d₀₁‖ + Σ‖d₀₂‖`: `x[:, 0]` written, then added to by a second chain.
+#[test]
+fn slices_swept_before_the_other_uses_of_their_input() -> Result<()> {
+    let mut rng = Rng::new(61);
+    for ((m, k), order) in [(3, 5), (700, 128)].into_iter().flat_map(|s| [(s, 0), (s, 1), (s, 2)]) {
+        let x0 = rng.array(&[m, 3, k], -1.0, 1.0);
+        poison_buffer_pool(&[m * 3 * k, m * k]);
+        let tape = Tape::<f64>::new();
+        let x = tape.var(x0.clone());
+        let row_norms = |i: usize, j: usize| -> Result<_> {
+            x.index_axis(1, i)?.sub(x.index_axis(1, j)?)?.norm_axis(1, false)?.sum()
+        };
+        let loss = match order {
+            0 => x.square()?.sum()?.add(row_norms(0, 2)?)?,
+            1 => {
+                let squares = |start: usize, c: f64| -> Result<_> {
+                    let rows = x.slice_axis(1, start, start + 2)?.mul_scalar(c)?.square()?;
+                    rows.sum_axis(2, false)?.sum()
+                };
+                squares(1, 3.0)?.add(squares(0, 1.0)?)?
+            }
+            _ => row_norms(0, 1)?.add(row_norms(0, 2)?)?,
+        };
+        let grads = tape.backward(loss)?;
+
+        let xs = slice(&x0);
+        let mut expected = vec![0.0; xs.len()];
+        let mut add_norm = |i: usize, j: usize| {
+            let (u, v) = (rows_at(xs, (3, k), i), rows_at(xs, (3, k), j));
+            let mut du = Vec::new();
+            for (u, v) in u.chunks(k).zip(v.chunks(k)) {
+                let norm = u.iter().zip(v).map(|(u, v)| (u - v) * (u - v)).sum::<f64>().sqrt();
+                du.extend(u.iter().zip(v).map(|(u, v)| (u - v) / norm));
+            }
+            add_rows_at(&mut expected, (3, k), i, &du);
+            add_rows_at(&mut expected, (3, k), j, &du.iter().map(|g| -g).collect::<Vec<_>>());
+        };
+        // Rows whose gradient from squares is `slope·x`.
+        let squares: &[(usize, f64)] = match order {
+            0 => {
+                add_norm(0, 2);
+                &[(0, 2.0), (1, 2.0), (2, 2.0)]
+            }
+            1 => &[(0, 2.0), (1, 2.0), (1, 18.0), (2, 18.0)],
+            _ => {
+                add_norm(0, 1);
+                add_norm(0, 2);
+                &[]
+            }
+        };
+        for &(i, slope) in squares {
+            let g: Vec<f64> = rows_at(xs, (3, k), i).iter().map(|x| slope * x).collect();
+            add_rows_at(&mut expected, (3, k), i, &g);
+        }
+        let what = format!("x of [{m}, 3, {k}], order {order}");
+        assert_close_slices(slice(grads.wrt(x).expect("x")), &expected, &what);
+    }
+    Ok(())
+}
+
 /// A step of a random elementwise program: a leaf, or an op on earlier steps.
 #[derive(Clone, Copy, Debug)]
 enum Gen {

@@ -6,11 +6,17 @@
 //! visited and dropped (or moved into an input's gradient, or overwritten in
 //! place) before the next node, so at any time only the gradients still to be
 //! passed on are alive. Nodes that no tracked leaf reaches never receive one.
+//!
+//! A chain that reads slices of an input by rows adds their gradients
+//! straight into the input's pending gradient; where no slice has written
+//! yet, it overwrites instead, and the rows no slice covers are zeroed only
+//! when the gradient is next used ([`Sweep::take_to_scatter`]).
 
 use ndarray::ArrayD;
 
 use super::fusion::{self, Seed};
-use super::layout::{flat, flat_mut, rows_along, zeros};
+use super::layout::{self, flat, flat_mut, rows_along, zeros};
+use super::ops::structural::SliceRows;
 use super::ops::{Op, binary, reduce, structural};
 use super::pool;
 use super::{Gradients, Node};
@@ -22,6 +28,11 @@ use crate::kernels::parallel;
 pub(super) struct Sweep<'a, F: Float> {
     nodes: &'a [Node<F>],
     pending: Vec<Option<ArrayD<F>>>,
+    /// The slices, all along one axis, whose rows alone hold node `i`'s
+    /// pending gradient when that was only ever overwritten there by chains
+    /// ([`Sweep::take_to_scatter`]): its other elements are stale until
+    /// [`Sweep::complete`] zeros them. Empty when every element holds it.
+    written: Vec<Vec<SliceRows>>,
 }
 
 impl<'a, F: Float> Sweep<'a, F> {
@@ -56,6 +67,7 @@ impl<'a, F: Float> Sweep<'a, F> {
             return;
         }
         debug_assert_eq!(grad.shape(), self.shape(i), "gradient shape of node {i}");
+        self.complete(i);
         match &mut self.pending[i] {
             Some(acc) => {
                 flat_mut(acc, |acc| {
@@ -76,8 +88,8 @@ impl<'a, F: Float> Sweep<'a, F> {
     /// none is pending), for a rule that adds into it in place and then hands
     /// it back with [`Sweep::send`] (which moves it in, nothing being
     /// pending then).
-    pub(super) fn take_pending(&mut self, i: usize) -> ArrayD<F> {
-        match self.pending[i].take() {
+    fn take_pending(&mut self, i: usize) -> ArrayD<F> {
+        match self.take(i) {
             Some(grad) if grad.is_standard_layout() => grad,
             Some(grad) => grad.as_standard_layout().into_owned(),
             None => zeros(self.shape(i)),
@@ -99,8 +111,88 @@ impl<'a, F: Float> Sweep<'a, F> {
         if !self.needs(i) {
             return;
         }
+        self.complete(i);
         let shape = self.shape(i);
         flat_mut(self.pending[i].get_or_insert_with(|| zeros(shape)), add);
+    }
+
+    /// Takes node `i`'s pending gradient out, whole.
+    fn take(&mut self, i: usize) -> Option<ArrayD<F>> {
+        self.complete(i);
+        self.pending[i].take()
+    }
+
+    /// Zeros the elements of node `i`'s pending gradient outside the slices
+    /// that [`Sweep::written`] lists, which then hold it whole.
+    fn complete(&mut self, i: usize) {
+        let written = std::mem::take(&mut self.written[i]);
+        if let (Some(grad), Some(first)) = (&mut self.pending[i], written.first()) {
+            let gaps = structural::gaps(first.stride, &written);
+            if !gaps.is_empty() {
+                flat_mut(grad, |grad| {
+                    parallel::for_each_row(
+                        grad,
+                        first.stride,
+                        #[inline(always)]
+                        |_, row| gaps.iter().for_each(|gap| row[gap.clone()].fill(F::zero())),
+                    )
+                });
+            }
+        }
+    }
+
+    /// Node `i`'s pending gradient, taken out for a chain to add the
+    /// gradients of the `slices` of node `i` into it by rows, and, when the
+    /// chain may overwrite some of them instead, for each slice whether it
+    /// may: when nothing has been written in its rows yet (no gradient is
+    /// pending, or one only in the rows of other slices along the same axis)
+    /// nor by an earlier slice in `slices`. A new gradient then needs no
+    /// zeroing pass, and the first write to rows reads nothing. `None` when
+    /// the gradient is whole (zeros where nothing was written), for a slice
+    /// that would add into rows only partly written. Hand it back with
+    /// [`Sweep::scattered`].
+    pub(super) fn take_to_scatter(&mut self, i: usize, slices: &[SliceRows]) -> (ArrayD<F>, Option<Vec<bool>>) {
+        match self.fresh_slices(i, slices) {
+            Some(fresh) => {
+                let grad = (self.pending[i].take())
+                    .unwrap_or_else(|| layout::from_vec(self.shape(i), pool::for_overwrite(self.nodes[i].len())));
+                (grad, Some(fresh))
+            }
+            None => (self.take_pending(i), None),
+        }
+    }
+
+    /// Which of `slices` of node `i` would be the first to write their rows
+    /// of its gradient, when each of the others adds into rows already
+    /// written whole (by an earlier slice of the same rows).
+    fn fresh_slices(&self, i: usize, slices: &[SliceRows]) -> Option<Vec<bool>> {
+        if self.pending[i].is_some() && self.written[i].is_empty() {
+            return None; // a whole gradient is pending
+        }
+        let stride = slices.first()?.stride;
+        let mut written = self.written[i].clone();
+        (slices.iter())
+            .map(|&rows| {
+                let fresh = written.iter().all(|other| other.disjoint(rows));
+                let along_one_axis = stride > 0 && written.iter().chain([&rows]).all(|other| other.stride == stride);
+                let whole = fresh || written.contains(&rows);
+                written.push(rows);
+                (along_one_axis && whole).then_some(fresh)
+            })
+            .collect()
+    }
+
+    /// Hands back node `i`'s gradient taken by [`Sweep::take_to_scatter`],
+    /// now written in the rows of `slices` too, with the flags it gave.
+    pub(super) fn scattered(&mut self, i: usize, grad: ArrayD<F>, slices: &[SliceRows], fresh: Option<Vec<bool>>) {
+        match fresh {
+            Some(_) => {
+                // Nothing else is pending: the gradient was taken out.
+                self.pending[i] = Some(grad);
+                self.written[i].extend(slices.iter().filter(|&&rows| rows.row > 0));
+            }
+            None => self.send(i, grad),
+        }
     }
 }
 
@@ -127,6 +219,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
     let mut sweep = Sweep {
         nodes,
         pending: (0..nodes.len()).map(|_| None).collect(),
+        written: vec![Vec::new(); nodes.len()],
     };
     sweep.send(root, ArrayD::ones(root_shape));
     // How many times each value is read: a lazy chain absorbs only values
@@ -139,7 +232,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
             continue; // a leaf keeps its gradient: it is the result
         }
         // Taking the gradient frees it once it has been passed on.
-        let Some(grad) = sweep.pending[i].take() else {
+        let Some(grad) = sweep.take(i) else {
             continue;
         };
         // An op with an empty result passes empty or zero gradients: nothing to
@@ -258,6 +351,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
 
     // A tracked leaf that the root does not depend on has a zero gradient.
     for (i, node) in nodes.iter().enumerate() {
+        sweep.complete(i);
         if matches!(node.op, Op::Leaf) && node.requires_grad && sweep.pending[i].is_none() {
             sweep.pending[i] = Some(ArrayD::zeros(node.shape.as_slice()));
         }

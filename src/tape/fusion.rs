@@ -262,16 +262,39 @@ pub(super) enum Seed<F> {
 /// input, is sent its share, to be swept in its turn.
 ///
 /// A slice that the chain reads by rows from its input adds its gradient
-/// straight into that input's pending gradient (see [`Flow::scattered`]).
+/// straight into that input's pending gradient (see [`Flow::scattered`]), or
+/// overwrites its rows there when nothing was written in them yet.
 pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: usize, seed: Seed<F>) {
     let nodes = sweep.nodes();
     let program = Program::to_differentiate(nodes, root);
     let flow = Flow::new(&program, nodes, uses, true);
-    let mut parents: Vec<(usize, ArrayD<F>)> = (flow.parents.iter())
-        .map(|&(parent, _)| (parent, sweep.take_pending(parent)))
+    // Each parent's slices, in the order of `flow.scattered`.
+    let slices: Vec<Vec<SliceRows>> = (0..flow.parents.len())
+        .map(|at| {
+            (flow.scattered.iter())
+                .filter(|&&(p, _)| p == at)
+                .map(|&(_, rows)| rows)
+                .collect()
+        })
         .collect();
-    let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, &mut parents);
-    for (node, grad) in parents.into_iter().chain(grads) {
+    let (mut parents, mut fresh) = (Vec::new(), Vec::new());
+    for (&(parent, _), slices) in flow.parents.iter().zip(&slices) {
+        let (grad, overwrites) = sweep.take_to_scatter(parent, slices);
+        parents.push((parent, grad));
+        fresh.push(overwrites);
+    }
+    let mut taken = vec![0; parents.len()];
+    let overwrite: Small<bool> = (flow.scattered.iter())
+        .map(|&(p, _)| {
+            taken[p] += 1;
+            fresh[p].as_ref().is_some_and(|fresh| fresh[taken[p] - 1])
+        })
+        .collect();
+    let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, (&mut parents, &overwrite));
+    for (((node, grad), slices), fresh) in parents.into_iter().zip(&slices).zip(fresh) {
+        sweep.scattered(node, grad, slices, fresh);
+    }
+    for (node, grad) in grads {
         sweep.send(node, grad);
     }
     if let Seed::Array(grad) = seed {
@@ -317,7 +340,7 @@ pub(super) fn sum_and_gradients<F: Float>(
     }
     let program = Program::to_differentiate(nodes, i);
     let flow = Flow::new(&program, nodes, &uses(), false);
-    let (total, grads) = chain_gradients(nodes, &program, &flow, &Seed::Uniform(seed), true, &mut []);
+    let (total, grads) = chain_gradients(nodes, &program, &flow, &Seed::Uniform(seed), true, (&mut [], &[]));
     (total, Some(Speculation { grads }))
 }
 
@@ -364,14 +387,15 @@ fn exported<F>(program: &Program<F>, flow: &Flow) -> Vec<usize> {
 /// block at a time: the gradients that leave it, with the nodes they go to,
 /// and, when `want_sum`, the sum of the root's values (the same bits as
 /// [`sum_of`]: the same blocks and tree). The scattered gradients are added
-/// into `parents`, the gradients of the inputs of [`Flow::parents`].
+/// into `parents`, the gradients of the inputs of [`Flow::parents`], or copied
+/// over their rows there for the scattered slices that `overwrite` marks.
 fn chain_gradients<F: Float>(
     nodes: &[Node<F>],
     program: &Program<F>,
     flow: &Flow,
     seed: &Seed<F>,
     want_sum: bool,
-    parents: &mut [(usize, ArrayD<F>)],
+    (parents, overwrite): (&mut [(usize, ArrayD<F>)], &[bool]),
 ) -> (F, Vec<(usize, ArrayD<F>)>) {
     let inputs = program.input_values(nodes);
     // The nodes whose gradients leave the chain, one output array each.
@@ -465,9 +489,14 @@ fn chain_gradients<F: Float>(
                     }
                     drop(file);
                     let scattered = registers.iter().skip(steps);
-                    for (&(parent, slice), values) in flow.scattered.iter().zip(scattered) {
+                    for ((&(parent, slice), values), &overwrite) in flow.scattered.iter().zip(scattered).zip(overwrite)
+                    {
                         let into = &mut parent_rows[parent].data;
-                        slice.add_into(into, rows.start, block.clone(), &values[..len]);
+                        if overwrite {
+                            slice.copy_into(into, rows.start, block.clone(), &values[..len]);
+                        } else {
+                            slice.add_into(into, rows.start, block.clone(), &values[..len]);
+                        }
                     }
                 },
             );

@@ -279,6 +279,21 @@ impl SliceRows {
         });
     }
 
+    /// Copies `values`, the slice's elements `range`, over the input's
+    /// elements `into`, which start at row `first_row` of the slice.
+    #[inline(always)]
+    pub(crate) fn copy_into<F: Float>(self, into: &mut [F], first_row: usize, range: Range<usize>, values: &[F]) {
+        let skipped = first_row * self.stride;
+        self.for_each_piece(range, |to, piece| {
+            into[to - skipped..][..piece.len()].copy_from_slice(&values[piece]);
+        });
+    }
+
+    /// Whether two slices along the same axis share no element.
+    pub(crate) fn disjoint(self, other: SliceRows) -> bool {
+        self.offset + self.row <= other.offset || other.offset + other.row <= self.offset
+    }
+
     /// Calls `f(at, piece)` for each piece of the slice's elements `range`
     /// that lies in one row: `at` is where the piece starts in the input,
     /// `piece` where it lies within `range` (counted from its start).
@@ -293,6 +308,28 @@ impl SliceRows {
             );
         });
     }
+}
+
+/// The parts of a row of `stride` elements (one index before the axis) that
+/// none of `slices`, along that axis, covers.
+pub(crate) fn gaps(stride: usize, slices: &[SliceRows]) -> Vec<Range<usize>> {
+    let mut covered: Vec<(usize, usize)> = slices
+        .iter()
+        .map(|rows| (rows.offset, rows.offset + rows.row))
+        .collect();
+    covered.sort_unstable();
+    let mut gaps = Vec::new();
+    let mut at = 0;
+    for (start, end) in covered {
+        if start > at {
+            gaps.push(at..start);
+        }
+        at = at.max(end);
+    }
+    if at < stride {
+        gaps.push(at..stride);
+    }
+    gaps
 }
 
 /// The value of a lazy slice `start..end` along `axis` of `x`: one
