@@ -268,31 +268,26 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
     let nodes = sweep.nodes();
     let program = Program::to_differentiate(nodes, root);
     let flow = Flow::new(&program, nodes, uses, true);
-    // Each parent's slices, in the order of `flow.scattered`.
-    let slices: Vec<Vec<SliceRows>> = (0..flow.parents.len())
-        .map(|at| {
-            (flow.scattered.iter())
-                .filter(|&&(p, _)| p == at)
-                .map(|&(_, rows)| rows)
-                .collect()
-        })
-        .collect();
-    let (mut parents, mut fresh) = (Vec::new(), Vec::new());
-    for (&(parent, _), slices) in flow.parents.iter().zip(&slices) {
-        let (grad, overwrites) = sweep.take_to_scatter(parent, slices);
+    // Per parent of scattered slices: its gradient, taken from the sweep, and
+    // its slices with whether each may overwrite its rows (`overwrite`, by
+    // their place in `flow.scattered`).
+    let mut overwrite: Small<bool> = smallvec![false; flow.scattered.len()];
+    let (mut parents, mut claims) = (Vec::new(), Vec::new());
+    for (at, &(parent, _)) in flow.parents.iter().enumerate() {
+        let own: Small<usize> = (0..flow.scattered.len())
+            .filter(|&j| flow.scattered[j].0 == at)
+            .collect();
+        let slices: Vec<SliceRows> = own.iter().map(|&j| flow.scattered[j].1).collect();
+        let (grad, fresh) = sweep.take_to_scatter(parent, &slices);
+        for (&j, &fresh) in own.iter().zip(fresh.iter().flatten()) {
+            overwrite[j] = fresh;
+        }
         parents.push((parent, grad));
-        fresh.push(overwrites);
+        claims.push((slices, fresh));
     }
-    let mut taken = vec![0; parents.len()];
-    let overwrite: Small<bool> = (flow.scattered.iter())
-        .map(|&(p, _)| {
-            taken[p] += 1;
-            fresh[p].as_ref().is_some_and(|fresh| fresh[taken[p] - 1])
-        })
-        .collect();
     let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, (&mut parents, &overwrite));
-    for (((node, grad), slices), fresh) in parents.into_iter().zip(&slices).zip(fresh) {
-        sweep.scattered(node, grad, slices, fresh);
+    for ((node, grad), (slices, fresh)) in parents.into_iter().zip(claims) {
+        sweep.scattered(node, grad, &slices, fresh);
     }
     for (node, grad) in grads {
         sweep.send(node, grad);
