@@ -171,27 +171,29 @@ impl<'a, F: Float> Sweep<'a, F> {
         }
         let stride = slices.first()?.stride;
         let mut written = self.written[i].clone();
+        if stride == 0 || !written.iter().chain(slices).all(|rows| rows.stride == stride) {
+            return None; // not all along one axis
+        }
         (slices.iter())
             .map(|&rows| {
                 let fresh = written.iter().all(|other| other.disjoint(rows));
-                let along_one_axis = stride > 0 && written.iter().chain([&rows]).all(|other| other.stride == stride);
                 let whole = fresh || written.contains(&rows);
                 written.push(rows);
-                (along_one_axis && whole).then_some(fresh)
+                whole.then_some(fresh)
             })
             .collect()
     }
 
     /// Hands back node `i`'s gradient taken by [`Sweep::take_to_scatter`],
-    /// now written in the rows of `slices` too, with the flags it gave.
-    pub(super) fn scattered(&mut self, i: usize, grad: ArrayD<F>, slices: &[SliceRows], fresh: Option<Vec<bool>>) {
-        match fresh {
-            Some(_) => {
-                // Nothing else is pending: the gradient was taken out.
-                self.pending[i] = Some(grad);
-                self.written[i].extend(slices.iter().filter(|&&rows| rows.row > 0));
-            }
-            None => self.send(i, grad),
+    /// now written in the rows of `slices` too; `partial` when it was taken
+    /// with flags (not whole).
+    pub(super) fn scattered(&mut self, i: usize, grad: ArrayD<F>, slices: &[SliceRows], partial: bool) {
+        if partial {
+            // Nothing else is pending: the gradient was taken out.
+            self.pending[i] = Some(grad);
+            self.written[i].extend(slices.iter().filter(|&&rows| rows.row > 0));
+        } else {
+            self.send(i, grad);
         }
     }
 }

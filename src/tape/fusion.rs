@@ -283,11 +283,11 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
             overwrite[j] = fresh;
         }
         parents.push((parent, grad));
-        claims.push((slices, fresh));
+        claims.push((slices, fresh.is_some()));
     }
     let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, (&mut parents, &overwrite));
-    for ((node, grad), (slices, fresh)) in parents.into_iter().zip(claims) {
-        sweep.scattered(node, grad, &slices, fresh);
+    for ((node, grad), (slices, partial)) in parents.into_iter().zip(claims) {
+        sweep.scattered(node, grad, &slices, partial);
     }
     for (node, grad) in grads {
         sweep.send(node, grad);
@@ -847,9 +847,9 @@ impl<F: Float> Program<F> {
                 }};
             }
             if flow.fresh[k][position] {
-                contribute!(|d: &mut F, v: F| *d = v * scale)
+                contribute!(|d: &mut F, v: F| overwrite(d, v * scale))
             } else {
-                contribute!(|d: &mut F, v: F| *d += v * scale)
+                contribute!(|d: &mut F, v: F| add(d, v * scale))
             }
         }
     }
@@ -896,8 +896,6 @@ impl<F: Float> Program<F> {
                 specialise_binary!(f, run)
             }};
         }
-        let overwrite = |d: &mut F, v: F| *d = v;
-        let add = |d: &mut F, v: F| *d += v;
         match flow.fresh[k] {
             [true, true] => pair!(overwrite, overwrite),
             [true, false] => pair!(overwrite, add),
@@ -906,6 +904,19 @@ impl<F: Float> Program<F> {
         }
         true
     }
+}
+
+/// The first contribution to a gradient register: it overwrites what was
+/// there (an earlier block's values, or a reused buffer's).
+#[inline(always)]
+fn overwrite<F: Float>(d: &mut F, v: F) {
+    *d = v;
+}
+
+/// A later contribution to a gradient register.
+#[inline(always)]
+fn add<F: Float>(d: &mut F, v: F) {
+    *d += v;
 }
 
 /// An operand's elements on the current block.
