@@ -438,6 +438,32 @@ fn axis_reductions_every_axis_with_and_without_keepdims() {
 }
 
 #[test]
+fn norm_axis_gradient_is_finite_where_the_gradient_over_the_norm_overflows() -> Result<()> {
+    // In f32, a 3-4-5 triangle scaled by 2⁻⁶⁰ has the norm 5·2⁻⁶⁰, and with a
+    // weight g = 2¹⁰⁰ the quotient g/‖y‖ overflows; g·(y/‖y‖) = g·(3/5, 4/5)
+    // does not. Row 1, (2⁻⁶⁰, 0) with g = 1, gets (1, 0). Materialised (`x`
+    // itself) and fused (a chain behind the norm) alike.
+    let (tiny, huge) = (2f32.powi(-60), 2f32.powi(100));
+    let xs = array![[3.0 * tiny, -4.0 * tiny], [tiny, 0.0]].into_dyn();
+    let expected = array![[0.6 * huge, -0.8 * huge], [1.0, 0.0]].into_dyn();
+    for fused in [false, true] {
+        let tape = Tape::<f32>::new();
+        let x = tape.var(xs.clone());
+        let w = tape.constant(array![huge, 1.0].into_dyn());
+        let input = if fused { x.neg()?.neg()? } else { x };
+        let grads = tape.backward(input.norm_axis(1, false)?.mul(w)?.sum()?)?;
+        let got = grads.wrt(x).unwrap();
+        for (g, e) in got.iter().zip(expected.iter()) {
+            assert!(
+                (g - e).abs() <= 1e-6 * e.abs(),
+                "fused {fused}: {got} against {expected}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
 fn norm_axis_passes_no_gradient_where_the_norm_is_zero() -> Result<()> {
     // Row 0 is a 3-4-5 triangle, row 1 is all zeros: the norm has no
     // derivative there, and the gradient is 0 (PyTorch's choice), not NaN.

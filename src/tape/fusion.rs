@@ -34,6 +34,7 @@ use smallvec::{SmallVec, smallvec};
 use super::Node;
 use super::backprop::Sweep;
 use super::layout::{self, flat, for_each_row_segment, from_vec, sum};
+use super::ops::reduce::norm_slopes;
 use super::ops::structural::{self, SliceRows};
 use super::ops::{Binary, Op, Unary, chain, specialise_binary, specialise_unary};
 use super::pool;
@@ -466,12 +467,8 @@ fn chain_gradients<F: Float>(
                                 let (g, at) = (grad[row], at.start - block.start..at.end - block.start);
                                 match norms.as_ref().map(|norms| norms[row]) {
                                     None => root_adjoint[at].fill(g),
-                                    Some(norm) if norm == F::zero() => root_adjoint[at].fill(F::zero()),
                                     Some(norm) => {
-                                        let ys = &values.root()[at.clone()];
-                                        for (a, &y) in root_adjoint[at].iter_mut().zip(ys) {
-                                            *a = chain(g, y / norm);
-                                        }
+                                        norm_slopes(&values.root()[at.clone()], g, norm, &mut root_adjoint[at])
                                     }
                                 }
                             },

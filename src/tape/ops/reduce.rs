@@ -517,6 +517,25 @@ fn norms<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
     squares
 }
 
+/// `g · y/‖y‖` for the elements `ys` of one lane of norm `norm`, written
+/// over `out`: 0 where the norm is 0 (every `y` is 0), and `g`'s zero where
+/// `g` is 0 (see [`chain`]). `y/‖y‖` is taken before the product, as `g/‖y‖`
+/// can overflow where the product does not. It is `y·(1/‖y‖)`, one division
+/// per lane instead of one per element (2–4% of triplet's and contrastive's
+/// time on the tape): a norm of squares that is not 0 is at least the square
+/// root of the least subnormal, whose reciprocal is finite.
+#[inline(always)]
+pub(crate) fn norm_slopes<F: Float>(ys: &[F], g: F, norm: F, out: &mut [F]) {
+    if norm == F::zero() {
+        out.fill(F::zero());
+    } else if g == F::zero() {
+        out.fill(g);
+    } else {
+        let inverse = F::one() / norm;
+        out.iter_mut().zip(ys).for_each(|(d, &y)| *d = g * (y * inverse));
+    }
+}
+
 /// `g · x/‖x‖` along the axis, 0 where the norm is 0 (where every `x` is 0).
 pub(crate) fn norm_axis_backward<F: Float>(
     x: &ArrayD<F>,
@@ -533,13 +552,15 @@ pub(crate) fn norm_axis_backward<F: Float>(
             chain(g, x / norm)
         }
     };
+    if inner == 1 {
+        let mut out = vec![F::zero(); x.len()];
+        for (o, lane) in out.chunks_exact_mut(n.max(1)).enumerate() {
+            norm_slopes(&xs[o * n..(o + 1) * n], g[o], norms[o], lane);
+        }
+        return from_vec(x.shape(), out);
+    }
     let mut out = Vec::with_capacity(x.len());
     for o in 0..outer {
-        if inner == 1 {
-            let (g, norm) = (g[o], norms[o]);
-            out.extend(xs[o * n..(o + 1) * n].iter().map(|&x| slope(x, g, norm)));
-            continue;
-        }
         let lanes = (&g[o * inner..][..inner], &norms[o * inner..][..inner]);
         for k in 0..n {
             let row = &xs[(o * n + k) * inner..][..inner];
