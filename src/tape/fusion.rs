@@ -270,9 +270,9 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
     let program = Program::to_differentiate(nodes, root);
     let flow = Flow::new(&program, nodes, uses, true);
     // Per parent of scattered slices: its gradient, taken from the sweep, and
-    // its slices with whether each may overwrite its rows (`overwrite`, by
+    // its slices with whether each may overwrite its rows (`copies`, by
     // their place in `flow.scattered`).
-    let mut overwrite: Small<bool> = smallvec![false; flow.scattered.len()];
+    let mut copies: Small<bool> = smallvec![false; flow.scattered.len()];
     let (mut parents, mut claims) = (Vec::new(), Vec::new());
     for (at, &(parent, _)) in flow.parents.iter().enumerate() {
         let own: Small<usize> = (0..flow.scattered.len())
@@ -281,12 +281,12 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
         let slices: Vec<SliceRows> = own.iter().map(|&j| flow.scattered[j].1).collect();
         let (grad, fresh) = sweep.take_to_scatter(parent, &slices);
         for (&j, &fresh) in own.iter().zip(fresh.iter().flatten()) {
-            overwrite[j] = fresh;
+            copies[j] = fresh;
         }
         parents.push((parent, grad));
         claims.push((slices, fresh.is_some()));
     }
-    let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, (&mut parents, &overwrite));
+    let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, (&mut parents, &copies));
     for ((node, grad), (slices, partial)) in parents.into_iter().zip(claims) {
         sweep.scattered(node, grad, &slices, partial);
     }
@@ -384,14 +384,14 @@ fn exported<F>(program: &Program<F>, flow: &Flow) -> Vec<usize> {
 /// and, when `want_sum`, the sum of the root's values (the same bits as
 /// [`sum_of`]: the same blocks and tree). The scattered gradients are added
 /// into `parents`, the gradients of the inputs of [`Flow::parents`], or copied
-/// over their rows there for the scattered slices that `overwrite` marks.
+/// over their rows there for the scattered slices that `copies` marks.
 fn chain_gradients<F: Float>(
     nodes: &[Node<F>],
     program: &Program<F>,
     flow: &Flow,
     seed: &Seed<F>,
     want_sum: bool,
-    (parents, overwrite): (&mut [(usize, ArrayD<F>)], &[bool]),
+    (parents, copies): (&mut [(usize, ArrayD<F>)], &[bool]),
 ) -> (F, Vec<(usize, ArrayD<F>)>) {
     let inputs = program.input_values(nodes);
     // The nodes whose gradients leave the chain, one output array each.
@@ -481,10 +481,9 @@ fn chain_gradients<F: Float>(
                     }
                     drop(file);
                     let scattered = registers.iter().skip(steps);
-                    for ((&(parent, slice), values), &overwrite) in flow.scattered.iter().zip(scattered).zip(overwrite)
-                    {
+                    for ((&(parent, slice), values), &copy) in flow.scattered.iter().zip(scattered).zip(copies) {
                         let into = &mut parent_rows[parent].data;
-                        if overwrite {
+                        if copy {
                             slice.copy_into(into, rows.start, block.clone(), &values[..len]);
                         } else {
                             slice.add_into(into, rows.start, block.clone(), &values[..len]);

@@ -521,26 +521,34 @@ fn norms<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
     squares
 }
 
-/// `g · y/‖y‖` for the elements `ys` of one lane of norm `norm`, written
-/// over `out`: 0 where the norm is 0 (every `y` is 0), and `g`'s zero where
-/// `g` is 0 (see [`chain`]). `y/‖y‖` is taken before the product, as `g/‖y‖`
-/// can overflow where the product does not. It is `y·(1/‖y‖)`, one division
-/// per lane instead of one per element (2–4% of triplet's and contrastive's
-/// time on the tape; triplet's closed form also scales by `1/d`): a norm of squares that is not 0 is at least the square
-/// root of the least subnormal, whose reciprocal is finite.
+/// `g · y/‖y‖` for one element `y` of a lane of norm `norm`, given
+/// `inverse = 1/norm`: 0 where the norm is 0 (every `y` is 0), and `g`'s zero
+/// where `g` is 0 (see [`chain`]). `y/‖y‖` is taken before the product, as
+/// `g/‖y‖` can overflow where the product does not, and as `y·(1/‖y‖)`: one
+/// division per lane instead of one per element (2–4% of triplet's and
+/// contrastive's time on the tape; triplet's closed form also scales by
+/// `1/d`). A norm of squares that is not 0 is at least the square root of the
+/// least subnormal, whose reciprocal is finite.
 #[inline(always)]
-pub(crate) fn norm_slopes<F: Float>(ys: &[F], g: F, norm: F, out: &mut [F]) {
+fn norm_slope<F: Float>(y: F, g: F, norm: F, inverse: F) -> F {
     if norm == F::zero() {
-        out.fill(F::zero());
-    } else if g == F::zero() {
-        out.fill(g);
+        F::zero()
     } else {
-        let inverse = F::one() / norm;
-        out.iter_mut().zip(ys).for_each(|(d, &y)| *d = g * (y * inverse));
+        chain(g, y * inverse)
     }
 }
 
-/// `g · x/‖x‖` along the axis, 0 where the norm is 0 (where every `x` is 0).
+/// [`norm_slope`] for the elements `ys` of one lane, written over `out`.
+#[inline(always)]
+pub(crate) fn norm_slopes<F: Float>(ys: &[F], g: F, norm: F, out: &mut [F]) {
+    let inverse = F::one() / norm;
+    out.iter_mut()
+        .zip(ys)
+        .for_each(|(d, &y)| *d = norm_slope(y, g, norm, inverse));
+}
+
+/// `g · x/‖x‖` along the axis, 0 where the norm is 0 (where every `x` is 0):
+/// [`norm_slope`] per element.
 pub(crate) fn norm_axis_backward<F: Float>(
     x: &ArrayD<F>,
     norm: &ArrayD<F>,
@@ -549,30 +557,23 @@ pub(crate) fn norm_axis_backward<F: Float>(
 ) -> ArrayD<F> {
     let (outer, n, inner) = around(x.shape(), axis);
     let (xs, norms, g) = (flat(x), flat(norm), flat(grad));
-    let slope = |x: F, g: F, norm: F| {
-        if norm == F::zero() {
-            F::zero()
-        } else {
-            chain(g, x / norm)
-        }
-    };
-    if inner == 1 {
-        let mut out = vec![F::zero(); x.len()];
-        for (o, lane) in out.chunks_exact_mut(n.max(1)).enumerate() {
-            norm_slopes(&xs[o * n..(o + 1) * n], g[o], norms[o], lane);
-        }
-        return from_vec(x.shape(), out);
-    }
+    let inverses: Vec<F> = norms.iter().map(|&norm| F::one() / norm).collect();
     let mut out = Vec::with_capacity(x.len());
     for o in 0..outer {
-        let lanes = (&g[o * inner..][..inner], &norms[o * inner..][..inner]);
+        if inner == 1 {
+            // One lane per row, contiguous.
+            let (g, norm, inverse) = (g[o], norms[o], inverses[o]);
+            out.extend(xs[o * n..(o + 1) * n].iter().map(|&x| norm_slope(x, g, norm, inverse)));
+            continue;
+        }
+        let lanes = o * inner..(o + 1) * inner;
+        let (g, norms, inverses) = (&g[lanes.clone()], &norms[lanes.clone()], &inverses[lanes]);
         for k in 0..n {
             let row = &xs[(o * n + k) * inner..][..inner];
             out.extend(
-                row.iter()
-                    .zip(lanes.0)
-                    .zip(lanes.1)
-                    .map(|((&x, &g), &norm)| slope(x, g, norm)),
+                (row.iter().zip(g))
+                    .zip(norms.iter().zip(inverses))
+                    .map(|((&x, &g), (&norm, &inverse))| norm_slope(x, g, norm, inverse)),
             );
         }
     }
