@@ -1027,3 +1027,93 @@ fn random_chains_match_forward_mode_duals() -> Result<()> {
     }
     Ok(())
 }
+
+/// `√x` summed, or averaged and scaled: finite where x = 0, its slope 1/(2√x)
+/// is not. Recorded through the fused chains: a sum or mean differentiated
+/// with its value, and a chain seeded by a scale applied after the reduction.
+struct RootLoss {
+    /// 0: `sum(√x)`; 1: `mean(√x)`; 2: `3·sum(√x + x)`; 3: `0.5·sum(√x)`.
+    form: u8,
+}
+
+impl tapeloss::Loss<f64> for RootLoss {
+    fn record<'t>(
+        &self,
+        _tape: &'t Tape<f64>,
+        x: tapeloss::Var<'t, f64>,
+        _t: &ArrayD<f64>,
+    ) -> Result<tapeloss::Var<'t, f64>> {
+        match self.form {
+            0 => x.sqrt()?.sum(),
+            1 => x.sqrt()?.mean(),
+            2 => x.sqrt()?.add(x)?.sum()?.mul_scalar(3.0),
+            _ => x.sqrt()?.sum()?.mul_scalar(0.5),
+        }
+    }
+}
+
+/// `3·sum(ln x)`: at x = 1e-308 the chain's slope for a sum, 1/x = 1e308, is
+/// finite; scaled by the 3 after the sum, it is not.
+struct LogLoss;
+
+impl tapeloss::Loss<f64> for LogLoss {
+    fn record<'t>(
+        &self,
+        _tape: &'t Tape<f64>,
+        x: tapeloss::Var<'t, f64>,
+        _t: &ArrayD<f64>,
+    ) -> Result<tapeloss::Var<'t, f64>> {
+        x.ln()?.sum()?.mul_scalar(3.0)
+    }
+}
+
+#[test]
+fn a_finite_chain_gradient_scaled_past_the_largest_float_is_caught_on_the_tape() {
+    use tapeloss::Error;
+    use tapeloss::losses::value_and_grad_on_tape;
+    for &n in &LENGTHS {
+        let t = ArrayD::zeros(IxDyn(&[n]));
+        let mut x = ArrayD::from_elem(IxDyn(&[n]), 2.0);
+        let (_, grad) = value_and_grad_on_tape(&LogLoss, &x, &t).expect("slopes of 1.5");
+        assert!(grad.iter().all(|&g| g == 1.5), "n = {n}");
+        x[[n - 1]] = 1e-308;
+        let err = value_and_grad_on_tape(&LogLoss, &x, &t).expect_err("3e308 overflows");
+        assert!(
+            matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[n - 1]),
+            "n = {n}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn a_chain_that_writes_an_infinite_slope_anywhere_is_caught_on_the_tape() {
+    // The gradient of each form comes whole out of one chain, which checks it
+    // as it writes it (sparing a pass over it): an infinity in any block, on
+    // either core, must still make `value_and_grad_on_tape` fail, and the
+    // same inputs without the zero must pass with the slope worked by hand.
+    use tapeloss::Error;
+    use tapeloss::losses::value_and_grad_on_tape;
+    for &n in &LENGTHS {
+        let t = ArrayD::zeros(IxDyn(&[n]));
+        for at in [0, n / 2, n - 1] {
+            for form in 0..4 {
+                let loss = RootLoss { form };
+                let mut x = ArrayD::from_shape_fn(IxDyn(&[n]), |i| 1.0 + (i[0] % 5) as f64);
+                let (_, grad) = value_and_grad_on_tape(&loss, &x, &t).expect("no zero, finite slopes");
+                let scale = [1.0, 1.0 / n as f64, 3.0, 0.5][form as usize];
+                let plus_one = if form == 2 { 1.0 } else { 0.0 };
+                let expected: Vec<f64> = (slice(&x).iter())
+                    .map(|&v| scale * (0.5 / v.sqrt() + plus_one))
+                    .collect();
+                assert_close_slices(slice(&grad), &expected, &format!("form {form}, n = {n}"));
+
+                x[[at]] = 0.0;
+                let err = value_and_grad_on_tape(&loss, &x, &t).expect_err("1/(2√0) is infinite");
+                assert!(
+                    matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[at]),
+                    "form {form}, n = {n}, zero at {at}: {err:?}"
+                );
+            }
+        }
+    }
+}

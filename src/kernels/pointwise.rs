@@ -164,10 +164,18 @@ pub(crate) fn all<F: Float>(x: &[F], keep: impl Fn(F) -> bool + Sync) -> bool {
         x,
         STREAMING,
         #[inline(always)]
-        |x: &[F]| x.iter().fold(true, |ok, &v| ok & keep(v)),
+        |x: &[F]| holds_for_all(x, &keep),
         #[inline(always)]
         |a, b| a && b,
     )
+}
+
+/// Whether `keep` holds for every element of one block, with no early exit,
+/// so that the loop vectorises (for a caller already inside a dispatched
+/// kernel).
+#[inline(always)]
+pub(crate) fn holds_for_all<F: Float>(x: &[F], keep: impl Fn(F) -> bool) -> bool {
+    x.iter().fold(true, |ok, &v| ok & keep(v))
 }
 
 /// One block's sum; `CHEAP` writes the lanes out (see [`for_each_lane`]).

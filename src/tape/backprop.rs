@@ -33,6 +33,10 @@ pub(super) struct Sweep<'a, F: Float> {
     /// ([`Sweep::take_to_scatter`]): its other elements are stale until
     /// [`Sweep::complete`] zeros them. Empty when every element holds it.
     written: Vec<Vec<SliceRows>>,
+    /// Node `i`'s pending gradient came whole from one chain, which saw every
+    /// element finite ([`Sweep::send_checked`]); false once anything else
+    /// touches it.
+    finite: Vec<bool>,
 }
 
 impl<'a, F: Float> Sweep<'a, F> {
@@ -62,12 +66,19 @@ impl<'a, F: Float> Sweep<'a, F> {
     /// sums its contributions). The first contribution is moved in, not
     /// copied; later ones are added in place.
     pub(super) fn send(&mut self, i: usize, grad: ArrayD<F>) {
+        self.send_checked(i, grad, false);
+    }
+
+    /// [`Sweep::send`], for a gradient known to be finite when `finite`: the
+    /// knowledge is kept while it is the only contribution.
+    pub(super) fn send_checked(&mut self, i: usize, grad: ArrayD<F>, finite: bool) {
         if !self.needs(i) {
             pool::give_array(grad);
             return;
         }
         debug_assert_eq!(grad.shape(), self.shape(i), "gradient shape of node {i}");
         self.complete(i);
+        self.finite[i] = finite && self.pending[i].is_none();
         match &mut self.pending[i] {
             Some(acc) => {
                 flat_mut(acc, |acc| {
@@ -112,6 +123,7 @@ impl<'a, F: Float> Sweep<'a, F> {
             return;
         }
         self.complete(i);
+        self.finite[i] = false;
         let shape = self.shape(i);
         flat_mut(self.pending[i].get_or_insert_with(|| zeros(shape)), add);
     }
@@ -152,6 +164,7 @@ impl<'a, F: Float> Sweep<'a, F> {
     /// that would add into rows only partly written. Hand it back with
     /// [`Sweep::scattered`].
     pub(super) fn take_to_scatter(&mut self, i: usize, slices: &[SliceRows]) -> (ArrayD<F>, Option<Vec<bool>>) {
+        self.finite[i] = false;
         match self.fresh_slices(i, slices) {
             Some(fresh) => {
                 let grad = (self.pending[i].take())
@@ -222,6 +235,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
         nodes,
         pending: (0..nodes.len()).map(|_| None).collect(),
         written: vec![Vec::new(); nodes.len()],
+        finite: vec![false; nodes.len()],
     };
     sweep.send(root, ArrayD::ones(root_shape));
     // How many times each value is read: a lazy chain absorbs only values
@@ -362,5 +376,6 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
     Ok(Gradients {
         tape_id,
         by_node: sweep.pending,
+        finite: sweep.finite,
     })
 }

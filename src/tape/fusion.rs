@@ -27,6 +27,7 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::ArrayD;
 use smallvec::{SmallVec, smallvec};
@@ -40,6 +41,7 @@ use super::ops::{Binary, Op, Unary, chain, specialise_binary, specialise_unary};
 use super::pool;
 use crate::float::Float;
 use crate::kernels::parallel::{self, Plan, Rows, Split};
+use crate::kernels::pointwise::holds_for_all;
 
 /// Elements per register: a program of a dozen steps keeps its values and
 /// gradients within L1 and L2. Each step costs a fixed overhead per block
@@ -290,8 +292,8 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
     for ((node, grad), (slices, partial)) in parents.into_iter().zip(claims) {
         sweep.scattered(node, grad, &slices, partial);
     }
-    for (node, grad) in grads {
-        sweep.send(node, grad);
+    for Exported { node, grad, finite } in grads {
+        sweep.send_checked(node, grad, finite);
     }
     if let Seed::Array(grad) = seed {
         pool::give_array(grad);
@@ -311,13 +313,15 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
 /// adds the paths' contributions). Only the order of the additions, hence
 /// the last bits, can differ from differentiating the chain in the sweep.
 pub(super) struct Speculation<F> {
-    grads: Vec<(usize, ArrayD<F>)>,
+    grads: Vec<Exported<F>>,
 }
 
 impl<F: Float> Speculation<F> {
     /// Returns the arrays to the buffer pool.
     pub(super) fn recycle(self) {
-        self.grads.into_iter().for_each(|(_, grad)| pool::give_array(grad));
+        self.grads
+            .into_iter()
+            .for_each(|exported| pool::give_array(exported.grad));
     }
 }
 
@@ -343,7 +347,7 @@ pub(super) fn sum_and_gradients<F: Float>(
 /// Sends a [`Speculation`]'s gradients, scaled by the reduction's gradient
 /// `g`.
 pub(super) fn send_speculation<F: Float>(sweep: &mut Sweep<'_, F>, speculation: Speculation<F>, g: F) {
-    for (node, mut grad) in speculation.grads {
+    for Exported { node, mut grad, finite } in speculation.grads {
         if g != F::one() {
             // On both cores: a pass over a gradient the size of the input.
             layout::flat_mut(&mut grad, |grad| {
@@ -361,7 +365,8 @@ pub(super) fn send_speculation<F: Float>(sweep: &mut Sweep<'_, F>, speculation: 
                 )
             });
         }
-        sweep.send(node, grad);
+        // Scaling by at most 1 in magnitude keeps a finite gradient finite.
+        sweep.send_checked(node, grad, finite && g.abs() <= F::one());
     }
 }
 
@@ -380,9 +385,11 @@ fn exported<F>(program: &Program<F>, flow: &Flow) -> Vec<usize> {
 }
 
 /// `program`, a chain, run forward and back for `seed` along `flow`, one
-/// block at a time: the gradients that leave it, with the nodes they go to,
-/// and, when `want_sum`, the sum of the root's values (the same bits as
-/// [`sum_of`]: the same blocks and tree). The scattered gradients are added
+/// block at a time: the gradients that leave it, with the nodes they go to
+/// and whether each is known to be finite (checked block by block while in
+/// cache, which spares the caller a pass over it), and, when `want_sum`, the
+/// sum of the root's values (the same bits as [`sum_of`]: the same blocks and
+/// tree). The scattered gradients are added
 /// into `parents`, the gradients of the inputs of [`Flow::parents`], or copied
 /// over their rows there for the scattered slices that `copies` marks.
 fn chain_gradients<F: Float>(
@@ -392,7 +399,7 @@ fn chain_gradients<F: Float>(
     seed: &Seed<F>,
     want_sum: bool,
     (parents, copies): (&mut [(usize, ArrayD<F>)], &[bool]),
-) -> (F, Vec<(usize, ArrayD<F>)>) {
+) -> (F, Vec<Exported<F>>) {
     let inputs = program.input_values(nodes);
     // The nodes whose gradients leave the chain, one output array each.
     let exported = exported(program, flow);
@@ -405,6 +412,8 @@ fn chain_gradients<F: Float>(
     // cut; a sum is never asked for together with scattering).
     debug_assert!(!want_sum || flow.parents.is_empty());
     let row = flow.row;
+    // Cleared by the first block whose output arrays hold a NaN or infinity.
+    let finite = AtomicBool::new(true);
     let parent_rows: Vec<Rows<&mut [F]>> = (parents.iter_mut().zip(&flow.parents))
         .map(|((_, grad), &(_, stride))| Rows {
             data: grad.as_slice_mut().unwrap_or_default(),
@@ -480,6 +489,9 @@ fn chain_gradients<F: Float>(
                         }
                     }
                     drop(file);
+                    if !out.iter().all(|array| holds_for_all(&array[at.clone()], F::is_finite)) {
+                        finite.store(false, Ordering::Relaxed);
+                    }
                     let scattered = registers.iter().skip(steps);
                     for ((&(parent, slice), values), &copy) in flow.scattered.iter().zip(scattered).zip(copies) {
                         let into = &mut parent_rows[parent].data;
@@ -495,19 +507,36 @@ fn chain_gradients<F: Float>(
             total
         },
     );
+    let finite = finite.into_inner();
     let grads = (exported.into_iter().zip(outputs))
         .map(|(node, grad)| {
             let shape = &nodes[node].shape;
-            let grad = if nodes[node].len() == program.len {
-                from_vec(shape, grad)
+            if nodes[node].len() == program.len {
+                Exported {
+                    node,
+                    grad: from_vec(shape, grad),
+                    finite,
+                }
             } else {
-                // An input of one element, broadcast: its gradient is the sum.
-                ArrayD::from_elem(shape.as_slice(), sum(&grad))
-            };
-            (node, grad)
+                // An input of one element, broadcast: its gradient is the sum
+                // (which may overflow, so it is not vouched for).
+                Exported {
+                    node,
+                    grad: ArrayD::from_elem(shape.as_slice(), sum(&grad)),
+                    finite: false,
+                }
+            }
         })
         .collect();
     (total, grads)
+}
+
+/// A gradient that leaves a chain, for node `node`.
+pub(super) struct Exported<F> {
+    node: usize,
+    grad: ArrayD<F>,
+    /// Every element was seen finite when it was written.
+    finite: bool,
 }
 
 /// Node `j`'s input, and where its rows lie there, when `j` is a slice

@@ -134,6 +134,9 @@ pub struct Var<'t, F: Float> {
 pub struct Gradients<F: Float> {
     tape_id: u64,
     by_node: Vec<Option<ArrayD<F>>>,
+    /// Per node: its gradient is known to be finite (seen so as it was
+    /// written), so a caller that must check it can skip the pass.
+    finite: Vec<bool>,
 }
 
 impl<F: Float> Tape<F> {
@@ -496,6 +499,13 @@ impl<F: Float> Gradients<F> {
             return None;
         }
         self.by_node.get_mut(v.index).and_then(Option::take)
+    }
+
+    /// [`Gradients::take`], with whether the gradient is known to be finite
+    /// (`false` means only that it was not checked).
+    pub(crate) fn take_checked(&mut self, v: Var<'_, F>) -> Option<(ArrayD<F>, bool)> {
+        let grad = self.take(v)?;
+        Some((grad, self.finite.get(v.index).copied().unwrap_or(false)))
     }
 }
 
