@@ -1117,3 +1117,83 @@ fn a_chain_that_writes_an_infinite_slope_anywhere_is_caught_on_the_tape() {
         }
     }
 }
+
+/// Triplet's distances, scaled after the sum: `s·Σ(‖a − p‖ + ‖a − n‖)` over
+/// rows of one element. The anchor's slope is `s·(sign(a − p) + sign(a − n))`,
+/// written by one chain and added into by the other.
+struct ScaledDistances {
+    scale: f64,
+}
+
+impl tapeloss::Loss<f64> for ScaledDistances {
+    fn record<'t>(
+        &self,
+        _tape: &'t Tape<f64>,
+        x: tapeloss::Var<'t, f64>,
+        _t: &ArrayD<f64>,
+    ) -> Result<tapeloss::Var<'t, f64>> {
+        let (a, p, n) = (x.index_axis(1, 0)?, x.index_axis(1, 1)?, x.index_axis(1, 2)?);
+        let to_positive = a.sub(p)?.norm_axis(1, false)?;
+        let to_negative = a.sub(n)?.norm_axis(1, false)?;
+        to_positive.add(to_negative)?.sum()?.mul_scalar(self.scale)
+    }
+}
+
+/// `Σ √a` over the first of two slices, through a row sum: the chain behind
+/// the row sum copies `1/(2√a)` over the rows of `a`.
+struct RootOfFirst;
+
+impl tapeloss::Loss<f64> for RootOfFirst {
+    fn record<'t>(
+        &self,
+        _tape: &'t Tape<f64>,
+        x: tapeloss::Var<'t, f64>,
+        _t: &ArrayD<f64>,
+    ) -> Result<tapeloss::Var<'t, f64>> {
+        x.index_axis(1, 0)?.sqrt()?.sum_axis(1, false)?.sum()
+    }
+}
+
+#[test]
+fn scattered_rows_that_overflow_when_added_or_copied_are_caught_on_the_tape() {
+    // A chain that scatters into its input's rows checks what it wrote
+    // there, so the tape's final pass can be skipped; an infinity it writes,
+    // or one that its addition into another chain's rows makes, must still
+    // fail `value_and_grad_on_tape` with the element's index.
+    use tapeloss::Error;
+    use tapeloss::losses::value_and_grad_on_tape;
+    let scale = 1e308;
+    for &rows in &LENGTHS {
+        let t = ArrayD::zeros(IxDyn(&[rows]));
+        // a = 0, p = 1e-100, n = −1e-100: the anchor's slopes cancel, p's and
+        // n's are ∓s. Then in one row p and n on the same side: 2s overflows.
+        let mut x = ArrayD::from_shape_fn(IxDyn(&[rows, 3, 1]), |i| [0.0, 1e-100, -1e-100][i[1]]);
+        let loss = ScaledDistances { scale };
+        let (_, grad) = value_and_grad_on_tape(&loss, &x, &t).expect("slopes of ±s and 0");
+        for (i, (&g, expected)) in grad.iter().zip([0.0, scale, -scale].iter().cycle()).enumerate() {
+            assert!((g - expected).abs() <= 1e-12 * scale, "rows = {rows}, element {i}: {g}");
+        }
+        let at = rows / 2;
+        x[[at, 2, 0]] = 1e-100;
+        let err = value_and_grad_on_tape(&loss, &x, &t).expect_err("2s overflows");
+        assert!(
+            matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[at, 0, 0]),
+            "rows = {rows}: {err:?}"
+        );
+
+        // Rows of 3 in the first slice, √ of 1, 4, 9, …: slopes 1/(2√a), and
+        // 0 in the second slice; then a zero in the last row.
+        let mut x = ArrayD::from_shape_fn(IxDyn(&[rows, 2, 3]), |i| ((i[0] * 3 + i[2]) % 7 + 1).pow(2) as f64);
+        let (_, grad) = value_and_grad_on_tape(&RootOfFirst, &x, &t).expect("finite slopes");
+        for ((i, &g), &v) in grad.indexed_iter().zip(x.iter()) {
+            let expected = if i[1] == 0 { 0.5 / v.sqrt() } else { 0.0 };
+            assert!((g - expected).abs() <= 1e-15, "rows = {rows}, {i:?}: {g}");
+        }
+        x[[rows - 1, 0, 2]] = 0.0;
+        let err = value_and_grad_on_tape(&RootOfFirst, &x, &t).expect_err("1/(2√0) is infinite");
+        assert!(
+            matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[rows - 1, 0, 2]),
+            "rows = {rows}: {err:?}"
+        );
+    }
+}

@@ -164,7 +164,9 @@ impl<'a, F: Float> Sweep<'a, F> {
     /// that would add into rows only partly written. Hand it back with
     /// [`Sweep::scattered`].
     pub(super) fn take_to_scatter(&mut self, i: usize, slices: &[SliceRows]) -> (ArrayD<F>, Option<Vec<bool>>) {
-        self.finite[i] = false;
+        // What is written so far is known finite: nothing (the rest is zeroed
+        // before use), or a gradient known so.
+        self.finite[i] |= self.pending[i].is_none();
         match self.fresh_slices(i, slices) {
             Some(fresh) => {
                 let grad = (self.pending[i].take())
@@ -199,14 +201,17 @@ impl<'a, F: Float> Sweep<'a, F> {
 
     /// Hands back node `i`'s gradient taken by [`Sweep::take_to_scatter`],
     /// now written in the rows of `slices` too; `partial` when it was taken
-    /// with flags (not whole).
-    pub(super) fn scattered(&mut self, i: usize, grad: ArrayD<F>, slices: &[SliceRows], partial: bool) {
+    /// with flags (not whole); `finite` when every element the chain wrote
+    /// there is.
+    pub(super) fn scattered(&mut self, i: usize, grad: ArrayD<F>, slices: &[SliceRows], partial: bool, finite: bool) {
+        let finite = finite && self.finite[i];
         if partial {
             // Nothing else is pending: the gradient was taken out.
             self.pending[i] = Some(grad);
             self.written[i].extend(slices.iter().filter(|&&rows| rows.row > 0));
+            self.finite[i] = finite;
         } else {
-            self.send(i, grad);
+            self.send_checked(i, grad, finite);
         }
     }
 }

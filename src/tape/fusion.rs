@@ -288,9 +288,9 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
         parents.push((parent, grad));
         claims.push((slices, fresh.is_some()));
     }
-    let (_, grads) = chain_gradients(nodes, &program, &flow, &seed, false, (&mut parents, &copies));
+    let (_, grads, scattered_finite) = chain_gradients(nodes, &program, &flow, &seed, false, (&mut parents, &copies));
     for ((node, grad), (slices, partial)) in parents.into_iter().zip(claims) {
-        sweep.scattered(node, grad, &slices, partial);
+        sweep.scattered(node, grad, &slices, partial, scattered_finite);
     }
     for Exported { node, grad, finite } in grads {
         sweep.send_checked(node, grad, finite);
@@ -340,7 +340,7 @@ pub(super) fn sum_and_gradients<F: Float>(
     }
     let program = Program::to_differentiate(nodes, i);
     let flow = Flow::new(&program, nodes, &uses(), false);
-    let (total, grads) = chain_gradients(nodes, &program, &flow, &Seed::Uniform(seed), true, (&mut [], &[]));
+    let (total, grads, _) = chain_gradients(nodes, &program, &flow, &Seed::Uniform(seed), true, (&mut [], &[]));
     (total, Some(Speculation { grads }))
 }
 
@@ -391,7 +391,8 @@ fn exported<F>(program: &Program<F>, flow: &Flow) -> Vec<usize> {
 /// sum of the root's values (the same bits as [`sum_of`]: the same blocks and
 /// tree). The scattered gradients are added
 /// into `parents`, the gradients of the inputs of [`Flow::parents`], or copied
-/// over their rows there for the scattered slices that `copies` marks.
+/// over their rows there for the scattered slices that `copies` marks; the
+/// last result tells whether every element they wrote there is finite.
 fn chain_gradients<F: Float>(
     nodes: &[Node<F>],
     program: &Program<F>,
@@ -399,7 +400,7 @@ fn chain_gradients<F: Float>(
     seed: &Seed<F>,
     want_sum: bool,
     (parents, copies): (&mut [(usize, ArrayD<F>)], &[bool]),
-) -> (F, Vec<Exported<F>>) {
+) -> (F, Vec<Exported<F>>, bool) {
     let inputs = program.input_values(nodes);
     // The nodes whose gradients leave the chain, one output array each.
     let exported = exported(program, flow);
@@ -412,8 +413,9 @@ fn chain_gradients<F: Float>(
     // cut; a sum is never asked for together with scattering).
     debug_assert!(!want_sum || flow.parents.is_empty());
     let row = flow.row;
-    // Cleared by the first block whose output arrays hold a NaN or infinity.
-    let finite = AtomicBool::new(true);
+    // Cleared by the first block whose output arrays hold a NaN or infinity,
+    // and by the first whose scattered rows do once written.
+    let (finite, scattered_finite) = (AtomicBool::new(true), AtomicBool::new(true));
     let parent_rows: Vec<Rows<&mut [F]>> = (parents.iter_mut().zip(&flow.parents))
         .map(|((_, grad), &(_, stride))| Rows {
             data: grad.as_slice_mut().unwrap_or_default(),
@@ -495,10 +497,13 @@ fn chain_gradients<F: Float>(
                     let scattered = registers.iter().skip(steps);
                     for ((&(parent, slice), values), &copy) in flow.scattered.iter().zip(scattered).zip(copies) {
                         let into = &mut parent_rows[parent].data;
-                        if copy {
-                            slice.copy_into(into, rows.start, block.clone(), &values[..len]);
+                        let written_finite = if copy {
+                            slice.copy_into(into, rows.start, block.clone(), &values[..len])
                         } else {
-                            slice.add_into(into, rows.start, block.clone(), &values[..len]);
+                            slice.add_into(into, rows.start, block.clone(), &values[..len])
+                        };
+                        if !written_finite {
+                            scattered_finite.store(false, Ordering::Relaxed);
                         }
                     }
                 },
@@ -528,7 +533,7 @@ fn chain_gradients<F: Float>(
             }
         })
         .collect();
-    (total, grads)
+    (total, grads, scattered_finite.into_inner())
 }
 
 /// A gradient that leaves a chain, for node `node`.

@@ -11,6 +11,7 @@ use super::reduce::check_axis;
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::parallel;
+use crate::kernels::pointwise::holds_for_all;
 use crate::tape::backprop::Sweep;
 use crate::tape::layout::{Broadcast, around, flat, flat_mut, for_each_row_segment, from_vec};
 use crate::tape::{Var, broadcast_shape, pool, reduce_to_shape};
@@ -268,25 +269,42 @@ impl SliceRows {
     }
 
     /// Adds `values`, the slice's elements `range`, into the input's
-    /// elements `into`, which start at row `first_row` of the slice.
+    /// elements `into`, which start at row `first_row` of the slice. Returns
+    /// whether every sum is finite (checked while it is in cache).
     #[inline(always)]
-    pub(crate) fn add_into<F: Float>(self, into: &mut [F], first_row: usize, range: Range<usize>, values: &[F]) {
+    pub(crate) fn add_into<F: Float>(
+        self,
+        into: &mut [F],
+        first_row: usize,
+        range: Range<usize>,
+        values: &[F],
+    ) -> bool {
         let skipped = first_row * self.stride;
+        let mut finite = true;
         self.for_each_piece(range, |to, piece| {
-            (into[to - skipped..][..piece.len()].iter_mut())
-                .zip(&values[piece])
-                .for_each(|(d, &v)| *d += v);
+            let sums = &mut into[to - skipped..][..piece.len()];
+            sums.iter_mut().zip(&values[piece]).for_each(|(d, &v)| *d += v);
+            finite &= holds_for_all(sums, F::is_finite);
         });
+        finite
     }
 
     /// Copies `values`, the slice's elements `range`, over the input's
-    /// elements `into`, which start at row `first_row` of the slice.
+    /// elements `into`, which start at row `first_row` of the slice. Returns
+    /// whether every value is finite.
     #[inline(always)]
-    pub(crate) fn copy_into<F: Float>(self, into: &mut [F], first_row: usize, range: Range<usize>, values: &[F]) {
+    pub(crate) fn copy_into<F: Float>(
+        self,
+        into: &mut [F],
+        first_row: usize,
+        range: Range<usize>,
+        values: &[F],
+    ) -> bool {
         let skipped = first_row * self.stride;
-        self.for_each_piece(range, |to, piece| {
+        self.for_each_piece(range.clone(), |to, piece| {
             into[to - skipped..][..piece.len()].copy_from_slice(&values[piece]);
         });
+        holds_for_all(&values[..range.len()], F::is_finite)
     }
 
     /// Whether two slices along the same axis share no element.
