@@ -1028,129 +1028,89 @@ fn random_chains_match_forward_mode_duals() -> Result<()> {
     Ok(())
 }
 
-/// `√x` summed, or averaged and scaled: finite where x = 0, its slope 1/(2√x)
-/// is not. Recorded through the fused chains: a sum or mean differentiated
-/// with its value, and a chain seeded by a scale applied after the reduction.
-struct RootLoss {
-    /// 0: `sum(√x)`; 1: `mean(√x)`; 2: `3·sum(√x + x)`; 3: `0.5·sum(√x)`.
-    form: u8,
-}
+/// A loss made of its `record` alone, from a closure over the predictions.
+struct Recorded<G>(G);
 
-impl tapeloss::Loss<f64> for RootLoss {
+impl<G> tapeloss::Loss<f64> for Recorded<G>
+where
+    G: for<'t> Fn(tapeloss::Var<'t, f64>) -> Result<tapeloss::Var<'t, f64>>,
+{
     fn record<'t>(
         &self,
         _tape: &'t Tape<f64>,
         x: tapeloss::Var<'t, f64>,
         _t: &ArrayD<f64>,
     ) -> Result<tapeloss::Var<'t, f64>> {
-        match self.form {
-            0 => x.sqrt()?.sum(),
-            1 => x.sqrt()?.mean(),
-            2 => x.sqrt()?.add(x)?.sum()?.mul_scalar(3.0),
-            _ => x.sqrt()?.sum()?.mul_scalar(0.5),
-        }
+        (self.0)(x)
     }
 }
 
-/// `3·sum(ln x)`: at x = 1e-308 the chain's slope for a sum, 1/x = 1e308, is
-/// finite; scaled by the 3 after the sum, it is not.
-struct LogLoss;
+/// [`Recorded`], with the closure's lifetimes pinned down.
+fn recorded<G>(record: G) -> Recorded<G>
+where
+    G: for<'t> Fn(tapeloss::Var<'t, f64>) -> Result<tapeloss::Var<'t, f64>>,
+{
+    Recorded(record)
+}
 
-impl tapeloss::Loss<f64> for LogLoss {
-    fn record<'t>(
-        &self,
-        _tape: &'t Tape<f64>,
-        x: tapeloss::Var<'t, f64>,
-        _t: &ArrayD<f64>,
-    ) -> Result<tapeloss::Var<'t, f64>> {
-        x.ln()?.sum()?.mul_scalar(3.0)
-    }
+/// Fails unless `loss` on `x` is a `NonFinite` error naming the gradient's
+/// element `at`.
+fn assert_gradient_not_finite_at(loss: &dyn tapeloss::Loss<f64>, x: &ArrayD<f64>, at: &[usize], what: &str) {
+    let t = ArrayD::zeros(IxDyn(&[x.shape()[0]]));
+    let err = tapeloss::losses::value_and_grad_on_tape(loss, x, &t).expect_err(what);
+    assert!(
+        matches!(&err, tapeloss::Error::NonFinite { arg: "gradient", index, .. } if index == at),
+        "{what}: {err:?}"
+    );
 }
 
 #[test]
 fn a_finite_chain_gradient_scaled_past_the_largest_float_is_caught_on_the_tape() {
-    use tapeloss::Error;
-    use tapeloss::losses::value_and_grad_on_tape;
+    // `3·sum(ln x)`: at x = 1e-308 the chain's slope for a sum, 1/x = 1e308,
+    // is finite; scaled by the 3 after the sum, it is not.
+    let loss = recorded(|x| x.ln()?.sum()?.mul_scalar(3.0));
     for &n in &LENGTHS {
         let t = ArrayD::zeros(IxDyn(&[n]));
         let mut x = ArrayD::from_elem(IxDyn(&[n]), 2.0);
-        let (_, grad) = value_and_grad_on_tape(&LogLoss, &x, &t).expect("slopes of 1.5");
+        let (_, grad) = tapeloss::losses::value_and_grad_on_tape(&loss, &x, &t).expect("slopes of 1.5");
         assert!(grad.iter().all(|&g| g == 1.5), "n = {n}");
         x[[n - 1]] = 1e-308;
-        let err = value_and_grad_on_tape(&LogLoss, &x, &t).expect_err("3e308 overflows");
-        assert!(
-            matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[n - 1]),
-            "n = {n}: {err:?}"
-        );
+        assert_gradient_not_finite_at(&loss, &x, &[n - 1], &format!("n = {n}: 3e308 overflows"));
     }
 }
 
 #[test]
 fn a_chain_that_writes_an_infinite_slope_anywhere_is_caught_on_the_tape() {
-    // The gradient of each form comes whole out of one chain, which checks it
-    // as it writes it (sparing a pass over it): an infinity in any block, on
-    // either core, must still make `value_and_grad_on_tape` fail, and the
-    // same inputs without the zero must pass with the slope worked by hand.
-    use tapeloss::Error;
-    use tapeloss::losses::value_and_grad_on_tape;
+    // `√x` summed, or averaged and scaled: finite where x = 0, its slope
+    // 1/(2√x) is not. The gradient of each form comes whole out of one chain
+    // (a sum or mean differentiated with its value, or a chain seeded by a
+    // scale after the reduction), which checks it as it writes it, sparing a
+    // pass over it: an infinity in any block, on either core, must still
+    // make `value_and_grad_on_tape` fail, and the same inputs without the
+    // zero must pass with the slope worked by hand.
+    let forms: [(&dyn tapeloss::Loss<f64>, f64, f64); 4] = [
+        (&recorded(|x| x.sqrt()?.sum()), 1.0, 0.0),
+        (&recorded(|x| x.sqrt()?.mean()), 0.0, 0.0),
+        (&recorded(|x| x.sqrt()?.add(x)?.sum()?.mul_scalar(3.0)), 3.0, 1.0),
+        (&recorded(|x| x.sqrt()?.sum()?.mul_scalar(0.5)), 0.5, 0.0),
+    ];
     for &n in &LENGTHS {
         let t = ArrayD::zeros(IxDyn(&[n]));
         for at in [0, n / 2, n - 1] {
-            for form in 0..4 {
-                let loss = RootLoss { form };
+            for (form, &(loss, scale, plus_one)) in forms.iter().enumerate() {
+                // The mean's scale is 1/n.
+                let scale = if form == 1 { 1.0 / n as f64 } else { scale };
                 let mut x = ArrayD::from_shape_fn(IxDyn(&[n]), |i| 1.0 + (i[0] % 5) as f64);
-                let (_, grad) = value_and_grad_on_tape(&loss, &x, &t).expect("no zero, finite slopes");
-                let scale = [1.0, 1.0 / n as f64, 3.0, 0.5][form as usize];
-                let plus_one = if form == 2 { 1.0 } else { 0.0 };
+                let (_, grad) = tapeloss::losses::value_and_grad_on_tape(loss, &x, &t).expect("finite slopes");
                 let expected: Vec<f64> = (slice(&x).iter())
                     .map(|&v| scale * (0.5 / v.sqrt() + plus_one))
                     .collect();
                 assert_close_slices(slice(&grad), &expected, &format!("form {form}, n = {n}"));
-
                 x[[at]] = 0.0;
-                let err = value_and_grad_on_tape(&loss, &x, &t).expect_err("1/(2√0) is infinite");
-                assert!(
-                    matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[at]),
-                    "form {form}, n = {n}, zero at {at}: {err:?}"
-                );
+                let what = format!("form {form}, n = {n}, zero at {at}: 1/(2√0) is infinite");
+                assert_gradient_not_finite_at(loss, &x, &[at], &what);
             }
         }
-    }
-}
-
-/// Triplet's distances, scaled after the sum: `s·Σ(‖a − p‖ + ‖a − n‖)` over
-/// rows of one element. The anchor's slope is `s·(sign(a − p) + sign(a − n))`,
-/// written by one chain and added into by the other.
-struct ScaledDistances {
-    scale: f64,
-}
-
-impl tapeloss::Loss<f64> for ScaledDistances {
-    fn record<'t>(
-        &self,
-        _tape: &'t Tape<f64>,
-        x: tapeloss::Var<'t, f64>,
-        _t: &ArrayD<f64>,
-    ) -> Result<tapeloss::Var<'t, f64>> {
-        let (a, p, n) = (x.index_axis(1, 0)?, x.index_axis(1, 1)?, x.index_axis(1, 2)?);
-        let to_positive = a.sub(p)?.norm_axis(1, false)?;
-        let to_negative = a.sub(n)?.norm_axis(1, false)?;
-        to_positive.add(to_negative)?.sum()?.mul_scalar(self.scale)
-    }
-}
-
-/// `Σ √a` over the first of two slices, through a row sum: the chain behind
-/// the row sum copies `1/(2√a)` over the rows of `a`.
-struct RootOfFirst;
-
-impl tapeloss::Loss<f64> for RootOfFirst {
-    fn record<'t>(
-        &self,
-        _tape: &'t Tape<f64>,
-        x: tapeloss::Var<'t, f64>,
-        _t: &ArrayD<f64>,
-    ) -> Result<tapeloss::Var<'t, f64>> {
-        x.index_axis(1, 0)?.sqrt()?.sum_axis(1, false)?.sum()
     }
 }
 
@@ -1160,40 +1120,43 @@ fn scattered_rows_that_overflow_when_added_or_copied_are_caught_on_the_tape() {
     // there, so the tape's final pass can be skipped; an infinity it writes,
     // or one that its addition into another chain's rows makes, must still
     // fail `value_and_grad_on_tape` with the element's index.
-    use tapeloss::Error;
-    use tapeloss::losses::value_and_grad_on_tape;
+    //
+    // Triplet's distances over rows of one element, scaled after the sum:
+    // the anchor's slope s·(sign(a − p) + sign(a − n)) is written by one
+    // chain and added into by the other.
     let scale = 1e308;
+    let distances = recorded(|x| {
+        let (a, p, n) = (x.index_axis(1, 0)?, x.index_axis(1, 1)?, x.index_axis(1, 2)?);
+        let to_positive = a.sub(p)?.norm_axis(1, false)?;
+        let to_negative = a.sub(n)?.norm_axis(1, false)?;
+        to_positive.add(to_negative)?.sum()?.mul_scalar(scale)
+    });
+    // Σ√a over the first of two slices, through a row sum: the chain behind
+    // the row sum copies 1/(2√a) over the rows of `a`.
+    let root_of_first = recorded(|x| x.index_axis(1, 0)?.sqrt()?.sum_axis(1, false)?.sum());
     for &rows in &LENGTHS {
         let t = ArrayD::zeros(IxDyn(&[rows]));
         // a = 0, p = 1e-100, n = −1e-100: the anchor's slopes cancel, p's and
         // n's are ∓s. Then in one row p and n on the same side: 2s overflows.
         let mut x = ArrayD::from_shape_fn(IxDyn(&[rows, 3, 1]), |i| [0.0, 1e-100, -1e-100][i[1]]);
-        let loss = ScaledDistances { scale };
-        let (_, grad) = value_and_grad_on_tape(&loss, &x, &t).expect("slopes of ±s and 0");
+        let (_, grad) = tapeloss::losses::value_and_grad_on_tape(&distances, &x, &t).expect("slopes of ±s and 0");
         for (i, (&g, expected)) in grad.iter().zip([0.0, scale, -scale].iter().cycle()).enumerate() {
             assert!((g - expected).abs() <= 1e-12 * scale, "rows = {rows}, element {i}: {g}");
         }
         let at = rows / 2;
         x[[at, 2, 0]] = 1e-100;
-        let err = value_and_grad_on_tape(&loss, &x, &t).expect_err("2s overflows");
-        assert!(
-            matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[at, 0, 0]),
-            "rows = {rows}: {err:?}"
-        );
+        assert_gradient_not_finite_at(&distances, &x, &[at, 0, 0], &format!("rows = {rows}: 2s overflows"));
 
         // Rows of 3 in the first slice, √ of 1, 4, 9, …: slopes 1/(2√a), and
         // 0 in the second slice; then a zero in the last row.
         let mut x = ArrayD::from_shape_fn(IxDyn(&[rows, 2, 3]), |i| ((i[0] * 3 + i[2]) % 7 + 1).pow(2) as f64);
-        let (_, grad) = value_and_grad_on_tape(&RootOfFirst, &x, &t).expect("finite slopes");
+        let (_, grad) = tapeloss::losses::value_and_grad_on_tape(&root_of_first, &x, &t).expect("finite slopes");
         for ((i, &g), &v) in grad.indexed_iter().zip(x.iter()) {
             let expected = if i[1] == 0 { 0.5 / v.sqrt() } else { 0.0 };
             assert!((g - expected).abs() <= 1e-15, "rows = {rows}, {i:?}: {g}");
         }
         x[[rows - 1, 0, 2]] = 0.0;
-        let err = value_and_grad_on_tape(&RootOfFirst, &x, &t).expect_err("1/(2√0) is infinite");
-        assert!(
-            matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[rows - 1, 0, 2]),
-            "rows = {rows}: {err:?}"
-        );
+        let what = format!("rows = {rows}: 1/(2√0) is infinite");
+        assert_gradient_not_finite_at(&root_of_first, &x, &[rows - 1, 0, 2], &what);
     }
 }

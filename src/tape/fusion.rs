@@ -497,11 +497,7 @@ fn chain_gradients<F: Float>(
                     let scattered = registers.iter().skip(steps);
                     for ((&(parent, slice), values), &copy) in flow.scattered.iter().zip(scattered).zip(copies) {
                         let into = &mut parent_rows[parent].data;
-                        let written_finite = if copy {
-                            slice.copy_into(into, rows.start, block.clone(), &values[..len])
-                        } else {
-                            slice.add_into(into, rows.start, block.clone(), &values[..len])
-                        };
+                        let written_finite = slice.write_into(into, rows.start, block.clone(), &values[..len], !copy);
                         if !written_finite {
                             scattered_finite.store(false, Ordering::Relaxed);
                         }

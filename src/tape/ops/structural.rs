@@ -268,43 +268,31 @@ impl SliceRows {
         });
     }
 
-    /// Adds `values`, the slice's elements `range`, into the input's
-    /// elements `into`, which start at row `first_row` of the slice. Returns
-    /// whether every sum is finite (checked while it is in cache).
+    /// Writes `values`, the slice's elements `range`, into the input's
+    /// elements `into`, which start at row `first_row` of the slice: added to
+    /// what is there when `add`, copied over it otherwise. Returns whether
+    /// every element it wrote is finite (checked while it is in cache).
     #[inline(always)]
-    pub(crate) fn add_into<F: Float>(
+    pub(crate) fn write_into<F: Float>(
         self,
         into: &mut [F],
         first_row: usize,
         range: Range<usize>,
         values: &[F],
+        add: bool,
     ) -> bool {
         let skipped = first_row * self.stride;
         let mut finite = true;
         self.for_each_piece(range, |to, piece| {
-            let sums = &mut into[to - skipped..][..piece.len()];
-            sums.iter_mut().zip(&values[piece]).for_each(|(d, &v)| *d += v);
-            finite &= holds_for_all(sums, F::is_finite);
+            let written = &mut into[to - skipped..][..piece.len()];
+            if add {
+                written.iter_mut().zip(&values[piece]).for_each(|(d, &v)| *d += v);
+            } else {
+                written.copy_from_slice(&values[piece]);
+            }
+            finite &= holds_for_all(written, F::is_finite);
         });
         finite
-    }
-
-    /// Copies `values`, the slice's elements `range`, over the input's
-    /// elements `into`, which start at row `first_row` of the slice. Returns
-    /// whether every value is finite.
-    #[inline(always)]
-    pub(crate) fn copy_into<F: Float>(
-        self,
-        into: &mut [F],
-        first_row: usize,
-        range: Range<usize>,
-        values: &[F],
-    ) -> bool {
-        let skipped = first_row * self.stride;
-        self.for_each_piece(range.clone(), |to, piece| {
-            into[to - skipped..][..piece.len()].copy_from_slice(&values[piece]);
-        });
-        holds_for_all(&values[..range.len()], F::is_finite)
     }
 
     /// Whether two slices along the same axis share no element.
