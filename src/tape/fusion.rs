@@ -389,10 +389,10 @@ fn exported<F>(program: &Program<F>, flow: &Flow) -> Vec<usize> {
 /// and whether each is known to be finite (checked block by block while in
 /// cache, which spares the caller a pass over it), and, when `want_sum`, the
 /// sum of the root's values (the same bits as [`sum_of`]: the same blocks and
-/// tree). The scattered gradients are added
-/// into `parents`, the gradients of the inputs of [`Flow::parents`], or copied
-/// over their rows there for the scattered slices that `copies` marks; the
-/// last result tells whether every element they wrote there is finite.
+/// tree). The scattered gradients are added into `parents`, the gradients of
+/// the inputs of [`Flow::parents`], or copied over their rows there for the
+/// scattered slices that `copies` marks; the last result tells whether every
+/// element they wrote there is finite.
 fn chain_gradients<F: Float>(
     nodes: &[Node<F>],
     program: &Program<F>,
@@ -512,21 +512,14 @@ fn chain_gradients<F: Float>(
     let grads = (exported.into_iter().zip(outputs))
         .map(|(node, grad)| {
             let shape = &nodes[node].shape;
-            if nodes[node].len() == program.len {
-                Exported {
-                    node,
-                    grad: from_vec(shape, grad),
-                    finite,
-                }
+            let (grad, finite) = if nodes[node].len() == program.len {
+                (from_vec(shape, grad), finite)
             } else {
                 // An input of one element, broadcast: its gradient is the sum
                 // (which may overflow, so it is not vouched for).
-                Exported {
-                    node,
-                    grad: ArrayD::from_elem(shape.as_slice(), sum(&grad)),
-                    finite: false,
-                }
-            }
+                (ArrayD::from_elem(shape.as_slice(), sum(&grad)), false)
+            };
+            Exported { node, grad, finite }
         })
         .collect();
     (total, grads, scattered_finite.into_inner())
