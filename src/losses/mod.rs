@@ -240,6 +240,7 @@ pub fn value_and_grad_on_tape<F: Float, L: Loss<F> + ?Sized>(
 ) -> Result<(F, ArrayD<F>)> {
     // The tape holds the caller's arrays, not copies (see `tape::lent`).
     let (value, grad, finite) = with_lent([predictions, targets], |tape| {
+        tape.check_gradients();
         let x = tape.leaf_from(predictions, true);
         let out = loss.record(tape, x, targets)?;
         let value = validate::finite_value("value_and_grad", out.item()?, predictions, targets)?;

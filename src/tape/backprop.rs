@@ -37,9 +37,17 @@ pub(super) struct Sweep<'a, F: Float> {
     /// element finite ([`Sweep::send_checked`]); false once anything else
     /// touches it.
     finite: Vec<bool>,
+    /// Whether chains check the gradients they write ([`Tape::check_gradients`](super::Tape::check_gradients));
+    /// without it, none is known finite.
+    check: bool,
 }
 
 impl<'a, F: Float> Sweep<'a, F> {
+    /// Whether chains are to check the gradients they write.
+    pub(super) fn checks(&self) -> bool {
+        self.check
+    }
+
     /// The forward value of node `i` (computed now if it is lazy and was
     /// never needed before).
     pub(super) fn value(&self, i: usize) -> &'a ArrayD<F> {
@@ -228,7 +236,7 @@ pub(super) fn count_uses<F: Float>(nodes: &[Node<F>]) -> Vec<u32> {
 }
 
 /// Differentiates node `root` with respect to every tracked leaf.
-pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> Result<Gradients<F>> {
+pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize, check: bool) -> Result<Gradients<F>> {
     let root_shape = nodes[root].shape.as_slice();
     if nodes[root].len() != 1 {
         return Err(Error::NotScalar {
@@ -241,6 +249,7 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize) -> R
         pending: (0..nodes.len()).map(|_| None).collect(),
         written: vec![Vec::new(); nodes.len()],
         finite: vec![false; nodes.len()],
+        check,
     };
     sweep.send(root, ArrayD::ones(root_shape));
     // How many times each value is read: a lazy chain absorbs only values

@@ -288,7 +288,9 @@ pub(super) fn backward<F: Float>(sweep: &mut Sweep<'_, F>, uses: &[u32], root: u
         parents.push((parent, grad));
         claims.push((slices, fresh.is_some()));
     }
-    let (_, grads, scattered_finite) = chain_gradients(nodes, &program, &flow, &seed, false, (&mut parents, &copies));
+    let check = sweep.checks();
+    let (_, grads, scattered_finite) =
+        chain_gradients(nodes, &program, &flow, &seed, (false, check), (&mut parents, &copies));
     for ((node, grad), (slices, partial)) in parents.into_iter().zip(claims) {
         sweep.scattered(node, grad, &slices, partial, scattered_finite);
     }
@@ -334,13 +336,21 @@ pub(super) fn sum_and_gradients<F: Float>(
     uses: impl FnOnce() -> Vec<u32>,
     i: usize,
     seed: F,
+    check: bool,
 ) -> (F, Option<Speculation<F>>) {
     if !nodes[i].requires_grad || nodes[i].value.get().is_some() || !is_lazy_op(nodes, i) {
         return (sum_of(nodes, i), None);
     }
     let program = Program::to_differentiate(nodes, i);
     let flow = Flow::new(&program, nodes, &uses(), false);
-    let (total, grads, _) = chain_gradients(nodes, &program, &flow, &Seed::Uniform(seed), true, (&mut [], &[]));
+    let (total, grads, _) = chain_gradients(
+        nodes,
+        &program,
+        &flow,
+        &Seed::Uniform(seed),
+        (true, check),
+        (&mut [], &[]),
+    );
     (total, Some(Speculation { grads }))
 }
 
@@ -398,7 +408,7 @@ fn chain_gradients<F: Float>(
     program: &Program<F>,
     flow: &Flow,
     seed: &Seed<F>,
-    want_sum: bool,
+    (want_sum, check): (bool, bool),
     (parents, copies): (&mut [(usize, ArrayD<F>)], &[bool]),
 ) -> (F, Vec<Exported<F>>, bool) {
     let inputs = program.input_values(nodes);
@@ -414,8 +424,9 @@ fn chain_gradients<F: Float>(
     debug_assert!(!want_sum || flow.parents.is_empty());
     let row = flow.row;
     // Cleared by the first block whose output arrays hold a NaN or infinity,
-    // and by the first whose scattered rows do once written.
-    let (finite, scattered_finite) = (AtomicBool::new(true), AtomicBool::new(true));
+    // and by the first whose scattered rows do once written; never set when
+    // nothing is checked.
+    let (finite, scattered_finite) = (AtomicBool::new(check), AtomicBool::new(check));
     let parent_rows: Vec<Rows<&mut [F]>> = (parents.iter_mut().zip(&flow.parents))
         .map(|((_, grad), &(_, stride))| Rows {
             data: grad.as_slice_mut().unwrap_or_default(),
@@ -491,14 +502,16 @@ fn chain_gradients<F: Float>(
                         }
                     }
                     drop(file);
-                    if !out.iter().all(|array| holds_for_all(&array[at.clone()], F::is_finite)) {
+                    if check && !out.iter().all(|array| holds_for_all(&array[at.clone()], F::is_finite)) {
                         finite.store(false, Ordering::Relaxed);
                     }
                     let scattered = registers.iter().skip(steps);
                     for ((&(parent, slice), values), &copy) in flow.scattered.iter().zip(scattered).zip(copies) {
                         let into = &mut parent_rows[parent].data;
-                        let written_finite = slice.write_into(into, rows.start, block.clone(), &values[..len], !copy);
-                        if !written_finite {
+                        let add = !copy;
+                        let written_finite =
+                            slice.write_into(into, rows.start, block.clone(), &values[..len], (add, check));
+                        if check && !written_finite {
                             scattered_finite.store(false, Ordering::Relaxed);
                         }
                     }

@@ -270,8 +270,9 @@ impl SliceRows {
 
     /// Writes `values`, the slice's elements `range`, into the input's
     /// elements `into`, which start at row `first_row` of the slice: added to
-    /// what is there when `add`, copied over it otherwise. Returns whether
-    /// every element it wrote is finite (checked while it is in cache).
+    /// what is there when `add`, copied over it otherwise. With `check`,
+    /// returns whether every element it wrote is finite (checked while it is
+    /// in cache); without, `false`.
     #[inline(always)]
     pub(crate) fn write_into<F: Float>(
         self,
@@ -279,10 +280,10 @@ impl SliceRows {
         first_row: usize,
         range: Range<usize>,
         values: &[F],
-        add: bool,
+        (add, check): (bool, bool),
     ) -> bool {
         let skipped = first_row * self.stride;
-        let mut finite = true;
+        let mut finite = check;
         self.for_each_piece(range, |to, piece| {
             let written = &mut into[to - skipped..][..piece.len()];
             if add {
@@ -290,7 +291,9 @@ impl SliceRows {
             } else {
                 written.copy_from_slice(&values[piece]);
             }
-            finite &= holds_for_all(written, F::is_finite);
+            if check {
+                finite &= holds_for_all(written, F::is_finite);
+            }
         });
         finite
     }
