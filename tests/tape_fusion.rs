@@ -490,6 +490,26 @@ fn buffers_full_of_stale_values_are_overwritten() -> Result<()> {
         "log_softmax's gradient",
     );
 
+    // `softmax` along the same rows (split over both cores alike):
+    // Σ w ⊙ softmax(x) has the gradient p ⊙ (w − Σ w ⊙ p) per row.
+    poison_buffer_pool(&lengths);
+    let tape = Tape::<f64>::new();
+    let x = tape.var(x0.clone());
+    let loss = x.softmax(1)?.mul(tape.constant(w0.clone()))?.sum()?;
+    let grads = tape.backward(loss)?;
+    let mut expected_softmax_grad = Vec::new();
+    for (row, w) in xs.chunks(width).zip(ws.chunks(width)) {
+        let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();
+        let p: Vec<f64> = row.iter().map(|v| (v - lse).exp()).collect();
+        let w_dot_p: f64 = p.iter().zip(w).map(|(p, w)| p * w).sum();
+        expected_softmax_grad.extend(p.iter().zip(w).map(|(p, w)| p * (w - w_dot_p)));
+    }
+    assert_close_slices(
+        slice(grads.wrt(x).expect("x")),
+        &expected_softmax_grad,
+        "softmax's gradient",
+    );
+
     // Slices along the middle axis; the third is never used, so its part of
     // the gradient is exactly zero.
     let (n, d) = (400, 128);

@@ -120,6 +120,23 @@ pub(crate) fn sum_of<F: Float>(values: &[F], f: impl Fn(F) -> F) -> F {
     tail.iter().fold(lanes, |acc, &v| acc + f(v))
 }
 
+/// `Σ a·b` over two slices of one length, with [`PARTIALS`] running partial
+/// sums like [`sum`] (the lanes in order, then the tail).
+#[inline(always)]
+pub(crate) fn dot<F: Float>(a: &[F], b: &[F]) -> F {
+    debug_assert_eq!(a.len(), b.len());
+    let mut partial = [F::zero(); PARTIALS];
+    let (chunks_a, chunks_b) = (a.chunks_exact(PARTIALS), b.chunks_exact(PARTIALS));
+    let (tail_a, tail_b) = (chunks_a.remainder(), chunks_b.remainder());
+    for (chunk_a, chunk_b) in chunks_a.zip(chunks_b) {
+        for ((p, &a), &b) in partial.iter_mut().zip(chunk_a).zip(chunk_b) {
+            *p += a * b;
+        }
+    }
+    let lanes = partial.iter().fold(F::zero(), |acc, &p| acc + p);
+    tail_a.iter().zip(tail_b).fold(lanes, |acc, (&a, &b)| acc + a * b)
+}
+
 /// Two or three operands broadcast to one output shape, seen as rows: the
 /// output is `rows` consecutive runs of `len` elements, and along a run each
 /// operand either advances by one element (stride 1) or repeats one element

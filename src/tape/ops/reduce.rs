@@ -187,19 +187,17 @@ fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], log_softmax:
     );
 }
 
-/// The backward of `log_softmax` along contiguous rows of `n` (`n > 0`), in
-/// place: `g − softmax·Σg` per row, on both cores, inside the SIMD dispatch.
-fn log_softmax_backward_rows<F: Float>(ys: &[F], n: usize, grad: &mut [F]) {
+/// A backward along contiguous rows of `n` (`n > 0`), in place: `update`
+/// gets each row of the gradient with the same row of the forward output,
+/// on both cores, inside the SIMD dispatch (mark it `#[inline(always)]`).
+fn update_rows<F: Float>(ys: &[F], n: usize, grad: &mut [F], update: impl Fn(&mut [F], &[F]) + Sync) {
     parallel::reduce(
         (Rows { data: ys, width: n }, Rows { data: grad, width: n }),
         ROWS.rows(n),
         #[inline(always)]
         |(ys, grad): (Rows<&[F]>, Rows<&mut [F]>)| {
             for (g, y) in grad.data.chunks_exact_mut(n).zip(ys.data.chunks_exact(n)) {
-                let s = layout::sum(g);
-                for (g, &y) in g.iter_mut().zip(y) {
-                    *g -= fastmath::exp(y) * s;
-                }
+                update(g, y);
             }
         },
         #[inline(always)]
@@ -704,7 +702,16 @@ pub(crate) fn log_softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, mut gra
     let ys = flat(y);
     flat_mut(&mut grad, |g| {
         if dims.2 == 1 && dims.1 > 0 {
-            log_softmax_backward_rows(&ys, dims.1, g);
+            update_rows(
+                &ys,
+                dims.1,
+                g,
+                #[inline(always)]
+                |g, y| {
+                    let s = layout::sum(g);
+                    g.iter_mut().zip(y).for_each(|(g, &y)| *g -= fastmath::exp(y) * s);
+                },
+            );
         } else {
             let sums = sum_lanes(g, dims);
             update_against_lanes(g, &ys, &sums, dims, |g, y, s| g - fastmath::exp(y) * s);
@@ -720,10 +727,16 @@ pub(crate) fn softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, mut grad: A
     let ys = flat(y);
     flat_mut(&mut grad, |g| {
         if dims.2 == 1 && dims.1 > 0 {
-            for (g, y) in g.chunks_exact_mut(dims.1.max(1)).zip(ys.chunks_exact(dims.1.max(1))) {
-                let s = g.iter().zip(y).fold(F::zero(), |acc, (&g, &y)| acc + g * y);
-                g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - s));
-            }
+            update_rows(
+                &ys,
+                dims.1,
+                g,
+                #[inline(always)]
+                |g, y| {
+                    let s = layout::dot(g, y);
+                    g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - s));
+                },
+            );
         } else {
             let products: Vec<F> = g.iter().zip(ys.iter()).map(|(&g, &y)| g * y).collect();
             let sums = sum_lanes(&products, dims);
