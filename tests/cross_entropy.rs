@@ -212,6 +212,12 @@ fn huge_logits_give_finite_values_and_gradients() {
             let (tv, tg) = tapeloss::losses::value_and_grad_on_tape(&loss, &logits, targets).unwrap();
             assert_close_scalar(tv, v64, 1e-12, 0.0, &format!("{name}: tape"));
             assert_close(&tg, &g64, 1e-12, 1e-13, &format!("{name}: tape"));
+            // The tape in f32 too: its log_softmax must not round x − logsumexp
+            // at the logsumexp's size (an ulp of 1e-3 here).
+            let (tv32, tg32) =
+                tapeloss::losses::value_and_grad_on_tape(&loss, &to_f32(&logits), &to_f32(targets)).unwrap();
+            assert_close_scalar(f64::from(tv32), v64, 1e-6, 0.0, &format!("{name}: f32 tape"));
+            assert_close(&tg32.mapv(f64::from), &g64, 1e-5, 1e-7, &format!("{name}: f32 tape"));
         }
     }
 }

@@ -891,6 +891,45 @@ fn log_softmax_of_huge_logits_is_exact() -> Result<()> {
     Ok(())
 }
 
+/// In `f32`, `x − logsumexp(x)` at logits near 1e4 carries the rounding of
+/// the logsumexp (an ulp there is 1e-3); `log_softmax` takes
+/// `(x − max) − ln Σ exp(x − max)` instead, as PyTorch does. The reference is
+/// worked in f64: `ln(1 + e⁻¹ + e⁻²⁰⁰⁰⁰)` is `ln(1 + e⁻¹)` there.
+#[test]
+fn log_softmax_and_softmax_keep_f32_precision_at_large_logits() -> Result<()> {
+    let lse = (1.0 + (-1.0_f64).exp()).ln();
+    let log_p = [-lse, -1.0 - lse, -20000.0 - lse];
+    let tape = Tape::<f32>::new();
+    // Along a contiguous axis (rows) and across one (columns).
+    let rows = tape.var(array![[10000.0_f32, 9999.0, -10000.0]].into_dyn());
+    let columns = tape.var(array![[10000.0_f32, 1.0], [9999.0, 2.0], [-10000.0, 3.0]].into_dyn());
+    let row = |a: ArrayD<f32>| (0..3).map(|k| f64::from(a[[0, k]])).collect::<Vec<_>>();
+    let column = |a: ArrayD<f32>| (0..3).map(|k| f64::from(a[[k, 0]])).collect::<Vec<_>>();
+    for (name, y, p) in [
+        ("rows", row(rows.log_softmax(1)?.value()), row(rows.softmax(1)?.value())),
+        (
+            "columns",
+            column(columns.log_softmax(0)?.value()),
+            column(columns.softmax(0)?.value()),
+        ),
+    ] {
+        for (k, &expected) in log_p.iter().enumerate() {
+            let (got, prob) = (y[k], p[k]);
+            let tolerance = 1e-6 * expected.abs().max(1.0);
+            assert!(
+                (got - expected).abs() <= tolerance,
+                "{name} log_softmax[{k}]: {got} vs {expected}"
+            );
+            let expected = expected.exp();
+            assert!(
+                (prob - expected).abs() <= 1e-6 * expected,
+                "{name} softmax[{k}]: {prob} vs {expected}"
+            );
+        }
+    }
+    Ok(())
+}
+
 #[test]
 fn softplus_log_sigmoid_and_logsumexp_are_finite_at_extremes() -> Result<()> {
     fn run<F: tapeloss::Float>() -> Result<()> {

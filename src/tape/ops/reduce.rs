@@ -92,14 +92,24 @@ fn logsumexp_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
     if inner == 1 && n > 0 {
         return logsumexp_rows(&xs[..outer * n], n);
     }
-    let shift: Vec<F> = fold_lanes(xs, dims, F::neg_infinity(), max_nan)
+    let (shifts, log_sums) = shifts_and_log_sums(xs, dims);
+    shifts.iter().zip(&log_sums).map(|(&m, &s)| m + s).collect()
+}
+
+/// Every lane's logsumexp in two parts, the shift `m` and `ln Σ exp(x − m)`,
+/// for lanes across the axis (`inner > 1`). Kept apart so that
+/// `log_softmax` can take `(x − m) − ln Σ`: their sum rounds to the
+/// magnitude of `m`, which in `f32` at logits of 1e4 is off by 5e-4.
+fn shifts_and_log_sums<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> (Vec<F>, Vec<F>) {
+    let (_, n, inner) = dims;
+    let shifts: Vec<F> = fold_lanes(xs, dims, F::neg_infinity(), max_nan)
         .into_iter()
         .map(shift_for)
         .collect();
-    let mut sums = vec![F::zero(); outer * inner];
+    let mut sums = vec![F::zero(); shifts.len()];
     for (o, (lanes, shifts)) in sums
         .chunks_exact_mut(inner.max(1))
-        .zip(shift.chunks_exact(inner.max(1)))
+        .zip(shifts.chunks_exact(inner.max(1)))
         .enumerate()
     {
         for k in 0..n {
@@ -109,7 +119,25 @@ fn logsumexp_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
             }
         }
     }
-    sums.iter().zip(&shift).map(|(&s, &m)| m + s.ln()).collect()
+    sums.iter_mut().for_each(|s| *s = s.ln());
+    (shifts, sums)
+}
+
+/// `log_softmax` of every lane: `(x − m) − ln Σ exp(x − m)` with `m` the
+/// lane's shift, never `x − logsumexp(x)` (see [`shifts_and_log_sums`]).
+fn log_softmax_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
+    let (outer, n, inner) = dims;
+    if inner == 1 && n > 0 {
+        // Rows along a contiguous axis: one SIMD pass, row by row.
+        let mut out = pool::for_overwrite(xs.len());
+        let mut lse = vec![F::zero(); outer];
+        logsumexp_rows_into(&xs[..outer * n], n, &mut lse, Some(&mut out));
+        return out;
+    }
+    let (shifts, log_sums) = shifts_and_log_sums(xs, dims);
+    let mut out = map_against_lanes(xs, &shifts, dims, |x, m| x - m);
+    update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| y - s);
+    out
 }
 
 /// The maximum of one contiguous lane, NaN winning, with eight running
@@ -156,8 +184,8 @@ fn logsumexp_rows<F: Float>(xs: &[F], n: usize) -> Vec<F> {
 
 /// [`logsumexp_rows`] into `lse`, on both cores, inside the SIMD dispatch
 /// (its loops outside it ran at the baseline level: 40% of cross-entropy's
-/// tape time). With `log_softmax`, each row's `x − logsumexp` is written
-/// there too while the row is in cache.
+/// tape time). With `log_softmax`, each row's `(x − m) − ln Σ exp(x − m)`
+/// is written there too while the row is in cache.
 fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], log_softmax: Option<&mut [F]>) {
     let width = n.max(1);
     parallel::reduce(
@@ -175,10 +203,12 @@ fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], log_softmax:
                 for (t, &v) in terms.iter_mut().zip(row) {
                     *t = fastmath::exp(v - shift);
                 }
-                *l = shift + layout::sum(&terms).ln();
+                let log_sum = layout::sum(&terms).ln();
+                *l = shift + log_sum;
                 if let Some(out) = log_softmax.as_mut() {
+                    // Not `x − l`: `l` is rounded to the size of the shift.
                     let out = &mut out.data[k * width..(k + 1) * width];
-                    out.iter_mut().zip(row).for_each(|(y, &x)| *y = x - *l);
+                    out.iter_mut().zip(row).for_each(|(y, &x)| *y = (x - shift) - log_sum);
                 }
             }
         },
@@ -424,7 +454,9 @@ impl<'t, F: Float> Var<'t, F> {
     /// Maximum along `axis`. NaN propagates. **Ties share the gradient:** when
     /// `k` elements of a slice equal its maximum, each receives `1/k` of the
     /// output gradient (PyTorch's `amax` convention), so the gradient sums to
-    /// the output gradient either way.
+    /// the output gradient either way. A slice holding a NaN has the maximum
+    /// NaN, which no element equals: it passes no gradient (PyTorch's `amax`
+    /// divides by that count of 0 and passes NaN).
     ///
     /// ```
     /// # use tapeloss::{Tape, ndarray::array};
@@ -649,19 +681,8 @@ impl<'t, F: Float> Var<'t, F> {
     pub fn log_softmax(self, axis: usize) -> Result<Var<'t, F>> {
         let x = self.value_ref();
         check_axis("log_softmax", x.shape(), axis)?;
-        let (xs, dims) = (flat(&x), around(x.shape(), axis));
-        let values = if dims.2 == 1 && dims.1 > 0 {
-            // Rows along a contiguous axis: one SIMD pass, row by row.
-            let mut out = pool::for_overwrite(xs.len());
-            let mut lse = vec![F::zero(); dims.0];
-            logsumexp_rows_into(&xs[..dims.0 * dims.1], dims.1, &mut lse, Some(&mut out));
-            out
-        } else {
-            let lse = logsumexp_lanes(&xs, dims);
-            map_against_lanes(&xs, &lse, dims, |x, l| x - l)
-        };
+        let values = log_softmax_lanes(&flat(&x), around(x.shape(), axis));
         let value = from_vec(x.shape(), values);
-        drop(xs);
         drop(x);
         Ok(self.record(
             value,
@@ -672,18 +693,21 @@ impl<'t, F: Float> Var<'t, F> {
         ))
     }
 
-    /// `exp(x − logsumexp(x))` along `axis`: every slice sums to 1 and no term
-    /// overflows. Backward: `y ⊙ (g − Σ g ⊙ y)`.
+    /// `exp(x − logsumexp(x))` along `axis`, taken as `exp(log_softmax(x))`:
+    /// every slice sums to 1 and no term overflows. Backward: `y ⊙ (g − Σ g ⊙ y)`.
     ///
     /// # Errors
     /// [`Error::AxisOutOfRange`] when `axis ≥ ndim`.
     pub fn softmax(self, axis: usize) -> Result<Var<'t, F>> {
         let x = self.value_ref();
         check_axis("softmax", x.shape(), axis)?;
-        let (xs, dims) = (flat(&x), around(x.shape(), axis));
-        let lse = logsumexp_lanes(&xs, dims);
-        let value = from_vec(x.shape(), exp_against_lanes(&xs, &lse, dims));
-        drop(xs);
+        // exp(log_softmax): `exp(x − logsumexp(x))` would carry the rounding of
+        // the logsumexp (see `shifts_and_log_sums`).
+        let logs = log_softmax_lanes(&flat(&x), around(x.shape(), axis));
+        let mut values = vec![F::zero(); logs.len()];
+        fastmath::exp_slice(&logs, &mut values);
+        pool::give(logs);
+        let value = from_vec(x.shape(), values);
         drop(x);
         Ok(self.record(
             value,
