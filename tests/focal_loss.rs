@@ -5,8 +5,8 @@
 mod common;
 
 use common::{
-    GradAtol, Rng, assert_close_scalar, assert_f32_agrees, assert_gradients_agree, assert_matches_fixture,
-    assert_shards_add_up, fixtures, opt_f64, reduction,
+    GradAtol, Rng, assert_close, assert_close_scalar, assert_f32_agrees, assert_gradients_agree,
+    assert_matches_fixture, assert_shards_add_up, fixtures, opt_f64, reduction,
 };
 use tapeloss::ndarray::{Array2, ArrayD, Axis, IxDyn, array};
 use tapeloss::{Error, FocalLoss, Loss, Reduction};
@@ -83,6 +83,31 @@ fn gradients_agree_where_the_clamp_is_active() {
     // At γ = 0 the term is −α·t·ln ε below ε: constant, so no slope at all.
     let g = FocalLoss::new(0.0, Some(0.5), 0.05).backward(&p, &t).unwrap();
     assert_eq!((g[[0, 0]], g[[1, 0]], g[[0, 2]], g[[1, 1]]), (0.0, 0.0, 0.0, 0.0));
+}
+
+/// At the clamp's bounds themselves the log passes no gradient, as
+/// PyTorch's `clamp` (and the tape's) pass none there: only the focusing
+/// part is left, `∂ℓ/∂p = s·α·t·γ(1 − p)^(γ−1)·ln q`, worked by hand here.
+#[test]
+fn the_log_passes_no_gradient_at_the_clamp_bounds() {
+    let loss = FocalLoss::new(2.0, None, 0.01);
+    let p = array![[0.01, 0.99], [0.99, 0.01]].into_dyn();
+    let t = array![[1.0, 0.0], [1.0, 0.0]].into_dyn();
+    // s = 1/2, α = 1, γ = 2: 2·(1 − p)·ln q / 2 = (1 − p)·ln p.
+    let by_hand = array![[0.99 * 0.01_f64.ln(), 0.0], [0.01 * 0.99_f64.ln(), 0.0]].into_dyn();
+    let (_, closed) = loss.value_and_grad(&p, &t).unwrap();
+    assert_close(&closed, &by_hand, 1e-15, 1e-12, "closed form at ε and 1 − ε");
+    let (_, tape) = tapeloss::losses::value_and_grad_on_tape(&loss, &p, &t).unwrap();
+    assert_close(&tape, &by_hand, 1e-15, 1e-12, "tape at ε and 1 − ε");
+    let p32 = p.mapv(|v| v as f32);
+    let (_, closed32) = loss.value_and_grad(&p32, &t.mapv(|v| v as f32)).unwrap();
+    assert_close(
+        &closed32.mapv(f64::from),
+        &by_hand,
+        1e-6,
+        1e-5,
+        "f32 closed form at ε and 1 − ε",
+    );
 }
 
 /// The published slip: the focusing term's derivative is
@@ -209,6 +234,12 @@ fn infinite_slope_at_one_is_reported() {
     assert!(
         matches!(&err, Error::InvalidInput { arg: "predictions", index, .. } if index == &[1, 0]),
         "{err}"
+    );
+    // The tape route refuses it too, rather than a finite stand-in for ∞.
+    let err = tapeloss::losses::value_and_grad_on_tape(&loss, &p, &t).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { arg: "predictions", index, .. } if index == &[1, 0]),
+        "tape: {err}"
     );
     // With a zero target there is no term, so nothing to report.
     let t = array![[1.0, 0.0], [0.0, 1.0]].into_dyn();

@@ -27,13 +27,15 @@ use crate::tape::{Tape, Var};
 /// `epsilon ∈ (0, 0.5)`, all finite.
 ///
 /// **Gradient.** The true derivative of the formula, element by element:
-/// `∂ℓ/∂p = s·α·t·[γ(1 − p)^(γ−1)·ln q − (1 − p)^γ·[ε ≤ p ≤ 1 − ε]/q]` with
+/// `∂ℓ/∂p = s·α·t·[γ(1 − p)^(γ−1)·ln q − (1 − p)^γ·[ε < p < 1 − ε]/q]` with
 /// `q = clamp(p, ε, 1 − ε)`. Both parts are ≤ 0 (since `ln q < 0`): raising the
 /// probability of a target class always lowers the loss. Where the clamp is
-/// active, the log's part is 0. At `γ = 0` the first part is 0 and at `p = 1`
+/// active, and at its bounds (where PyTorch's `clamp` passes no gradient),
+/// the log's part is 0. At `γ = 0` the first part is 0 and at `p = 1`
 /// (for `γ ≥ 1`) no `0·∞` arises. For `0 < γ < 1` the derivative of
 /// `(1 − p)^γ` is infinite at `p = 1`, so a probability of exactly 1 on a class
-/// with a positive target is an error for the gradient methods.
+/// with a positive target is an error for the gradient methods, `record`
+/// included (its tape would otherwise have to choose a finite stand-in).
 ///
 /// **Reduction.** Over samples, not elements: `s = 1/N` for
 /// [`Reduction::Mean`] (N = `shape[0]`, or 1 for a 1-D input) and `s = 1` for
@@ -198,7 +200,7 @@ impl<F: Float> Terms<F> {
     }
 
     /// The term and its derivative in p:
-    /// `−α·t·[−γ(1 − p)^(γ−1)·ln q + (1 − p)^γ·[ε ≤ p ≤ 1 − ε]/q]`; the term
+    /// `−α·t·[−γ(1 − p)^(γ−1)·ln q + (1 − p)^γ·[ε < p < 1 − ε]/q]`; the term
     /// is NaN where the slope is not finite.
     #[inline(always)]
     fn term_and_slope<K: Focus>(&self, p: F, t: F) -> (F, F) {
@@ -207,7 +209,8 @@ impl<F: Float> Terms<F> {
         let q = p.max(self.lo).min(self.hi);
         let ln_q = fastmath::ln(q);
         let (focus, d_focus) = K::focus_and_slope(one - p, self.gamma);
-        let d_ln_q = if p >= self.lo && p <= self.hi { one / q } else { zero };
+        // 0 at the bounds themselves, as PyTorch's `clamp` and the tape's pass none.
+        let d_ln_q = if p > self.lo && p < self.hi { one / q } else { zero };
         let slope = weight * (d_focus * ln_q + focus * d_ln_q);
         // A slope can overflow where the term does not (−γ·ln ε for a huge
         // γ): adding 0·slope to the term turns the sum NaN exactly when a
@@ -363,6 +366,9 @@ impl<F: Float> Loss<F> for FocalLoss {
     /// `s·Σ −α·(1 − p)^γ·t·ln(clamp(p, ε, 1 − ε))` as tape ops.
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
         let scale = predictions.with_value(|p| self.check(p, targets))?;
+        // `record` is there to be differentiated: refuse what the gradient
+        // methods refuse.
+        predictions.with_value(|p| self.check_slope_finite(p, targets))?;
         let k = Terms::<F>::new(self);
         let ln_q = predictions.clamp(k.lo, k.hi)?.ln()?;
         let log_term = if self.gamma == 0.0 {
@@ -370,8 +376,9 @@ impl<F: Float> Loss<F> for FocalLoss {
         } else {
             let one_minus_p = predictions.neg()?.add_scalar(F::one())?;
             let focus = if self.gamma < 1.0 {
-                // (1 − p)^γ has an infinite slope at p = 1; take it of a stand-in
-                // there so it never meets a zero upstream gradient as 0·∞.
+                // (1 − p)^γ has an infinite slope at p = 1, refused above where the
+                // target is positive; where it is 0, take it of a stand-in so that
+                // it never meets the zero upstream gradient as 0·∞.
                 let positive = one_minus_p.with_value(|v| v.mapv(|v| v > F::zero()));
                 one_minus_p
                     .where_mask(&positive, tape.scalar(F::one()))?
