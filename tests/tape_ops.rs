@@ -767,6 +767,26 @@ fn maximum_and_minimum_split_ties_evenly() -> Result<()> {
     Ok(())
 }
 
+/// With a NaN on either side, PyTorch's `maximum` and `minimum` pass the
+/// whole gradient to both operands (no comparison holds); so do these.
+#[test]
+fn maximum_and_minimum_pass_a_nan_pair_the_whole_gradient() -> Result<()> {
+    let tape = Tape::new();
+    let a = tape.var(array![f64::NAN, 1.0, 3.0].into_dyn());
+    let b = tape.var(array![0.0, f64::NAN, 2.0].into_dyn());
+    let loss = a
+        .maximum(b)?
+        .mul_scalar(3.0)?
+        .add(a.minimum(b)?)?
+        .mul_scalar(0.5)?
+        .sum()?;
+    let grads = tape.backward(loss)?;
+    // NaN pairs: (3 + 1)/2 each; 3 vs 2: max to a (1.5), min to b (0.5).
+    assert_eq!(grads.wrt(a).unwrap(), &array![2.0, 2.0, 1.5].into_dyn());
+    assert_eq!(grads.wrt(b).unwrap(), &array![2.0, 2.0, 0.5].into_dyn());
+    Ok(())
+}
+
 fn ndarray_scalar(v: f64) -> ArrayD<f64> {
     ArrayD::from_elem(IxDyn(&[]), v)
 }

@@ -85,11 +85,18 @@ impl Binary {
             Binary::Mul => (b, a),
             Binary::Div => (one / b, -y / b),
             Binary::Maximum | Binary::Minimum => {
-                let a_wins = if self == Binary::Maximum { a > b } else { a < b };
-                match (a == b, a_wins) {
-                    (true, _) => (half, half),
-                    (false, true) => (one, zero),
-                    (false, false) => (zero, one),
+                let (a_wins, b_wins) = if self == Binary::Maximum {
+                    (a > b, b > a)
+                } else {
+                    (a < b, b < a)
+                };
+                // With a NaN on either side no comparison holds: both operands
+                // get the whole gradient, as in PyTorch.
+                match (a == b, a_wins, b_wins) {
+                    (true, _, _) => (half, half),
+                    (_, true, _) => (one, zero),
+                    (_, _, true) => (zero, one),
+                    _ => (one, one),
                 }
             }
         }
@@ -385,8 +392,8 @@ impl<'t, F: Float> Var<'t, F> {
     }
 
     /// `max(a, b)` elementwise, broadcast. At ties each operand receives half
-    /// the gradient, and a NaN in either operand propagates (both as PyTorch's
-    /// `torch.maximum`).
+    /// the gradient, and a NaN in either operand propagates, with the whole
+    /// gradient to both operands (all as PyTorch's `torch.maximum`).
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] naming the op and both shapes when they cannot
@@ -396,7 +403,8 @@ impl<'t, F: Float> Var<'t, F> {
     }
 
     /// `min(a, b)` elementwise, broadcast. At ties each operand receives half
-    /// the gradient, and a NaN in either operand propagates.
+    /// the gradient, and a NaN in either operand propagates, with the whole
+    /// gradient to both operands (all as PyTorch's `torch.minimum`).
     ///
     /// # Errors
     /// [`Error::ShapeMismatch`] naming the op and both shapes when they cannot
