@@ -219,8 +219,12 @@ impl GradCheckConfig {
         validate::parameter("GradCheckConfig::eps", self.eps, Domain::Positive)?;
         validate::parameter("GradCheckConfig::atol", self.atol, Domain::NonNegative)?;
         validate::parameter("GradCheckConfig::rtol", self.rtol, Domain::NonNegative)?;
-        if let CheckMode::Directional { directions } = self.mode {
-            validate::parameter("GradCheckConfig::mode directions", directions as f64, Domain::Positive)?;
+        if let CheckMode::Directional { directions: 0 } = self.mode {
+            return Err(Error::InvalidParameter {
+                name: "GradCheckConfig::mode directions".into(),
+                value: 0.0,
+                expected: "a count of at least 1",
+            });
         }
         Ok(())
     }

@@ -523,6 +523,10 @@ fn errors_are_returned_not_panicked() {
         );
     }
 
+    // A count, not a real number, is what the message asks for.
+    let err = check_loss(&MeanSquaredError::new(), &p, &p, &GradCheckConfig::directional(0)).unwrap_err();
+    assert!(err.to_string().contains("a count of at least 1"), "{err}");
+
     let err = check_fn(|_, v| v[0].sum(), &[], &config).unwrap_err();
     assert!(matches!(err, Error::Empty { op: "check_fn", .. }), "{err}");
     let err = check_fn(|_, v| v[0].square(), std::slice::from_ref(&p), &config).unwrap_err();
