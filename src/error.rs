@@ -19,9 +19,12 @@ pub enum Error {
     ShapeMismatch {
         /// The operation or loss that failed, e.g. `"add"` or `"MeanSquaredError"`.
         op: &'static str,
-        /// The first shape (for losses: the predictions).
+        /// The first shape: for a loss, the predictions'; for a gradient (a
+        /// buffer given to `value_and_grad_into`, or one `gradcheck` was handed),
+        /// the gradient's.
         lhs: Vec<usize>,
-        /// The second shape (for losses: the targets).
+        /// The second shape: for a loss, the targets'; for a gradient, the
+        /// shape it must have.
         rhs: Vec<usize>,
         /// Extra context, empty or starting with `": "`.
         detail: String,
@@ -96,7 +99,8 @@ pub enum Error {
     /// A NaN or infinity where a finite number was needed. `arg` names the input
     /// that holds it (`"predictions"`, `"targets"`) and `index` locates the first
     /// one; when every input is finite, `arg` is `"loss value"` and the loss
-    /// itself overflowed.
+    /// itself overflowed, or `"gradient"` and an element of the gradient did
+    /// (`index` is then that element's).
     #[error("{op}: `{arg}` holds the non-finite value {value} at index {index:?}")]
     NonFinite {
         /// The loss or operation that found it.

@@ -11,8 +11,9 @@ mod sealed {
 /// The floating-point element types the crate computes in: `f32` and `f64`.
 ///
 /// It extends [`ndarray::NdFloat`] (so every `num_traits::Float` method such as
-/// `exp`, `ln` and `ln_1p` is available) with lossless conversions to and from
-/// `f64`, the type in which every loss keeps its hyperparameters. The trait is
+/// `exp`, `ln` and `ln_1p` is available) with conversions to `f64` (exact) and
+/// from it (rounding to nearest for `f32`), the type in which every loss keeps
+/// its hyperparameters. The trait is
 /// sealed: the kernels and tolerances are written for exactly these two types.
 ///
 /// ```

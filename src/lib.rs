@@ -45,6 +45,8 @@ mod kernels;
 pub mod losses;
 mod tape;
 
+/// The `ndarray` the crate is built on (0.17), re-exported so that callers use
+/// the same version of its array types.
 pub use ndarray;
 
 pub use error::{Error, Result};

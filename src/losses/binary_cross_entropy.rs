@@ -23,7 +23,7 @@ const SLOPE_FLOOR: f32 = 1e-12;
 
 /// Binary cross-entropy, for binary and multi-label classification.
 ///
-/// One element is one independent binary decision. Two forms:
+/// **Formula.** One element is one independent binary decision. Two forms:
 ///
 /// - [`BinaryCrossEntropyLoss::new`] takes **probabilities** `p ∈ [0, 1]`:
 ///   each term is `−[t·max(ln p, −100) + (1 − t)·max(ln(1 − p), −100)]`. The
@@ -38,6 +38,9 @@ const SLOPE_FLOOR: f32 = 1e-12;
 ///   `f32` and `f64`.
 ///
 /// `ℓ = reduce(terms)` over all elements.
+///
+/// **Reduction.** `Mean` (the default) averages over all elements; `Sum` adds
+/// them, so shards of a batch add up to the whole.
 ///
 /// **Inputs.** Predictions of any shape; targets of the identical shape
 /// (nothing is broadcast), each in `[0, 1]`: hard labels or soft ones.

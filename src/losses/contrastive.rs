@@ -33,8 +33,8 @@ use crate::tape::{Tape, Var};
 /// **Gradient.** `∂ℓ/∂x₁ᵢ = s·(2yᵢ − 2(1 − yᵢ)·max(0, m − dᵢ)/dᵢ)·(x₁ᵢ − x₂ᵢ)`
 /// and `∂ℓ/∂x₂ᵢ = −∂ℓ/∂x₁ᵢ`, with `s = 1/N` for [`Reduction::Mean`] and
 /// `s = 1` for [`Reduction::Sum`]. At `dᵢ = 0` the distance has no derivative;
-/// the dissimilar term's gradient is taken as 0 there, never NaN (the tape
-/// composition takes √ only where `d² ≠ 0`, so it agrees).
+/// the dissimilar term's gradient is taken as 0 there, never NaN (the tape's
+/// `norm_axis` passes 0 at a zero norm, so it agrees).
 ///
 /// **Reduction.** `Mean` (the default) averages over the N pairs; `Sum` adds
 /// them, so shards of a batch add up to the whole.
@@ -46,9 +46,10 @@ use crate::tape::{Tape, Var};
 /// **Errors.** [`Error::InvalidParameter`] for a negative, NaN or infinite
 /// margin; [`Error::InvalidShape`] when predictions are not `[N, 2, D]`;
 /// [`Error::ShapeMismatch`] when the targets do not hold N labels as `[N]` or
-/// `[N, 1]`; [`Error::InvalidTarget`] for a label outside `[0, 1]` or NaN;
+/// `[N, 1]`; [`Error::InvalidTarget`] for a label outside `[0, 1]`;
 /// [`Error::Empty`] for N = 0 or D = 0; [`Error::NonFinite`] naming the first
-/// NaN or infinity in the predictions, or a squared distance that overflows.
+/// NaN or infinity in the predictions, a NaN label, or a squared distance
+/// that overflows.
 ///
 /// ```
 /// use tapeloss::losses::{ContrastiveLoss, Loss};

@@ -44,9 +44,14 @@ use crate::tape::{Tape, Var};
 ///
 /// **Errors.** [`Error::InvalidParameter`] for a hyperparameter outside its
 /// domain; [`Error::InvalidShape`] for an input that is not 1-D or 2-D;
+/// [`Error::ShapeMismatch`] when the targets' shape differs from the
+/// predictions'; [`Error::Empty`] for inputs with no element;
 /// [`Error::InvalidInput`] for probabilities outside `[0, 1]` and
 /// [`Error::InvalidTarget`] for targets outside `[0, 1]`, with the first
-/// offending index; [`Error::NonFinite`] for a NaN.
+/// offending index; [`Error::NonFinite`] for a NaN. From the gradient
+/// methods and `record` only: [`Error::InvalidInput`] for a probability of
+/// exactly 1 on a positive target when `0 < γ < 1` (unless `α = 0`, which
+/// leaves no term to differentiate).
 ///
 /// **PyTorch.** No built-in: it is
 /// `(-alpha * (1 - p)**gamma * t * torch.log(torch.clamp(p, eps, 1 - eps))).sum() / N`

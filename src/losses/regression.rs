@@ -22,6 +22,16 @@ use crate::tape::Var;
 ///
 /// **PyTorch.** `torch.nn.functional.mse_loss(p, t, reduction='mean'|'sum')`.
 ///
+/// **Reduction.** `Mean` (the default) averages over all n elements; `Sum`
+/// adds them, so shards of a batch add up to the whole.
+///
+/// **Errors.** [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
+/// when the targets' shape differs from the predictions';
+/// [`Error::Empty`](crate::Error::Empty) for inputs with no element;
+/// [`Error::NonFinite`](crate::Error::NonFinite) naming the first NaN or
+/// infinity in either input, or the loss value or gradient where it
+/// overflows.
+///
 /// ```
 /// use tapeloss::{Loss, MeanSquaredError, Reduction, ndarray::array};
 /// # fn main() -> tapeloss::Result<()> {
@@ -85,6 +95,16 @@ impl_loss_via_pointwise!(MeanSquaredError);
 /// `s = 1` for [`Reduction::Sum`].
 ///
 /// **PyTorch.** `torch.nn.functional.l1_loss(p, t, reduction='mean'|'sum')`.
+///
+/// **Reduction.** `Mean` (the default) averages over all n elements; `Sum`
+/// adds them, so shards of a batch add up to the whole.
+///
+/// **Errors.** [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
+/// when the targets' shape differs from the predictions';
+/// [`Error::Empty`](crate::Error::Empty) for inputs with no element;
+/// [`Error::NonFinite`](crate::Error::NonFinite) naming the first NaN or
+/// infinity in either input, or the loss value or gradient where it
+/// overflows.
 ///
 /// ```
 /// use tapeloss::{Loss, MeanAbsoluteError, Reduction, ndarray::array};
@@ -152,6 +172,18 @@ impl_loss_via_pointwise!(MeanAbsoluteError);
 ///
 /// **PyTorch.** `torch.nn.functional.huber_loss(p, t, reduction='mean'|'sum',
 /// delta=δ)`.
+///
+/// **Reduction.** `Mean` (the default) averages over all n elements; `Sum`
+/// adds them, so shards of a batch add up to the whole.
+///
+/// **Errors.** [`Error::InvalidParameter`](crate::Error::InvalidParameter)
+/// for a `delta` that is not a finite number > 0;
+/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
+/// when the targets' shape differs from the predictions';
+/// [`Error::Empty`](crate::Error::Empty) for inputs with no element;
+/// [`Error::NonFinite`](crate::Error::NonFinite) naming the first NaN or
+/// infinity in either input, or the loss value or gradient where it
+/// overflows.
 ///
 /// ```
 /// use tapeloss::{HuberLoss, Loss, Reduction, ndarray::array};
@@ -243,6 +275,18 @@ impl_loss_via_pointwise!(HuberLoss);
 ///
 /// **PyTorch.** `torch.nn.functional.smooth_l1_loss(p, t,
 /// reduction='mean'|'sum', beta=β)`.
+///
+/// **Reduction.** `Mean` (the default) averages over all n elements; `Sum`
+/// adds them, so shards of a batch add up to the whole.
+///
+/// **Errors.** [`Error::InvalidParameter`](crate::Error::InvalidParameter)
+/// for a `beta` that is not a finite number ≥ 0;
+/// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch)
+/// when the targets' shape differs from the predictions';
+/// [`Error::Empty`](crate::Error::Empty) for inputs with no element;
+/// [`Error::NonFinite`](crate::Error::NonFinite) naming the first NaN or
+/// infinity in either input, or the loss value or gradient where it
+/// overflows.
 ///
 /// ```
 /// use tapeloss::{Loss, Reduction, SmoothL1Loss, ndarray::array};

@@ -31,10 +31,10 @@ use crate::tape::{Tape, Var};
 /// **Gradient.** Where the hinge is active (`d⁺ − d⁻ + m > 0`):
 /// `∂ℓ/∂p = −s·(a − p)/d⁺`, `∂ℓ/∂n = s·(a − n)/d⁻` and
 /// `∂ℓ/∂a = −∂ℓ/∂p − ∂ℓ/∂n`, with `s = 1/N` for [`Reduction::Mean`] and `s = 1`
-/// for [`Reduction::Sum`]; elsewhere 0, and 0 at the kink itself (the tape's
-/// `relu` convention; PyTorch passes the gradient there). A zero distance has
-/// no direction: its part of the gradient is 0, never NaN (the tape
-/// composition takes √ only where `d² ≠ 0`, so it agrees).
+/// for [`Reduction::Sum`]; elsewhere 0, and 0 at the kink itself, as in
+/// PyTorch (its `clamp_min` passes none at the bound; the tape's `relu` none
+/// at 0). A zero distance has no direction: its part of the gradient is 0,
+/// never NaN (the tape's `norm_axis` passes 0 at a zero norm, so it agrees).
 ///
 /// **Reduction.** `Mean` (the default) averages over the N triplets; `Sum`
 /// adds them, so shards of a batch add up to the whole.
