@@ -418,7 +418,7 @@ fn poison_buffer_pool(lengths: &[usize]) {
 }
 
 /// Arrays the tape writes whole (chain values and gradients, copies, slices,
-/// `log_softmax`) reuse pooled buffers without zeroing them first: with a
+/// `log_softmax`, `softmax`) reuse pooled buffers without zeroing them first: with a
 /// pool full of NaN, every result must still be its inputs' alone, on one
 /// thread and on both (300,001 elements), and the part of a slice's input
 /// that no slice covers must get exact zeros.
@@ -495,8 +495,11 @@ fn buffers_full_of_stale_values_are_overwritten() -> Result<()> {
     poison_buffer_pool(&lengths);
     let tape = Tape::<f64>::new();
     let x = tape.var(x0.clone());
-    let loss = x.softmax(1)?.mul(tape.constant(w0.clone()))?.sum()?;
+    let probabilities = x.softmax(1)?;
+    let loss = probabilities.mul(tape.constant(w0.clone()))?.sum()?;
     let grads = tape.backward(loss)?;
+    let expected_p: Vec<f64> = expected_log_p.iter().map(|v| v.exp()).collect();
+    assert_close_slices(slice(&probabilities.value()), &expected_p, "softmax");
     let mut expected_softmax_grad = Vec::new();
     for (row, w) in xs.chunks(width).zip(ws.chunks(width)) {
         let lse = row.iter().map(|v| v.exp()).sum::<f64>().ln();

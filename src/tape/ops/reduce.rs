@@ -123,20 +123,35 @@ fn shifts_and_log_sums<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> (Vec<
     (shifts, sums)
 }
 
-/// `log_softmax` of every lane: `(x − m) − ln Σ exp(x − m)` with `m` the
-/// lane's shift, never `x − logsumexp(x)` (see [`shifts_and_log_sums`]).
-fn log_softmax_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> Vec<F> {
+/// What a pass over rows writes besides each row's logsumexp.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Normalised {
+    /// `log_softmax`: `(x − m) − ln Σ exp(x − m)`.
+    Log,
+    /// `softmax`: `exp(x − m) / Σ exp(x − m)`.
+    Probabilities,
+}
+
+/// `log_softmax` or `softmax` of every lane, from the shift `m` and
+/// `ln Σ exp(x − m)` kept apart, never from `x − logsumexp(x)` (see
+/// [`shifts_and_log_sums`]).
+fn normalised_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize), kind: Normalised) -> Vec<F> {
     let (outer, n, inner) = dims;
     if inner == 1 && n > 0 {
         // Rows along a contiguous axis: one SIMD pass, row by row.
         let mut out = pool::for_overwrite(xs.len());
         let mut lse = vec![F::zero(); outer];
-        logsumexp_rows_into(&xs[..outer * n], n, &mut lse, Some(&mut out));
+        logsumexp_rows_into(&xs[..outer * n], n, &mut lse, Some((&mut out, kind)));
         return out;
     }
     let (shifts, log_sums) = shifts_and_log_sums(xs, dims);
     let mut out = map_against_lanes(xs, &shifts, dims, |x, m| x - m);
-    update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| y - s);
+    match kind {
+        Normalised::Log => update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| y - s),
+        Normalised::Probabilities => {
+            update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| fastmath::exp(y - s))
+        }
+    }
     out
 }
 
@@ -184,31 +199,39 @@ fn logsumexp_rows<F: Float>(xs: &[F], n: usize) -> Vec<F> {
 
 /// [`logsumexp_rows`] into `lse`, on both cores, inside the SIMD dispatch
 /// (its loops outside it ran at the baseline level: 40% of cross-entropy's
-/// tape time). With `log_softmax`, each row's `(x − m) − ln Σ exp(x − m)`
-/// is written there too while the row is in cache.
-fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], log_softmax: Option<&mut [F]>) {
+/// tape time). With `normalised`, each row's `log_softmax`,
+/// `(x − m) − ln Σ exp(x − m)`, or `softmax`, `exp(x − m) / Σ exp(x − m)`, is
+/// written there too while the row is in cache.
+fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], normalised: Option<(&mut [F], Normalised)>) {
     let width = n.max(1);
+    let (out, kind) = match normalised {
+        Some((data, kind)) => (Some(Rows { data, width }), kind),
+        None => (None, Normalised::Log),
+    };
     parallel::reduce(
-        (
-            Rows { data: xs, width },
-            lse,
-            log_softmax.map(|data| Rows { data, width }),
-        ),
+        (Rows { data: xs, width }, lse, out),
         ROWS.rows(width),
         #[inline(always)]
-        |(xs, lse, mut log_softmax)| {
+        |(xs, lse, mut out)| {
             let mut terms = vec![F::zero(); width];
             for (k, (row, l)) in xs.data.chunks_exact(width).zip(lse).enumerate() {
                 let shift = shift_for(row_max(row));
                 for (t, &v) in terms.iter_mut().zip(row) {
                     *t = fastmath::exp(v - shift);
                 }
-                let log_sum = layout::sum(&terms).ln();
+                let sum = layout::sum(&terms);
+                let log_sum = sum.ln();
                 *l = shift + log_sum;
-                if let Some(out) = log_softmax.as_mut() {
-                    // Not `x − l`: `l` is rounded to the size of the shift.
+                if let Some(out) = out.as_mut() {
+                    // Not from `l`: it is rounded to the size of the shift.
                     let out = &mut out.data[k * width..(k + 1) * width];
-                    out.iter_mut().zip(row).for_each(|(y, &x)| *y = (x - shift) - log_sum);
+                    match kind {
+                        Normalised::Log => out.iter_mut().zip(row).for_each(|(y, &x)| *y = (x - shift) - log_sum),
+                        Normalised::Probabilities => {
+                            let inverse = sum.recip();
+                            out.iter_mut().zip(&terms).for_each(|(y, &t)| *y = t * inverse);
+                        }
+                    }
                 }
             }
         },
@@ -681,7 +704,7 @@ impl<'t, F: Float> Var<'t, F> {
     pub fn log_softmax(self, axis: usize) -> Result<Var<'t, F>> {
         let x = self.value_ref();
         check_axis("log_softmax", x.shape(), axis)?;
-        let values = log_softmax_lanes(&flat(&x), around(x.shape(), axis));
+        let values = normalised_lanes(&flat(&x), around(x.shape(), axis), Normalised::Log);
         let value = from_vec(x.shape(), values);
         drop(x);
         Ok(self.record(
@@ -693,20 +716,16 @@ impl<'t, F: Float> Var<'t, F> {
         ))
     }
 
-    /// `exp(x − logsumexp(x))` along `axis`, taken as `exp(log_softmax(x))`:
-    /// every slice sums to 1 and no term overflows. Backward: `y ⊙ (g − Σ g ⊙ y)`.
+    /// `exp(x − logsumexp(x))` along `axis`, taken as `exp(x − m) / Σ exp(x − m)`
+    /// with `m` the slice's maximum (not through the rounded logsumexp): every
+    /// slice sums to 1 and no term overflows. Backward: `y ⊙ (g − Σ g ⊙ y)`.
     ///
     /// # Errors
     /// [`Error::AxisOutOfRange`] when `axis ≥ ndim`.
     pub fn softmax(self, axis: usize) -> Result<Var<'t, F>> {
         let x = self.value_ref();
         check_axis("softmax", x.shape(), axis)?;
-        // exp(log_softmax): `exp(x − logsumexp(x))` would carry the rounding of
-        // the logsumexp (see `shifts_and_log_sums`).
-        let logs = log_softmax_lanes(&flat(&x), around(x.shape(), axis));
-        let mut values = vec![F::zero(); logs.len()];
-        fastmath::exp_slice(&logs, &mut values);
-        pool::give(logs);
+        let values = normalised_lanes(&flat(&x), around(x.shape(), axis), Normalised::Probabilities);
         let value = from_vec(x.shape(), values);
         drop(x);
         Ok(self.record(
