@@ -129,6 +129,29 @@ fn pointwise_elements() {
 /// A value's bits and a gradient's.
 type Bits = (u32, Vec<u32>);
 
+/// `Σ softmax(x)²` along rows on the tape in a pool of `threads` threads: the
+/// value's bits, and the softmax's then the gradient's.
+fn softmax_bits(x: &ArrayD<f32>, threads: usize) -> Bits {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool");
+    pool.install(|| {
+        let tape = tapeloss::Tape::<f32>::new();
+        let v = tape.var(x.clone());
+        let p = v.softmax(1).expect("softmax");
+        let loss = p.square().and_then(|s| s.sum()).expect("loss");
+        let grads = tape.backward(loss).expect("backward");
+        let bits = p
+            .value()
+            .iter()
+            .chain(grads.wrt(v).expect("grad"))
+            .map(|g| g.to_bits())
+            .collect();
+        (loss.item().expect("scalar").to_bits(), bits)
+    })
+}
+
 /// The tape's derivation of a loss in a pool of `threads` threads, as bits.
 fn tape_bits<L: Loss<f32> + Sync>(loss: &L, p: &ArrayD<f32>, t: &ArrayD<f32>, threads: usize) -> Bits {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -141,8 +164,8 @@ fn tape_bits<L: Loss<f32> + Sync>(loss: &L, p: &ArrayD<f32>, t: &ArrayD<f32>, th
     (value.to_bits(), grad.iter().map(|g| g.to_bits()).collect())
 }
 
-/// The tape's row kernels (`log_softmax` and its backward, slicing and its
-/// backward) and its copies split their rows or elements over the pool:
+/// The tape's row kernels (`log_softmax`, `softmax` and their backwards,
+/// slicing and its backward) and its copies split their rows or elements over the pool:
 /// the same bits on 1 to 4 threads, above each threshold.
 #[test]
 fn tape_routes() {
@@ -157,7 +180,8 @@ fn tape_routes() {
         f32s(&rng.array(&[600_000], -3.0, 3.0)),
     );
     let ignored = ArrayD::zeros(IxDyn(&[1]));
-    let cases: [(&str, &dyn Fn(usize) -> Bits); 4] = [
+    let cases: [(&str, &dyn Fn(usize) -> Bits); 5] = [
+        ("softmax", &|k| softmax_bits(&logits, k)),
         ("cross-entropy", &|k| {
             tape_bits(&CrossEntropyLoss::new(), &logits, &classes, k)
         }),
