@@ -256,8 +256,12 @@ impl<F: Float> Tape<F> {
     /// passed to their inputs, and values that no tracked leaf reaches are
     /// skipped. A value used several times sums its gradients. A tracked leaf
     /// that `loss` does not depend on gets zeros. The tape is left unchanged,
-    /// so `backward` may be called again (for another loss, say). The sweep is
-    /// not recorded: higher-order gradients are out of scope.
+    /// so `backward` may be called again (for another loss, say). A second
+    /// call for the same loss agrees with the first to rounding, not always to
+    /// the bit: the first may use the gradients that a `sum` or `mean` of a
+    /// fused chain computed in the same pass as its value, which the later
+    /// calls recompute. The sweep is not recorded: higher-order gradients are
+    /// out of scope.
     ///
     /// ```
     /// use tapeloss::{Tape, ndarray::array};
