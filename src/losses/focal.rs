@@ -370,10 +370,13 @@ impl FocalLoss {
 impl<F: Float> Loss<F> for FocalLoss {
     /// `s·Σ −α·(1 − p)^γ·t·ln(clamp(p, ε, 1 − ε))` as tape ops.
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
-        let scale = predictions.with_value(|p| self.check(p, targets))?;
-        // `record` is there to be differentiated: refuse what the gradient
+        // `record` is there to be differentiated: it refuses what the gradient
         // methods refuse.
-        predictions.with_value(|p| self.check_slope_finite(p, targets))?;
+        let scale = predictions.with_value(|p| {
+            let scale = self.check(p, targets)?;
+            self.check_slope_finite(p, targets)?;
+            Ok::<_, crate::Error>(scale)
+        })?;
         let k = Terms::<F>::new(self);
         let ln_q = predictions.clamp(k.lo, k.hi)?.ln()?;
         let log_term = if self.gamma == 0.0 {
