@@ -16,6 +16,7 @@ use ndarray::ArrayD;
 
 use super::fusion::{self, Seed};
 use super::layout::{self, flat, flat_mut, rows_along, zeros};
+use super::ops::reduce::{Normalised, normalised_backward};
 use super::ops::structural::SliceRows;
 use super::ops::{Op, binary, reduce, structural};
 use super::pool;
@@ -341,8 +342,12 @@ pub(super) fn sweep<F: Float>(tape_id: u64, nodes: &[Node<F>], root: usize, chec
                 let g = reduce::logsumexp_axis_backward(sweep.value(input), out(), axis, &grad);
                 sweep.send(input, g);
             }
-            Op::LogSoftmax { input, axis } => sweep.send(input, reduce::log_softmax_backward(out(), axis, grad)),
-            Op::Softmax { input, axis } => sweep.send(input, reduce::softmax_backward(out(), axis, grad)),
+            Op::LogSoftmax { input, axis } => {
+                sweep.send(input, normalised_backward(out(), axis, Normalised::Log, grad))
+            }
+            Op::Softmax { input, axis } => {
+                sweep.send(input, normalised_backward(out(), axis, Normalised::Probabilities, grad))
+            }
             Op::MatMul { lhs, rhs } => {
                 structural::matmul_backward(&mut sweep, lhs, rhs, &grad);
                 read_only = Some(grad);

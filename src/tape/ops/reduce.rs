@@ -125,7 +125,7 @@ fn shifts_and_log_sums<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> (Vec<
 
 /// What a pass over rows writes besides each row's logsumexp.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Normalised {
+pub(crate) enum Normalised {
     /// `log_softmax`: `(x − m) − ln Σ exp(x − m)`.
     Log,
     /// `softmax`: `exp(x − m) / Σ exp(x − m)`.
@@ -204,10 +204,8 @@ fn logsumexp_rows<F: Float>(xs: &[F], n: usize) -> Vec<F> {
 /// written there too while the row is in cache.
 fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], normalised: Option<(&mut [F], Normalised)>) {
     let width = n.max(1);
-    let (out, kind) = match normalised {
-        Some((data, kind)) => (Some(Rows { data, width }), kind),
-        None => (None, Normalised::Log),
-    };
+    let kind = normalised.as_ref().map(|&(_, kind)| kind);
+    let out = normalised.map(|(data, _)| Rows { data, width });
     parallel::reduce(
         (Rows { data: xs, width }, lse, out),
         ROWS.rows(width),
@@ -222,7 +220,7 @@ fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], normalised: 
                 let sum = layout::sum(&terms);
                 let log_sum = sum.ln();
                 *l = shift + log_sum;
-                if let Some(out) = out.as_mut() {
+                if let (Some(out), Some(kind)) = (out.as_mut(), kind) {
                     // Not from `l`: it is rounded to the size of the shift.
                     let out = &mut out.data[k * width..(k + 1) * width];
                     match kind {
@@ -738,9 +736,16 @@ impl<'t, F: Float> Var<'t, F> {
     }
 }
 
-/// `g − exp(y) · Σ g` along the axis, written over `grad`. Along a contiguous
-/// axis each row is summed and updated while it is in cache.
-pub(crate) fn log_softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, mut grad: ArrayD<F>) -> ArrayD<F> {
+/// The backward of `log_softmax` or `softmax` along `axis`, from its value
+/// `y`, written over `grad`: `g − exp(y) · Σ g` for `log_softmax`,
+/// `y ⊙ (g − Σ g ⊙ y)` for `softmax`, the sums along the axis. Along a
+/// contiguous axis each row is summed and updated while it is in cache.
+pub(crate) fn normalised_backward<F: Float>(
+    y: &ArrayD<F>,
+    axis: usize,
+    kind: Normalised,
+    mut grad: ArrayD<F>,
+) -> ArrayD<F> {
     let dims = around(y.shape(), axis);
     let ys = flat(y);
     flat_mut(&mut grad, |g| {
@@ -750,36 +755,20 @@ pub(crate) fn log_softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, mut gra
                 dims.1,
                 g,
                 #[inline(always)]
-                |g, y| {
-                    let s = layout::sum(g);
-                    g.iter_mut().zip(y).for_each(|(g, &y)| *g -= fastmath::exp(y) * s);
+                |g, y| match kind {
+                    Normalised::Log => {
+                        let s = layout::sum(g);
+                        g.iter_mut().zip(y).for_each(|(g, &y)| *g -= fastmath::exp(y) * s);
+                    }
+                    Normalised::Probabilities => {
+                        let s = layout::dot(g, y);
+                        g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - s));
+                    }
                 },
             );
-        } else {
+        } else if kind == Normalised::Log {
             let sums = sum_lanes(g, dims);
             update_against_lanes(g, &ys, &sums, dims, |g, y, s| g - fastmath::exp(y) * s);
-        }
-    });
-    grad
-}
-
-/// `y ⊙ (g − Σ g ⊙ y)` along the axis, written over `grad`. Along a
-/// contiguous axis each row is summed and updated while it is in cache.
-pub(crate) fn softmax_backward<F: Float>(y: &ArrayD<F>, axis: usize, mut grad: ArrayD<F>) -> ArrayD<F> {
-    let dims = around(y.shape(), axis);
-    let ys = flat(y);
-    flat_mut(&mut grad, |g| {
-        if dims.2 == 1 && dims.1 > 0 {
-            update_rows(
-                &ys,
-                dims.1,
-                g,
-                #[inline(always)]
-                |g, y| {
-                    let s = layout::dot(g, y);
-                    g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - s));
-                },
-            );
         } else {
             let products: Vec<F> = g.iter().zip(ys.iter()).map(|(&g, &y)| g * y).collect();
             let sums = sum_lanes(&products, dims);
