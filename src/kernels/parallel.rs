@@ -47,34 +47,27 @@ impl<T: Send> Split for &mut [T] {
     }
 }
 
-impl<A: Split, B: Split> Split for (A, B) {
-    #[inline(always)]
-    fn items(&self) -> usize {
-        self.0.items()
-    }
+/// A tuple of parts of equal length, cut at the same item; its first part
+/// counts the items.
+macro_rules! split_tuple {
+    ($($part:ident $index:tt $halves:ident),+) => {
+        impl<$($part: Split),+> Split for ($($part,)+) {
+            #[inline(always)]
+            fn items(&self) -> usize {
+                self.0.items()
+            }
 
-    #[inline(always)]
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (a0, a1) = self.0.split_at(mid);
-        let (b0, b1) = self.1.split_at(mid);
-        ((a0, b0), (a1, b1))
-    }
+            #[inline(always)]
+            fn split_at(self, mid: usize) -> (Self, Self) {
+                let ($($halves,)+) = ($(self.$index.split_at(mid),)+);
+                (($($halves.0,)+), ($($halves.1,)+))
+            }
+        }
+    };
 }
 
-impl<A: Split, B: Split, C: Split> Split for (A, B, C) {
-    #[inline(always)]
-    fn items(&self) -> usize {
-        self.0.items()
-    }
-
-    #[inline(always)]
-    fn split_at(self, mid: usize) -> (Self, Self) {
-        let (a0, a1) = self.0.split_at(mid);
-        let (b0, b1) = self.1.split_at(mid);
-        let (c0, c1) = self.2.split_at(mid);
-        ((a0, b0, c0), (a1, b1, c1))
-    }
-}
+split_tuple!(A 0 a, B 1 b);
+split_tuple!(A 0 a, B 1 b, C 2 c);
 
 /// No work beside the rest: for a caller that has nothing to add to a tuple.
 impl Split for () {
