@@ -34,9 +34,6 @@
 // One small module, `tape/lent.rs`, allows it, with its soundness argument.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
-// `Var::add`, `sub`, `mul`, `div` and `neg` return `Result` (shape errors are values,
-// not panics), so they cannot be the `std::ops` traits that clippy suggests.
-#![allow(clippy::should_implement_trait)]
 
 mod error;
 mod float;

@@ -2,7 +2,6 @@
 //! no loss type; losses and tape ops call them.
 
 pub(crate) mod distance;
-#[allow(dead_code)] // the slice forms are used as losses adopt them
 pub(crate) mod fastmath;
 pub(crate) mod parallel;
 pub(crate) mod pointwise;

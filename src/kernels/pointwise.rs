@@ -71,28 +71,8 @@ pub(crate) const COMPUTE: Plan = Plan {
     streaming: false,
 };
 
-/// Σᵢ ℓ(pᵢ, tᵢ), for a cheap term.
-#[allow(dead_code)] // the losses call the `_with` forms; kept for kernels to come
-#[inline]
-pub(crate) fn sum_terms<F: Float>(p: &[F], t: &[F], term: impl Fn(F, F) -> F + Sync) -> F {
-    sum_terms_with(STREAMING, p, t, term)
-}
-
-/// Σᵢ ℓ(pᵢ, tᵢ), writing `gradᵢ = scale · ∂ℓ/∂pᵢ` in the same pass, for a
-/// cheap term; `term` returns `(ℓ, ∂ℓ/∂p)`.
-#[allow(dead_code)]
-#[inline]
-pub(crate) fn sum_terms_and_grad<F: Float>(
-    p: &[F],
-    t: &[F],
-    grad: &mut [F],
-    scale: F,
-    term: impl Fn(F, F) -> (F, F) + Sync,
-) -> F {
-    sum_terms_and_grad_with(STREAMING, p, t, grad, scale, term)
-}
-
-/// [`sum_terms`] with a given plan ([`STREAMING`] or [`COMPUTE`]). The
+/// `Σᵢ term(pᵢ, tᵢ)` along `plan` ([`STREAMING`] for cheap terms, [`COMPUTE`]
+/// for costly ones). The
 /// block size, hence the result's bits, is the same for both.
 #[inline]
 pub(crate) fn sum_terms_with<F: Float>(plan: Plan, p: &[F], t: &[F], term: impl Fn(F, F) -> F + Sync) -> F {
@@ -107,7 +87,8 @@ pub(crate) fn sum_terms_with<F: Float>(plan: Plan, p: &[F], t: &[F], term: impl 
     ))
 }
 
-/// [`sum_terms_and_grad`] with a given plan.
+/// `Σᵢ ℓ(pᵢ, tᵢ)` along `plan`, writing `gradᵢ = scale · ∂ℓ/∂pᵢ` in the same
+/// pass; `term` returns `(ℓ, ∂ℓ/∂p)`.
 #[inline]
 pub(crate) fn sum_terms_and_grad_with<F: Float>(
     plan: Plan,
@@ -281,6 +262,21 @@ fn fold<F: Float>(acc: [F; LANES]) -> F {
 mod tests {
     use super::*;
     use crate::kernels::simd;
+
+    /// The losses name their plan; these tests use the streaming one.
+    fn sum_terms<F: Float>(p: &[F], t: &[F], term: impl Fn(F, F) -> F + Sync) -> F {
+        sum_terms_with(STREAMING, p, t, term)
+    }
+
+    fn sum_terms_and_grad<F: Float>(
+        p: &[F],
+        t: &[F],
+        grad: &mut [F],
+        scale: F,
+        term: impl Fn(F, F) -> (F, F) + Sync,
+    ) -> F {
+        sum_terms_and_grad_with(STREAMING, p, t, grad, scale, term)
+    }
 
     fn inputs<F: Float>(n: usize) -> (Vec<F>, Vec<F>) {
         let p = (0..n).map(|i| F::from_f64((i as f64 * 0.37).sin() * 3.0)).collect();

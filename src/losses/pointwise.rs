@@ -6,9 +6,9 @@
 
 use ndarray::ArrayD;
 
+use super::Reduction;
 use super::slices::{elements, new_grad, write_elements};
 use super::validate;
-use super::{Loss, Reduction};
 use crate::error::Result;
 use crate::float::Float;
 use crate::kernels::parallel::{self, Plan};
@@ -183,7 +183,3 @@ macro_rules! impl_loss_via_pointwise {
     };
 }
 pub(crate) use impl_loss_via_pointwise;
-
-// Keeps the trait import meaningful for readers of the macro above.
-#[allow(dead_code)]
-fn _uses_loss_trait<F: Float, L: Loss<F>>(_: &L) {}
