@@ -141,7 +141,7 @@ fn matmul_of_a_rank_other_than_two() {
 }
 
 #[test]
-fn reshape_to_a_different_size() {
+fn reshape_to_a_different_size() -> Result<()> {
     let tape = Tape::new();
     let x = tape.var(zeros(&[2, 3]));
     let err = error_naming(x.reshape(&[4, 2]), &["reshape", "[2, 3]", "[4, 2]", "6", "8"]);
@@ -149,6 +149,14 @@ fn reshape_to_a_different_size() {
     // A size that overflows usize is an error too, not a panic.
     let err = error_naming(x.reshape(&[usize::MAX, 2]), &["reshape", "[2, 3]", "overflow"]);
     assert!(matches!(err, Error::ShapeMismatch { op: "reshape", .. }), "{err:?}");
+    // An empty array's shape holds 0 elements whatever its other axes, but
+    // ndarray refuses axes whose product passes isize::MAX.
+    let empty = tape.var(zeros(&[0, 3]));
+    let huge = [0, usize::MAX, usize::MAX];
+    let err = error_naming(empty.reshape(&huge), &["reshape", "[0, 3]", "isize::MAX"]);
+    assert!(matches!(err, Error::ShapeMismatch { op: "reshape", .. }), "{err:?}");
+    assert_eq!(empty.reshape(&[3, 0, 7])?.shape(), vec![3, 0, 7]);
+    Ok(())
 }
 
 #[test]
@@ -308,8 +316,11 @@ fn clamp_with_a_nan_bound() {
     }
 }
 
+/// Issue 5: a scalar argument that is NaN or infinite is an `Err` naming
+/// the op and the value (`0·∞` would be a silent NaN). `clamp` alone takes
+/// an infinite bound, to clamp one side.
 #[test]
-fn nan_scalar_arguments() {
+fn nan_or_infinite_scalar_arguments() {
     type ScalarOp = for<'t> fn(Var<'t, f64>, f64) -> Result<Var<'t, f64>>;
     let ops: [(&str, ScalarOp); 3] = [
         ("powf", |v, c| v.powf(c)),
@@ -319,12 +330,17 @@ fn nan_scalar_arguments() {
     let tape = Tape::new();
     let x = tape.var(zeros(&[2]));
     for (name, op) in ops {
-        let err = error_naming(op(x, f64::NAN), &[name, "NaN"]);
-        assert!(
-            matches!(&err, Error::InvalidParameter { value, .. } if value.is_nan()),
-            "{err:?}"
-        );
+        for (bad, shown) in [(f64::NAN, "NaN"), (f64::INFINITY, "inf"), (f64::NEG_INFINITY, "-inf")] {
+            let err = error_naming(op(x, bad), &[name, shown]);
+            assert!(
+                matches!(&err, Error::InvalidParameter { value, .. } if value.to_bits() == bad.to_bits()),
+                "{err:?}"
+            );
+        }
+        assert!(op(x, f64::MAX).is_ok(), "{name} of the largest finite number");
     }
+    assert!(x.clamp(0.0, f64::INFINITY).is_ok());
+    assert!(x.clamp(f64::NEG_INFINITY, 0.0).is_ok());
 }
 
 // --- losses ---

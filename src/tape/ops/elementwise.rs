@@ -186,14 +186,24 @@ fn powi<F: Float>(x: F, n: i32) -> F {
 
 /// Fails with [`Error::InvalidParameter`] when a scalar argument is NaN.
 fn not_nan<F: Float>(name: &str, value: F) -> Result<()> {
-    if value.is_nan() {
+    scalar_argument(name, value, !value.is_nan(), "a number that is not NaN")
+}
+
+/// Fails with [`Error::InvalidParameter`] when a scalar argument is NaN or
+/// infinite: `0·∞`, `∞ − ∞` and `0^−∞` would turn numbers into NaN.
+fn finite<F: Float>(name: &str, value: F) -> Result<()> {
+    scalar_argument(name, value, value.is_finite(), "a finite number")
+}
+
+fn scalar_argument<F: Float>(name: &str, value: F, holds: bool, expected: &'static str) -> Result<()> {
+    if holds {
+        Ok(())
+    } else {
         Err(Error::InvalidParameter {
             name: name.to_string(),
             value: value.as_f64(),
-            expected: "a number that is not NaN",
+            expected,
         })
-    } else {
-        Ok(())
     }
 }
 
@@ -201,7 +211,8 @@ fn not_nan<F: Float>(name: &str, value: F) -> Result<()> {
 ///
 /// These never fail on the array itself: they return `Result` so that
 /// compositions chain with `?`. Only the scalar arguments are checked:
-/// `clamp`, `powf`, `add_scalar` and `mul_scalar` reject NaN. Values follow
+/// `powf`, `add_scalar` and `mul_scalar` reject a NaN or infinite one, `clamp`
+/// a NaN bound (an infinite bound clamps one side only). Values follow
 /// IEEE arithmetic (`ln` of a negative is NaN, `exp` may overflow to `+∞`),
 /// and a NaN input gives a NaN output for every function here.
 // `neg` is a pinned name; returning `Result`, it cannot be `std::ops::Neg`.
@@ -267,9 +278,9 @@ impl<'t, F: Float> Var<'t, F> {
     /// computed as products, which vectorise.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] when `p` is NaN.
+    /// [`Error::InvalidParameter`] when `p` is NaN or infinite.
     pub fn powf(self, p: F) -> Result<Var<'t, F>> {
-        not_nan("powf(p)", p)?;
+        finite("powf(p)", p)?;
         // Integer exponents as products: exact where `powf` rounds anyway,
         // and vectorised.
         if p.fract() == F::zero() && p.abs() <= F::from_f64(16.0) {
@@ -383,18 +394,18 @@ impl<'t, F: Float> Var<'t, F> {
     /// `x + c` for a scalar `c`.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] when `c` is NaN.
+    /// [`Error::InvalidParameter`] when `c` is NaN or infinite.
     pub fn add_scalar(self, c: F) -> Result<Var<'t, F>> {
-        not_nan("add_scalar(c)", c)?;
+        finite("add_scalar(c)", c)?;
         self.unary(Unary::AddScalar(c))
     }
 
     /// `c·x` for a scalar `c`.
     ///
     /// # Errors
-    /// [`Error::InvalidParameter`] when `c` is NaN.
+    /// [`Error::InvalidParameter`] when `c` is NaN or infinite.
     pub fn mul_scalar(self, c: F) -> Result<Var<'t, F>> {
-        not_nan("mul_scalar(c)", c)?;
+        finite("mul_scalar(c)", c)?;
         self.unary(Unary::MulScalar(c))
     }
 }

@@ -93,11 +93,18 @@ impl<'t, F: Float> Var<'t, F> {
     pub fn reshape(self, shape: &[usize]) -> Result<Var<'t, F>> {
         let x = self.value_ref();
         let size = shape.iter().try_fold(1_usize, |acc, &d| acc.checked_mul(d));
-        if size != Some(x.len()) {
-            let why = match size {
-                Some(size) => format!("{} elements cannot take a shape of {size}", x.len()),
-                None => "the new shape's element count overflows usize".to_string(),
-            };
+        // ndarray also wants the non-zero axes' product to fit in `isize`,
+        // even when another axis is 0 and the array is empty.
+        let nonzero = (shape.iter().filter(|&&d| d != 0)).try_fold(1_usize, |acc, &d| acc.checked_mul(d));
+        let why = match size {
+            Some(size) if size != x.len() => Some(format!("{} elements cannot take a shape of {size}", x.len())),
+            Some(_) if nonzero.is_none_or(|n| n > isize::MAX as usize) => {
+                Some("the new shape's non-zero axes multiply past isize::MAX".to_string())
+            }
+            Some(_) => None,
+            None => Some("the new shape's element count overflows usize".to_string()),
+        };
+        if let Some(why) = why {
             return Err(Error::shape_mismatch_because("reshape", x.shape(), shape, why));
         }
         // One copy in row-major order: the new node owns its value.
