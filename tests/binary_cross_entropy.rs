@@ -171,22 +171,45 @@ fn huge_logits_are_finite() {
 
 /// Where the target agrees with a confident logit, the slope is tiny and
 /// PyTorch's σ(x) − t loses it to cancellation; here it is the exact
-/// −w·σ(−x) (and the loss w·softplus(−x)), worked by hand.
+/// −w·σ(−x) (and the loss w·softplus(−x)), worked by hand, on the closed
+/// form and on the tape (whose linear part once sent `(1 − 2σ) − 1` back and
+/// lost σ below half an ulp of 1), in `f64` and `f32`.
 #[test]
 fn confident_logits_keep_full_precision() {
     let sigma = |z: f64| 1.0 / (1.0 + (-z).exp());
-    let loss = BinaryCrossEntropyLoss::with_logits().with_pos_weight(3.0);
-    for x in [20.0, 30.0, 40.0] {
-        let (v, g) = loss
-            .value_and_grad(&array![x].into_dyn(), &array![1.0].into_dyn())
-            .unwrap();
-        assert_close_scalar(g[0], -3.0 * sigma(-x), 1e-14, 0.0, &format!("slope at x = {x}"));
-        assert_close_scalar(v, 3.0 * (-x).exp().ln_1p(), 1e-14, 0.0, &format!("value at x = {x}"));
-        let (v, g) = loss
-            .value_and_grad(&array![-x].into_dyn(), &array![0.0].into_dyn())
-            .unwrap();
-        assert_close_scalar(g[0], sigma(-x), 1e-14, 0.0, &format!("slope at x = −{x}"));
-        assert_close_scalar(v, (-x).exp().ln_1p(), 1e-14, 0.0, &format!("value at x = −{x}"));
+    for w in [3.0, 1.0] {
+        let loss = match w {
+            1.0 => BinaryCrossEntropyLoss::with_logits(),
+            _ => BinaryCrossEntropyLoss::with_logits().with_pos_weight(w),
+        };
+        for x in [20.0, 30.0, 40.0] {
+            for (logit, target, slope, value) in [
+                (x, 1.0, -w * sigma(-x), w * (-x).exp().ln_1p()),
+                (-x, 0.0, sigma(-x), (-x).exp().ln_1p()),
+            ] {
+                let (p, t) = (array![logit].into_dyn(), array![target].into_dyn());
+                let closed = loss.value_and_grad(&p, &t).unwrap();
+                let tape = tapeloss::losses::value_and_grad_on_tape(&loss, &p, &t).unwrap();
+                for ((v, g), route) in [(closed, "closed"), (tape, "tape")] {
+                    let at = format!("{route}, w = {w}, x = {logit}");
+                    assert_close_scalar(g[0], slope, 1e-14, 0.0, &format!("slope, {at}"));
+                    assert_close_scalar(v, value, 1e-14, 0.0, &format!("value, {at}"));
+                }
+                // f32 from x = 18, where σ(−x) is below half an ulp of 1.
+                let (p32, t32) = (p.mapv(|v| v as f32 * 0.9), t.mapv(|v| v as f32));
+                let slope32 = if target == 1.0 {
+                    -w * sigma(-0.9 * x)
+                } else {
+                    sigma(-0.9 * x)
+                };
+                let closed = loss.value_and_grad(&p32, &t32).unwrap();
+                let tape = tapeloss::losses::value_and_grad_on_tape(&loss, &p32, &t32).unwrap();
+                for ((_, g), route) in [(closed, "closed"), (tape, "tape")] {
+                    let at = format!("f32 slope, {route}, w = {w}, x = {}", 0.9 * logit);
+                    assert_close_scalar(f64::from(g[0]), slope32, 1e-5, 0.0, &at);
+                }
+            }
+        }
     }
 }
 
