@@ -36,6 +36,15 @@
 //! none failed (and, for [`check_loss`], `forward` and the tape agree on the
 //! value).
 //!
+//! `atol` is absolute: a gradient whose elements are all well below it cannot
+//! fail, whatever is wrong with it. A loss with [`Reduction::Mean`] over `n`
+//! elements has elements of about `1/n`, under the default `atol` of `1e-5`
+//! from `n ≈ 10⁵`; check such a loss with [`Reduction::Sum`] (the same
+//! gradient times `n`), or with `atol` scaled down by `n`.
+//!
+//! [`Reduction::Mean`]: crate::Reduction::Mean
+//! [`Reduction::Sum`]: crate::Reduction::Sum
+//!
 //! # Kinks
 //! At a kink (relu or abs at 0, a hinge at its margin, a tie of a maximum) the
 //! derivative does not exist and a central difference averages the two
@@ -90,7 +99,8 @@ pub enum CheckMode {
     /// evaluations per direction (four at a suspected kink), whatever the
     /// input size. Finds that the gradient is wrong, not where.
     Directional {
-        /// How many directions, at least 1.
+        /// How many directions, from 1 to
+        /// [`GradCheckConfig::MAX_DIRECTIONS`].
         directions: usize,
     },
 }
@@ -164,6 +174,11 @@ impl GradCheckConfig {
     /// as failures.
     pub const MAX_KINK_PROBES: usize = 16;
 
+    /// The most directions [`CheckMode::Directional`] takes: each costs two
+    /// evaluations of the function, so a count beyond this is a mistake (an
+    /// elementwise check costs two per element and is exact).
+    pub const MAX_DIRECTIONS: usize = 1 << 16;
+
     /// The defaults, element by element whatever the size.
     ///
     /// ```
@@ -175,7 +190,8 @@ impl GradCheckConfig {
     }
 
     /// The defaults, along `directions` seeded random directions whatever the
-    /// size (`directions` ≥ 1, checked when the check runs).
+    /// size (from 1 to [`GradCheckConfig::MAX_DIRECTIONS`], checked when the
+    /// check runs).
     ///
     /// ```
     /// use tapeloss::gradcheck::{CheckMode, GradCheckConfig};
@@ -219,11 +235,13 @@ impl GradCheckConfig {
         validate::parameter("GradCheckConfig::eps", self.eps, Domain::Positive)?;
         validate::parameter("GradCheckConfig::atol", self.atol, Domain::NonNegative)?;
         validate::parameter("GradCheckConfig::rtol", self.rtol, Domain::NonNegative)?;
-        if let CheckMode::Directional { directions: 0 } = self.mode {
+        if let CheckMode::Directional { directions } = self.mode
+            && !(1..=Self::MAX_DIRECTIONS).contains(&directions)
+        {
             return Err(Error::InvalidParameter {
                 name: "GradCheckConfig::mode directions".into(),
-                value: 0.0,
-                expected: "a count of at least 1",
+                value: directions as f64,
+                expected: "a count from 1 to GradCheckConfig::MAX_DIRECTIONS (65536)",
             });
         }
         Ok(())
@@ -944,7 +962,12 @@ impl<E: FnMut(&[ArrayD<f64>]) -> Result<f64>> Engine<'_, E> {
         let elements = self.xs.iter().map(ArrayD::len).sum();
         let mode = self.config.resolve(elements);
         let (comparisons, skipped, unprobed) = match mode {
-            CheckMode::Directional { directions } => self.directional(f0, directions, closed.as_deref(), &tape)?,
+            // No element, no direction to move along: nothing is compared,
+            // and the report does not pass, as in elementwise mode.
+            CheckMode::Directional { directions } => {
+                let directions = if elements == 0 { 0 } else { directions };
+                self.directional(f0, directions, closed.as_deref(), &tape)?
+            }
             _ => self.elementwise(f0, closed.as_deref(), &tape)?,
         };
         Ok(GradCheckReport {

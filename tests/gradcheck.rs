@@ -523,9 +523,27 @@ fn errors_are_returned_not_panicked() {
         );
     }
 
-    // A count, not a real number, is what the message asks for.
+    // A count, not a real number, is what the message asks for; and a count
+    // so large the check would never end is refused too.
     let err = check_loss(&MeanSquaredError::new(), &p, &p, &GradCheckConfig::directional(0)).unwrap_err();
-    assert!(err.to_string().contains("a count of at least 1"), "{err}");
+    assert!(err.to_string().contains("a count from 1 to"), "{err}");
+    let too_many = GradCheckConfig::directional(GradCheckConfig::MAX_DIRECTIONS + 1);
+    let err = check_loss(&MeanSquaredError::new(), &p, &p, &too_many).unwrap_err();
+    assert!(err.to_string().contains("65537"), "{err}");
+    let err = check_fn(
+        |_, v| v[0].sum(),
+        std::slice::from_ref(&p),
+        &GradCheckConfig::directional(usize::MAX),
+    );
+    assert!(matches!(err, Err(Error::InvalidParameter { .. })), "{err:?}");
+
+    // An input with no element has nothing to compare in either mode, so
+    // neither passes.
+    let empty = ArrayD::<f64>::zeros(IxDyn(&[0]));
+    for mode in [GradCheckConfig::elementwise(), GradCheckConfig::directional(2)] {
+        let report = check_fn(|_, v| v[0].sum(), std::slice::from_ref(&empty), &mode).unwrap();
+        assert!(!report.passed(), "{report}");
+    }
 
     let err = check_fn(|_, v| v[0].sum(), &[], &config).unwrap_err();
     assert!(matches!(err, Error::Empty { op: "check_fn", .. }), "{err}");
