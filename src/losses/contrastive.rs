@@ -34,7 +34,9 @@ use crate::tape::{Tape, Var};
 /// and `∂ℓ/∂x₂ᵢ = −∂ℓ/∂x₁ᵢ`, with `s = 1/N` for [`Reduction::Mean`] and
 /// `s = 1` for [`Reduction::Sum`]. At `dᵢ = 0` the distance has no derivative;
 /// the dissimilar term's gradient is taken as 0 there, never NaN (the tape's
-/// `norm_axis` passes 0 at a zero norm, so it agrees).
+/// `norm_axis` passes 0 at a zero norm, so it agrees). Distances are
+/// `√Σ (x₁ − x₂)²` without rescaling, so points closer than about `1e-19` per
+/// coordinate in `f32` (`1e-154` in `f64`) are at distance 0.
 ///
 /// **Reduction.** `Mean` (the default) averages over the N pairs; `Sum` adds
 /// them, so shards of a batch add up to the whole.

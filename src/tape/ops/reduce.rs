@@ -521,12 +521,14 @@ impl<'t, F: Float> Var<'t, F> {
     /// The Euclidean norm `‖x‖ = √Σ x²` along `axis` (0 over an empty axis),
     /// as PyTorch's `x.norm(dim=axis)`: a distance, from the difference of two
     /// points. The sum of squares is not rescaled, so it overflows to `+∞`
-    /// beyond about `1e154` in `f64` and `1e19` in `f32`.
+    /// beyond about `1e154` in `f64` and `1e19` in `f32`, and underflows
+    /// below about `1e-154` and `1e-19` (subnormal squares lose digits first):
+    /// a vector that small has norm 0, and so gradient 0, as at a true zero.
     ///
     /// Backward: `g · x/‖x‖`, with `x/‖x‖` taken as `x·(1/‖x‖)`: one
     /// division per lane, two roundings instead of one per element (3/5
-    /// comes out as 0.6000000000000001 in `f64`). Where the norm is 0 it has no derivative; the
-    /// gradient is taken as 0 there (PyTorch's choice), so the distance
+    /// comes out as 0.6000000000000001 in `f64`). Where the norm is 0 it has
+    /// no derivative; the gradient is taken as 0 there (PyTorch's choice), so the distance
     /// between two equal points passes no gradient rather than NaN.
     ///
     /// ```
