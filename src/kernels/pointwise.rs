@@ -263,21 +263,6 @@ mod tests {
     use super::*;
     use crate::kernels::simd;
 
-    /// The losses name their plan; these tests use the streaming one.
-    fn sum_terms<F: Float>(p: &[F], t: &[F], term: impl Fn(F, F) -> F + Sync) -> F {
-        sum_terms_with(STREAMING, p, t, term)
-    }
-
-    fn sum_terms_and_grad<F: Float>(
-        p: &[F],
-        t: &[F],
-        grad: &mut [F],
-        scale: F,
-        term: impl Fn(F, F) -> (F, F) + Sync,
-    ) -> F {
-        sum_terms_and_grad_with(STREAMING, p, t, grad, scale, term)
-    }
-
     fn inputs<F: Float>(n: usize) -> (Vec<F>, Vec<F>) {
         let p = (0..n).map(|i| F::from_f64((i as f64 * 0.37).sin() * 3.0)).collect();
         let t = (0..n).map(|i| F::from_f64((i as f64 * 0.11).cos())).collect();
@@ -297,10 +282,10 @@ mod tests {
         for n in [0usize, 1, 7, 31, 32, 33, 4095, 4096, 4097, 20_000, 70_001] {
             let (p, t) = inputs::<f64>(n);
             let naive: f64 = p.iter().zip(&t).map(|(&a, &b)| square(a, b)).sum();
-            let fused = sum_terms(&p, &t, square);
+            let fused = sum_terms_with(STREAMING, &p, &t, square);
             assert!((fused - naive).abs() <= 1e-12 * naive.abs().max(1.0), "n = {n}");
             let mut grad = vec![f64::NAN; n];
-            let fused2 = sum_terms_and_grad(&p, &t, &mut grad, 0.5, square_and_slope);
+            let fused2 = sum_terms_and_grad_with(STREAMING, &p, &t, &mut grad, 0.5, square_and_slope);
             assert_eq!(fused.to_bits(), fused2.to_bits(), "n = {n}");
             for i in 0..n {
                 assert_eq!(grad[i], 0.5 * 2.0 * (p[i] - t[i]), "n = {n}, i = {i}");
@@ -313,7 +298,7 @@ mod tests {
         // One running f32 sum would drift by ~1e-4 relative here.
         let (p, t) = inputs::<f32>(1 << 20);
         let exact: f64 = p.iter().zip(&t).map(|(&a, &b)| f64::from(square(a, b))).sum();
-        let fused = f64::from(sum_terms(&p, &t, square));
+        let fused = f64::from(sum_terms_with(STREAMING, &p, &t, square));
         assert!((fused - exact).abs() <= 1e-6 * exact, "{fused} vs {exact}");
     }
 
@@ -328,8 +313,12 @@ mod tests {
                 .expect("a thread pool");
             pool.install(|| {
                 let mut grad = vec![0.0_f32; n];
-                let value = sum_terms_and_grad(&p, &t, &mut grad, 0.25, square_and_slope);
-                (value.to_bits(), sum_terms(&p, &t, square).to_bits(), grad)
+                let value = sum_terms_and_grad_with(STREAMING, &p, &t, &mut grad, 0.25, square_and_slope);
+                (
+                    value.to_bits(),
+                    sum_terms_with(STREAMING, &p, &t, square).to_bits(),
+                    grad,
+                )
             })
         };
         let one = run(1);
@@ -361,11 +350,15 @@ mod tests {
         let (p, t) = inputs::<f32>(n);
         let run = || {
             let mut grad = vec![0.0_f32; n];
-            let value = sum_terms_and_grad(&p, &t, &mut grad, 0.25, square_and_slope);
-            (value.to_bits(), sum_terms(&p, &t, square).to_bits(), grad)
+            let value = sum_terms_and_grad_with(STREAMING, &p, &t, &mut grad, 0.25, square_and_slope);
+            (
+                value.to_bits(),
+                sum_terms_with(STREAMING, &p, &t, square).to_bits(),
+                grad,
+            )
         };
         assert!(run() == simd::baseline(run));
         let compute = sum_terms_with(COMPUTE, &p, &t, square);
-        assert_eq!(compute.to_bits(), sum_terms(&p, &t, square).to_bits());
+        assert_eq!(compute.to_bits(), sum_terms_with(STREAMING, &p, &t, square).to_bits());
     }
 }
