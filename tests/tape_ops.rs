@@ -911,6 +911,46 @@ fn log_softmax_of_huge_logits_is_exact() -> Result<()> {
     Ok(())
 }
 
+/// A slice holding `+∞` has no softmax (`∞ − ∞`): PyTorch gives NaN for the
+/// whole slice, and so does the tape, along a contiguous axis (rows) and
+/// across one (columns); the gradient is NaN there too. A `−∞` logit is an
+/// ordinary class of probability 0. Other slices are untouched.
+#[test]
+fn log_softmax_and_softmax_of_a_slice_holding_infinity() -> Result<()> {
+    let inf = f64::INFINITY;
+    let tape = Tape::<f64>::new();
+    let rows = tape.var(array![[inf, 1.0, 2.0], [0.0, -inf, 0.0]].into_dyn());
+    let columns = tape.var(array![[inf, 0.0], [1.0, -inf], [2.0, 0.0]].into_dyn());
+    let half = 0.5_f64.ln();
+    type Slice = fn(&ArrayD<f64>, usize, usize) -> f64;
+    let along_rows: Slice = |a, k, i| a[[k, i]];
+    let along_columns: Slice = |a, k, i| a[[i, k]];
+    for (axis, x, slice) in [(1, rows, along_rows), (0, columns, along_columns)] {
+        let log_p = x.log_softmax(axis)?;
+        let p = x.softmax(axis)?;
+        let (log_p_value, p_value) = (log_p.value(), p.value());
+        for i in 0..3 {
+            assert!(
+                slice(&log_p_value, 0, i).is_nan(),
+                "axis {axis}: log_softmax {log_p_value}"
+            );
+            assert!(slice(&p_value, 0, i).is_nan(), "axis {axis}: softmax {p_value}");
+        }
+        let expected_log = [half, f64::NEG_INFINITY, half];
+        let expected = [0.5, 0.0, 0.5];
+        for i in 0..3 {
+            assert_eq!(slice(&log_p_value, 1, i), expected_log[i], "axis {axis}: {log_p_value}");
+            assert_eq!(slice(&p_value, 1, i), expected[i], "axis {axis}: {p_value}");
+        }
+        let grads = tape.backward(p.sum()?)?;
+        let g = grads.wrt(x).unwrap();
+        assert!((0..3).all(|i| slice(g, 0, i).is_nan()), "axis {axis}: {g}");
+        // Σ softmax is 1 whatever the logits: no gradient in the finite slice.
+        assert!((0..3).all(|i| slice(g, 1, i) == 0.0), "axis {axis}: {g}");
+    }
+    Ok(())
+}
+
 /// In `f32`, `x − logsumexp(x)` at logits near 1e4 carries the rounding of
 /// the logsumexp (an ulp there is 1e-3); `log_softmax` takes
 /// `(x − max) − ln Σ exp(x − max)` instead, as PyTorch does. The reference is

@@ -147,12 +147,24 @@ fn normalised_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize), kind: Norma
     let (shifts, log_sums) = shifts_and_log_sums(xs, dims);
     let mut out = map_against_lanes(xs, &shifts, dims, |x, m| x - m);
     match kind {
-        Normalised::Log => update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| y - s),
-        Normalised::Probabilities => {
-            update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| fastmath::exp(y - s))
+        Normalised::Log => {
+            update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| undefined_at_infinity(s, y - s))
         }
+        Normalised::Probabilities => update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| {
+            undefined_at_infinity(s, fastmath::exp(y - s))
+        }),
     }
     out
+}
+
+/// A lane's `log_softmax` or `softmax` value `v`, or NaN when its
+/// `ln Σ exp(x − m)` is `+∞`, which happens exactly when the lane holds a
+/// `+∞` (the shift `m` is then 0; a finite maximum keeps every term ≤ 1).
+/// `∞ − ∞` is undefined, so PyTorch's `x − max` makes the whole lane NaN;
+/// so does this, rather than a lane of `−∞` beside one NaN.
+#[inline(always)]
+fn undefined_at_infinity<F: Float>(log_sum: F, v: F) -> F {
+    if log_sum == F::infinity() { F::nan() } else { v }
 }
 
 /// The maximum of one contiguous lane, NaN winning, with eight running
@@ -224,6 +236,7 @@ fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], normalised: 
                     // Not from `l`: it is rounded to the size of the shift.
                     let out = &mut out.data[k * width..(k + 1) * width];
                     match kind {
+                        _ if log_sum == F::infinity() => out.fill(F::nan()), // a +∞ logit, see `undefined_at_infinity`
                         Normalised::Log => out.iter_mut().zip(row).for_each(|(y, &x)| *y = (x - shift) - log_sum),
                         Normalised::Probabilities => {
                             let inverse = sum.recip();
@@ -687,7 +700,8 @@ pub(crate) fn logsumexp_axis_backward<F: Float>(
 impl<'t, F: Float> Var<'t, F> {
     /// `x − logsumexp(x)` along `axis`: log-probabilities from logits. Stable:
     /// logits `[1000, −1000, 0]` give `[0, −2000, −1000]` exactly. Backward:
-    /// `g − softmax(x) · Σ g`.
+    /// `g − softmax(x) · Σ g`. A slice holding `+∞` gives NaN throughout, as
+    /// in PyTorch (`∞ − ∞` has no value); a `−∞` logit gives `−∞`.
     ///
     /// ```
     /// # use tapeloss::{Tape, ndarray::array};
@@ -719,6 +733,8 @@ impl<'t, F: Float> Var<'t, F> {
     /// `exp(x − logsumexp(x))` along `axis`, taken as `exp(x − m) / Σ exp(x − m)`
     /// with `m` the slice's maximum (not through the rounded logsumexp): every
     /// slice sums to 1 and no term overflows. Backward: `y ⊙ (g − Σ g ⊙ y)`.
+    /// A slice holding `+∞` gives NaN throughout, as in PyTorch; a `−∞` logit
+    /// gives 0.
     ///
     /// # Errors
     /// [`Error::AxisOutOfRange`] when `axis ≥ ndim`.
