@@ -53,6 +53,13 @@ const SLOPE_FLOOR: f32 = 1e-12;
 /// - Logits: `∂ℓ/∂xᵢ = s·[(1 − t)·σ(x) − w·t·σ(−x)]`, which is `s·(σ(x) − t)`
 ///   without a `pos_weight`.
 ///
+/// The closed forms keep their relative accuracy where the gradient is tiny.
+/// The tape, which adds the derivatives of the composition's terms, does
+/// for hard targets (`t ∈ {0, 1}`), but with a soft target its error is
+/// absolute: about half an ulp of 1 (of `max(1 − t, w·t)` on logits, of
+/// `t/p` on probabilities), which is most of a gradient near its root
+/// (`p ≈ t`, or a confident logit with `t = 1e-6`).
+///
 /// Here `s = 1/n` for [`Reduction::Mean`] (n = number of elements) and `s = 1`
 /// for [`Reduction::Sum`].
 ///
