@@ -942,9 +942,10 @@ fn tape_program<F: Float>(b: &mut Bytes<'_>) {
                     |v| v.log_sigmoid(),
                     |v| v.sum(),
                 ];
-                // A NaN scalar argument is an error; any other is fine.
+                // A NaN or infinite scalar argument is an error; a finite one
+                // is fine. (`clamp` takes infinite bounds: one-sided.)
                 let c = value(b);
-                let scalar_ok = (!c.is_nan()).then(|| shape.clone());
+                let scalar_ok = c.is_finite().then(|| shape.clone());
                 match op {
                     13 => (a.powf(c), scalar_ok),
                     14 => {
