@@ -160,6 +160,61 @@ pub enum Error {
 /// `Result<T, tapeloss::Error>`.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The domain of a hyperparameter or a scalar argument, checked when a
+/// loss computes or when an op is recorded.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Domain {
+    /// Any number but NaN (infinities included).
+    NotNan,
+    /// A finite number.
+    Finite,
+    /// A finite number > 0.
+    Positive,
+    /// A finite number ≥ 0.
+    NonNegative,
+    /// A number in [0, 1].
+    UnitInterval,
+    /// A number strictly between 0 and 0.5.
+    OpenHalf,
+}
+
+impl Domain {
+    fn contains(self, v: f64) -> bool {
+        match self {
+            Domain::NotNan => !v.is_nan(),
+            Domain::Finite => v.is_finite(),
+            Domain::Positive => v.is_finite() && v > 0.0,
+            Domain::NonNegative => v.is_finite() && v >= 0.0,
+            Domain::UnitInterval => (0.0..=1.0).contains(&v),
+            Domain::OpenHalf => v > 0.0 && v < 0.5,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Domain::NotNan => "a number that is not NaN",
+            Domain::Finite => "a finite number",
+            Domain::Positive => "a finite number > 0",
+            Domain::NonNegative => "a finite number ≥ 0",
+            Domain::UnitInterval => "a number in [0, 1]",
+            Domain::OpenHalf => "a number in the open interval (0, 0.5)",
+        }
+    }
+}
+
+/// Fails with [`Error::InvalidParameter`] unless `value` lies in `domain`.
+pub(crate) fn parameter(name: impl Into<String>, value: f64, domain: Domain) -> Result<()> {
+    if domain.contains(value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter {
+            name: name.into(),
+            value,
+            expected: domain.describe(),
+        })
+    }
+}
+
 impl Error {
     /// A [`Error::ShapeMismatch`] that says why the shapes had to agree.
     pub(crate) fn shape_mismatch_because(

@@ -49,52 +49,7 @@ pub(crate) fn grad_buffer<F>(predictions: &ArrayD<F>, grad: &ArrayD<F>) -> Resul
     }
 }
 
-/// The domain of a hyperparameter, checked when a loss computes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Domain {
-    /// A finite number > 0.
-    Positive,
-    /// A finite number ≥ 0.
-    NonNegative,
-    /// A number in [0, 1].
-    UnitInterval,
-    /// A number strictly between 0 and 0.5.
-    OpenHalf,
-}
-
-impl Domain {
-    fn contains(self, v: f64) -> bool {
-        v.is_finite()
-            && match self {
-                Domain::Positive => v > 0.0,
-                Domain::NonNegative => v >= 0.0,
-                Domain::UnitInterval => (0.0..=1.0).contains(&v),
-                Domain::OpenHalf => v > 0.0 && v < 0.5,
-            }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Domain::Positive => "a finite number > 0",
-            Domain::NonNegative => "a finite number ≥ 0",
-            Domain::UnitInterval => "a number in [0, 1]",
-            Domain::OpenHalf => "a number in the open interval (0, 0.5)",
-        }
-    }
-}
-
-/// Fails with [`Error::InvalidParameter`] unless `value` lies in `domain`.
-pub(crate) fn parameter(name: impl Into<String>, value: f64, domain: Domain) -> Result<()> {
-    if domain.contains(value) {
-        Ok(())
-    } else {
-        Err(Error::InvalidParameter {
-            name: name.into(),
-            value,
-            expected: domain.describe(),
-        })
-    }
-}
+pub(crate) use crate::error::{Domain, parameter};
 
 /// The first element of `array` that fails `ok`, with its index.
 pub(crate) fn first_where<F: Float>(array: &ArrayD<F>, bad: impl Fn(F) -> bool + Sync) -> Option<(Vec<usize>, F)> {

@@ -2,7 +2,7 @@
 //! written side by side; the derivative may use `x` or `y`, whichever is cheaper.
 
 use super::Op;
-use crate::error::{Error, Result};
+use crate::error::{Domain, Error, Result, parameter};
 use crate::float::Float;
 use crate::kernels::fastmath;
 use crate::kernels::scalar::{log_sigmoid, sigmoid, softplus};
@@ -184,29 +184,6 @@ fn powi<F: Float>(x: F, n: i32) -> F {
     if n < 0 { F::one() / result } else { result }
 }
 
-/// Fails with [`Error::InvalidParameter`] when a scalar argument is NaN.
-fn not_nan<F: Float>(name: &str, value: F) -> Result<()> {
-    scalar_argument(name, value, !value.is_nan(), "a number that is not NaN")
-}
-
-/// Fails with [`Error::InvalidParameter`] when a scalar argument is NaN or
-/// infinite: `0·∞`, `∞ − ∞` and `0^−∞` would turn numbers into NaN.
-fn finite<F: Float>(name: &str, value: F) -> Result<()> {
-    scalar_argument(name, value, value.is_finite(), "a finite number")
-}
-
-fn scalar_argument<F: Float>(name: &str, value: F, holds: bool, expected: &'static str) -> Result<()> {
-    if holds {
-        Ok(())
-    } else {
-        Err(Error::InvalidParameter {
-            name: name.to_string(),
-            value: value.as_f64(),
-            expected,
-        })
-    }
-}
-
 /// Elementwise functions of one value.
 ///
 /// These never fail on the array itself: they return `Result` so that
@@ -280,7 +257,8 @@ impl<'t, F: Float> Var<'t, F> {
     /// # Errors
     /// [`Error::InvalidParameter`] when `p` is NaN or infinite.
     pub fn powf(self, p: F) -> Result<Var<'t, F>> {
-        finite("powf(p)", p)?;
+        // `0·∞`, `∞ − ∞` and `0^−∞` would turn numbers into NaN.
+        parameter("powf(p)", p.as_f64(), Domain::Finite)?;
         // Integer exponents as products: exact where `powf` rounds anyway,
         // and vectorised.
         if p.fract() == F::zero() && p.abs() <= F::from_f64(16.0) {
@@ -379,8 +357,8 @@ impl<'t, F: Float> Var<'t, F> {
     /// # Errors
     /// [`Error::InvalidParameter`] when `min > max` or either bound is NaN.
     pub fn clamp(self, min: F, max: F) -> Result<Var<'t, F>> {
-        not_nan("clamp(min)", min)?;
-        not_nan("clamp(max)", max)?;
+        parameter("clamp(min)", min.as_f64(), Domain::NotNan)?;
+        parameter("clamp(max)", max.as_f64(), Domain::NotNan)?;
         if min > max {
             return Err(Error::InvalidParameter {
                 name: format!("clamp(min = {min}, max = {max})"),
@@ -396,7 +374,7 @@ impl<'t, F: Float> Var<'t, F> {
     /// # Errors
     /// [`Error::InvalidParameter`] when `c` is NaN or infinite.
     pub fn add_scalar(self, c: F) -> Result<Var<'t, F>> {
-        finite("add_scalar(c)", c)?;
+        parameter("add_scalar(c)", c.as_f64(), Domain::Finite)?;
         self.unary(Unary::AddScalar(c))
     }
 
@@ -405,7 +383,7 @@ impl<'t, F: Float> Var<'t, F> {
     /// # Errors
     /// [`Error::InvalidParameter`] when `c` is NaN or infinite.
     pub fn mul_scalar(self, c: F) -> Result<Var<'t, F>> {
-        finite("mul_scalar(c)", c)?;
+        parameter("mul_scalar(c)", c.as_f64(), Domain::Finite)?;
         self.unary(Unary::MulScalar(c))
     }
 }
