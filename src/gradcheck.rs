@@ -177,6 +177,15 @@ impl GradCheckConfig {
     /// The most directions [`CheckMode::Directional`] takes: each costs two
     /// evaluations of the function, so a count beyond this is a mistake (an
     /// elementwise check costs two per element and is exact).
+    ///
+    /// ```
+    /// use tapeloss::gradcheck::{GradCheckConfig, check_fn};
+    /// use tapeloss::{Error, ndarray::array};
+    /// let x = array![1.0, 2.0].into_dyn();
+    /// let too_many = GradCheckConfig::directional(GradCheckConfig::MAX_DIRECTIONS + 1);
+    /// let result = check_fn(|_, v| v[0].square()?.sum(), &[x], &too_many);
+    /// assert!(matches!(result, Err(Error::InvalidParameter { .. })));
+    /// ```
     pub const MAX_DIRECTIONS: usize = 1 << 16;
 
     /// The defaults, element by element whatever the size.
