@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["mse", "huber", "bce_logits", "cross_entropy", "triplet", "contrastive"]
+ORDER = ["mse", "huber", "bce_logits", "cross_entropy", "triplet", "contrastive", "soft_margin", "hinge_embedding"]
 LABEL = {
     "mse": "MSE, 1,048,576",
     "huber": "Huber δ=1, 1M",
@@ -31,6 +31,8 @@ LABEL = {
     "cross_entropy": "cross-entropy, 4096×1000, class indices",
     "triplet": "triplet, 4096×(3×128)",
     "contrastive": "contrastive, 4096 pairs of 128",
+    "soft_margin": "soft margin, 1M",
+    "hinge_embedding": "hinge embedding Δ=1, 1M",
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Times the issue's six loss workloads in PyTorch (eager) and JAX (jit), f32.
+"""Times the issue's six loss workloads, and the margin losses', in PyTorch (eager) and JAX (jit), f32.
 
 Each timed call computes the loss value and its gradient with respect to the
 predictions: PyTorch runs the forward pass and `torch.autograd.grad` (a fresh
@@ -48,6 +48,14 @@ def inputs():
         "contrastive": (
             rng.standard_normal(PAIR_SHAPE).astype(f32),
             rng.integers(0, 2, PAIR_SHAPE[0]).astype(f32),
+        ),
+        "soft_margin": (
+            (4.0 * rng.standard_normal(N_POINTWISE)).astype(f32),
+            rng.choice(np.array([-1.0, 1.0], f32), N_POINTWISE),
+        ),
+        "hinge_embedding": (
+            rng.uniform(0.0, 2.0, N_POINTWISE).astype(f32),
+            rng.choice(np.array([-1.0, 1.0], f32), N_POINTWISE),
         ),
     }
 
@@ -121,6 +129,14 @@ def torch_workloads(data):
 
     out["contrastive"] = [("definition", x, contrastive_definition)]
 
+    p, t = leaf(data["soft_margin"][0]), const(data["soft_margin"][1])
+    out["soft_margin"] = [("F.soft_margin_loss", p, lambda p=p, t=t: F.soft_margin_loss(p, t))]
+
+    p, t = leaf(data["hinge_embedding"][0]), const(data["hinge_embedding"][1])
+    out["hinge_embedding"] = [
+        ("F.hinge_embedding_loss", p, lambda p=p, t=t: F.hinge_embedding_loss(p, t, margin=MARGIN))
+    ]
+
     calls = {}
     for name, variants in out.items():
         calls[name] = []
@@ -161,6 +177,8 @@ def jax_workloads(data):
             y * jnp.sum((x[:, 0] - x[:, 1]) ** 2, axis=1)
             + (1 - y) * jax.nn.relu(MARGIN - jnp.sqrt(jnp.sum((x[:, 0] - x[:, 1]) ** 2, axis=1))) ** 2
         ),
+        "soft_margin": lambda x, y: jnp.mean(jax.nn.softplus(-y * x)),
+        "hinge_embedding": lambda x, y: jnp.mean(jnp.where(y == 1, x, jax.nn.relu(MARGIN - x))),
     }
     calls = {}
     for name, f in fns.items():
@@ -183,7 +201,9 @@ def jax_workloads(data):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", default="torch,jax", help="comma-separated: torch,jax")
-    parser.add_argument("--workloads", default="mse,huber,bce_logits,cross_entropy,triplet,contrastive")
+    parser.add_argument(
+        "--workloads", default="mse,huber,bce_logits,cross_entropy,triplet,contrastive,soft_margin,hinge_embedding"
+    )
     parser.add_argument("--min-repeats", type=int, default=50)
     parser.add_argument("--min-seconds", type=float, default=1.0)
     parser.add_argument("--warmup", type=int, default=10)

@@ -11,8 +11,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn};
 use tapeloss::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError,
-    MeanSquaredError, SmoothL1Loss, TripletLoss,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HingeEmbeddingLoss, HuberLoss, Loss,
+    MeanAbsoluteError, MeanSquaredError, SmoothL1Loss, SoftMarginLoss, TripletLoss,
 };
 
 /// Inputs for `n` prediction elements: predictions and targets.
@@ -31,6 +31,8 @@ fn losses() -> Vec<(&'static str, Box<dyn Loss<f32>>, Inputs)> {
         ("focal", Box::new(FocalLoss::new(2.0, Some(0.25), 1e-7)), one_hot),
         ("contrastive", Box::new(ContrastiveLoss::new(1.0)), pairs),
         ("triplet", Box::new(TripletLoss::new(1.0)), triplets),
+        ("soft_margin", Box::new(SoftMarginLoss::new()), signed_labels),
+        ("hinge_embedding", Box::new(HingeEmbeddingLoss::new(1.0)), signed_labels),
     ]
 }
 
@@ -57,6 +59,12 @@ fn same_shape(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
 
 fn probabilities(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
     (rng.array(&[n], 0.01, 0.99), rng.array(&[n], 0.0, 1.0))
+}
+
+/// Scores or distances in [−2, 2] with labels −1 or 1.
+fn signed_labels(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {
+    let labels = ArrayD::from_shape_simple_fn(IxDyn(&[n]), || if rng.unit() > 0.5 { 1.0 } else { -1.0 });
+    (rng.array(&[n], -2.0, 2.0), labels)
 }
 
 fn logits(n: usize, rng: &mut Rng) -> (ArrayD<f32>, ArrayD<f32>) {

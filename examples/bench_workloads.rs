@@ -1,4 +1,4 @@
-//! Times tapeloss on the six workloads of bench/peers.py (f32, value and
+//! Times tapeloss on the workloads of bench/peers.py (f32, value and
 //! gradient with respect to the predictions) and prints the same JSON lines,
 //! one per (workload, variant):
 //!
@@ -32,7 +32,8 @@ use std::time::Instant;
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn};
 use tapeloss::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, HuberLoss, Loss, MeanSquaredError, TripletLoss,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, HingeEmbeddingLoss, HuberLoss, Loss, MeanSquaredError,
+    SoftMarginLoss, TripletLoss,
 };
 
 /// SplitMix64 with Box–Muller, so inputs are reproducible without a
@@ -61,6 +62,11 @@ impl Rng {
     }
 }
 
+/// A label −1 or 1, each with probability ½.
+fn signed_label(rng: &mut Rng) -> f64 {
+    if rng.next().is_multiple_of(2) { -1.0 } else { 1.0 }
+}
+
 /// One workload: inputs and the loss.
 struct Workload {
     name: &'static str,
@@ -72,7 +78,16 @@ struct Workload {
 const N_POINTWISE: usize = 1 << 20;
 const MARGIN: f64 = 1.0;
 
-const NAMES: [&str; 6] = ["mse", "huber", "bce_logits", "cross_entropy", "triplet", "contrastive"];
+const NAMES: [&str; 8] = [
+    "mse",
+    "huber",
+    "bce_logits",
+    "cross_entropy",
+    "triplet",
+    "contrastive",
+    "soft_margin",
+    "hinge_embedding",
+];
 
 /// Every workload, each generated only when asked for (so that a memory
 /// measurement of one sees no other's inputs).
@@ -116,6 +131,16 @@ fn workload(name: &str) -> Option<Workload> {
             normal(&[4096, 2, 128], &mut rng),
             rng.array(&[4096], |r| (r.next() % 2) as f64),
             Box::new(ContrastiveLoss::new(MARGIN)),
+        ),
+        "soft_margin" => (
+            rng.array(&n, |r| 4.0 * r.normal()),
+            rng.array(&n, signed_label),
+            Box::new(SoftMarginLoss::new()),
+        ),
+        "hinge_embedding" => (
+            rng.array(&n, |r| 2.0 * r.unit()),
+            rng.array(&n, signed_label),
+            Box::new(HingeEmbeddingLoss::new(MARGIN)),
         ),
         _ => return None,
     };

@@ -49,8 +49,8 @@ pub use ndarray;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use losses::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError,
-    MeanSquaredError, Reduction, SmoothL1Loss, TripletLoss,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HingeEmbeddingLoss, HuberLoss, Loss,
+    MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, SoftMarginLoss, TripletLoss,
 };
 pub use tape::{Gradients, Tape, Var};
 

@@ -9,8 +9,8 @@
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn, array};
 use tapeloss::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HuberLoss, Loss,
-    MeanAbsoluteError, MeanSquaredError, Reduction, Result, SmoothL1Loss, Tape, TripletLoss, Var,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HingeEmbeddingLoss, HuberLoss,
+    Loss, MeanAbsoluteError, MeanSquaredError, Reduction, Result, SmoothL1Loss, SoftMarginLoss, Tape, TripletLoss, Var,
 };
 
 /// Panics unless `result` is an error whose message contains every `part`;
@@ -432,9 +432,19 @@ fn valid_pair(shape: &[usize]) -> (ArrayD<f64>, ArrayD<f64>) {
     (tensor(shape, &p), tensor(shape, &t))
 }
 
-/// Every loss on (predictions, targets) of identical shape, with a name.
-fn elementwise_losses() -> Vec<(&'static str, Box<dyn AnyLoss>)> {
-    vec![
+/// Valid predictions and targets of one shape for an elementwise loss.
+type Pair = fn(&[usize]) -> (ArrayD<f64>, ArrayD<f64>);
+
+/// Like [`valid_pair`], with labels −1 and 1 for the margin losses.
+fn valid_signed_pair(shape: &[usize]) -> (ArrayD<f64>, ArrayD<f64>) {
+    let (p, t) = valid_pair(shape);
+    (p, t.mapv(|t| 2.0 * t - 1.0))
+}
+
+/// Every loss on (predictions, targets) of identical shape, with a name and
+/// its valid inputs.
+fn elementwise_losses() -> Vec<(&'static str, Box<dyn AnyLoss>, Pair)> {
+    let labelled: [(&'static str, Box<dyn AnyLoss>); 7] = [
         ("MeanSquaredError", Box::new(MeanSquaredError::new())),
         ("MeanAbsoluteError", Box::new(MeanAbsoluteError::new())),
         ("HuberLoss", Box::new(HuberLoss::new(1.0))),
@@ -445,7 +455,15 @@ fn elementwise_losses() -> Vec<(&'static str, Box<dyn AnyLoss>)> {
             Box::new(BinaryCrossEntropyLoss::with_logits()),
         ),
         ("FocalLoss", Box::new(FocalLoss::new(2.0, Some(0.25), 1e-7))),
-    ]
+    ];
+    let signed: [(&'static str, Box<dyn AnyLoss>); 2] = [
+        ("SoftMarginLoss", Box::new(SoftMarginLoss::new())),
+        ("HingeEmbeddingLoss", Box::new(HingeEmbeddingLoss::new(1.0))),
+    ];
+    let with = |pair: Pair| move |(name, loss)| (name, loss, pair);
+    (labelled.into_iter().map(with(valid_pair)))
+        .chain(signed.into_iter().map(with(valid_signed_pair)))
+        .collect()
 }
 
 /// A loss's name, the loss, and valid predictions and targets for it.
@@ -456,8 +474,8 @@ type NamedCase = (&'static str, Box<dyn AnyLoss>, ArrayD<f64>, ArrayD<f64>);
 fn every_loss_with_inputs() -> Vec<NamedCase> {
     let mut all: Vec<_> = elementwise_losses()
         .into_iter()
-        .map(|(name, loss)| {
-            let (p, t) = valid_pair(&[2, 3]);
+        .map(|(name, loss, pair)| {
+            let (p, t) = pair(&[2, 3]);
             (name, loss, p, t)
         })
         .collect();
@@ -485,15 +503,15 @@ fn every_loss_with_inputs() -> Vec<NamedCase> {
 #[test]
 fn predictions_and_targets_of_different_shapes() {
     // [2, 3] against [3] would broadcast; nothing is broadcast.
-    for (name, loss) in elementwise_losses() {
+    for (name, loss, pair) in elementwise_losses() {
         for (ps, ts) in [
             (&[2, 3][..], &[3][..]),
             (&[2, 3], &[3, 2]),
             (&[2, 3], &[2, 3, 1]),
             (&[2, 3], &[1, 3]),
         ] {
-            let (p, _) = valid_pair(ps);
-            let (_, t) = valid_pair(ts);
+            let (p, _) = pair(ps);
+            let (_, t) = pair(ts);
             let shapes = [format!("{ps:?}"), format!("{ts:?}")];
             assert_fails!(
                 &format!("{name} {ps:?} vs {ts:?}"),
@@ -509,9 +527,9 @@ fn predictions_and_targets_of_different_shapes() {
 
 #[test]
 fn empty_input() {
-    for (name, loss) in elementwise_losses() {
+    for (name, loss, pair) in elementwise_losses() {
         for shape in [&[0][..], &[2, 0], &[0, 3]] {
-            let (p, t) = valid_pair(shape);
+            let (p, t) = pair(shape);
             let shown = format!("{shape:?}");
             assert_fails!(
                 &format!("{name} {shape:?}"),
@@ -551,8 +569,8 @@ fn gradient_buffer_of_the_wrong_shape() {
 
 #[test]
 fn nan_in_predictions_names_the_input_and_the_first_index() {
-    for (name, loss) in elementwise_losses() {
-        let (mut p, t) = valid_pair(&[2, 3]);
+    for (name, loss, pair) in elementwise_losses() {
+        let (mut p, t) = pair(&[2, 3]);
         p[[1, 0]] = f64::NAN;
         p[[1, 2]] = f64::NAN;
         assert_fails!(
@@ -568,8 +586,8 @@ fn nan_in_predictions_names_the_input_and_the_first_index() {
 
 #[test]
 fn nan_in_targets_names_the_input_and_the_first_index() {
-    for (name, loss) in elementwise_losses() {
-        let (p, mut t) = valid_pair(&[3, 2]);
+    for (name, loss, pair) in elementwise_losses() {
+        let (p, mut t) = pair(&[3, 2]);
         t[[2, 1]] = f64::NAN;
         assert_fails!(
             name,
@@ -609,8 +627,8 @@ fn infinity_in_the_inputs_is_reported_where_it_makes_the_loss_infinite() {
             ["`predictions`", "inf", "[2]"]
         );
     }
-    for (name, loss) in elementwise_losses().into_iter().take(4) {
-        let (p, mut t) = valid_pair(&[4]);
+    for (name, loss, pair) in elementwise_losses().into_iter().take(4) {
+        let (p, mut t) = pair(&[4]);
         t[[3]] = f64::NEG_INFINITY;
         assert_fails!(
             name,
@@ -927,6 +945,7 @@ fn non_finite_hyperparameters() {
         let cases: Vec<(&str, Box<dyn AnyLoss>)> = vec![
             ("delta", Box::new(HuberLoss::new(bad))),
             ("beta", Box::new(SmoothL1Loss::new(bad))),
+            ("margin", Box::new(HingeEmbeddingLoss::new(bad))),
             (
                 "pos_weight",
                 Box::new(BinaryCrossEntropyLoss::with_logits().with_pos_weight(bad)),

@@ -67,6 +67,11 @@ proptest! {
     }
 
     #[test]
+    fn margin_losses(kind in 11usize..13, f32_case in any::<bool>(), data in bytes()) {
+        exercise::run_loss(kind, f32_case, &data);
+    }
+
+    #[test]
     fn tape_ops(f32_case in any::<bool>(), data in bytes()) {
         exercise::run_tape(f32_case, &data);
     }

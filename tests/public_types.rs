@@ -5,8 +5,8 @@
 
 use tapeloss::gradcheck::{GradCheckConfig, GradCheckReport, SplitMix64};
 use tapeloss::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, FocalLoss, Gradients, HuberLoss,
-    MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, Tape, TripletLoss,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, FocalLoss, Gradients, HingeEmbeddingLoss,
+    HuberLoss, MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, SoftMarginLoss, Tape, TripletLoss,
 };
 
 fn value_type<T: std::fmt::Debug + Clone + Send + Sync + 'static>() {}
@@ -23,6 +23,8 @@ fn public_value_types_are_debug_clone_send_sync() {
     value_type::<FocalLoss>();
     value_type::<ContrastiveLoss>();
     value_type::<TripletLoss>();
+    value_type::<SoftMarginLoss>();
+    value_type::<HingeEmbeddingLoss>();
     value_type::<Reduction>();
     value_type::<Error>();
     value_type::<Gradients<f32>>();

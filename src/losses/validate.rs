@@ -69,40 +69,82 @@ pub(crate) fn first_where<F: Float>(array: &ArrayD<F>, bad: impl Fn(F) -> bool +
 /// [`Error::NonFinite`], anything else outside is [`Error::InvalidInput`]
 /// naming `arg` and the first offending index.
 pub(crate) fn probabilities<F: Float>(op: &'static str, arg: &'static str, array: &ArrayD<F>) -> Result<()> {
-    // The vectorised scan: this check runs on every call of the losses on
-    // probabilities, and a scalar `all` cost about a third of BCE's time.
-    if crate::kernels::pointwise::all(&super::slices::elements(array), is_probability) {
-        return Ok(());
-    }
-    match first_where(array, |v| !is_probability(v)) {
-        Some((index, v)) if v.is_nan() => Err(Error::NonFinite {
-            op,
-            arg,
-            index,
-            value: v.as_f64(),
-        }),
-        Some((index, v)) => Err(Error::InvalidInput {
-            op,
-            arg,
-            index,
-            value: v.as_f64(),
-            expected: "a probability in [0, 1]",
-        }),
-        None => Ok(()),
-    }
+    all_hold(op, arg, array, is_probability, |index, value| Error::InvalidInput {
+        op,
+        arg,
+        index,
+        value,
+        expected: "a probability in [0, 1]",
+    })
 }
 
 /// Every target must be a probability in `[0, 1]` (hard 0/1 labels or soft
 /// ones): a NaN is [`Error::NonFinite`], anything else outside is
 /// [`Error::InvalidTarget`] with the first offending index.
 pub(crate) fn probability_targets<F: Float>(op: &'static str, targets: &ArrayD<F>) -> Result<()> {
-    match probabilities(op, "targets", targets) {
-        Err(Error::InvalidInput { index, value, .. }) => Err(Error::InvalidTarget {
+    all_hold(op, "targets", targets, is_probability, |index, value| {
+        Error::InvalidTarget {
             index,
             value,
             reason: format!("{op}: targets must be probabilities in [0, 1]"),
+        }
+    })
+}
+
+/// Every target must be a label −1 or 1 (the margin losses'): a NaN is
+/// [`Error::NonFinite`], anything else is [`Error::InvalidTarget`] with the
+/// first offending index.
+pub(crate) fn sign_targets<F: Float>(op: &'static str, targets: &ArrayD<F>) -> Result<()> {
+    all_hold(
+        op,
+        "targets",
+        targets,
+        |v| v == F::one() || v == -F::one(),
+        |index, value| Error::InvalidTarget {
+            index,
+            value,
+            reason: format!("{op}: targets must be labels −1 or 1"),
+        },
+    )
+}
+
+/// Every element of `array` must be finite: the first NaN or infinity is
+/// [`Error::NonFinite`] naming `arg` and its index. For losses whose value can
+/// stay finite at an infinite input (a hinge past its margin), which the
+/// value's own check would not catch.
+pub(crate) fn finite_elements<F: Float>(op: &'static str, arg: &'static str, array: &ArrayD<F>) -> Result<()> {
+    all_hold(op, arg, array, F::is_finite, |index, value| Error::NonFinite {
+        op,
+        arg,
+        index,
+        value,
+    })
+}
+
+/// `Ok` when `ok` holds for every element of `array`; otherwise the first
+/// that fails, as [`Error::NonFinite`] naming `arg` for a NaN, or as
+/// `outside(index, value)` for anything else.
+fn all_hold<F: Float>(
+    op: &'static str,
+    arg: &'static str,
+    array: &ArrayD<F>,
+    ok: impl Fn(F) -> bool + Sync + Copy,
+    outside: impl FnOnce(Vec<usize>, f64) -> Error,
+) -> Result<()> {
+    // The vectorised scan: these checks run on every call of the losses on
+    // probabilities, and a scalar `all` cost about a third of BCE's time.
+    if crate::kernels::pointwise::all(&super::slices::elements(array), ok) {
+        return Ok(());
+    }
+    match first_where(array, |v| !ok(v)) {
+        Some((index, v)) if v.is_nan() => Err(Error::NonFinite {
+            op,
+            arg,
+            index,
+            value: v.as_f64(),
         }),
-        other => other,
+        Some((index, v)) => Err(outside(index, v.as_f64())),
+        None => Ok(()),
     }
 }
 

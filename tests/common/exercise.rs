@@ -17,8 +17,8 @@
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn, ShapeBuilder};
 use tapeloss::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HuberLoss, Loss,
-    MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, Tape, TripletLoss, Var,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HingeEmbeddingLoss, HuberLoss,
+    Loss, MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, SoftMarginLoss, Tape, TripletLoss, Var,
 };
 
 /// A cursor over the input bytes.
@@ -171,15 +171,16 @@ impl Plan {
 }
 
 /// The number of loss kinds [`run_loss`] takes: 0–3 regression, 4–5 binary
-/// cross-entropy, 6 focal, 7–8 cross-entropy, 9 contrastive, 10 triplet.
-pub const LOSS_KINDS: usize = 11;
+/// cross-entropy, 6 focal, 7–8 cross-entropy, 9 contrastive, 10 triplet,
+/// 11 soft margin, 12 hinge embedding.
+pub const LOSS_KINDS: usize = 13;
 
 /// Runs one case: bytes in, panics on any broken promise. The first bytes
 /// choose the precision and between the losses and the tape.
 pub fn run(data: &[u8]) {
     let mut b = Bytes::new(data);
     let f32_case = b.eighths(3);
-    let what = b.below(16);
+    let what = b.below(18);
     if what < LOSS_KINDS {
         run_loss_on(&mut b, what, f32_case);
     } else {
@@ -230,6 +231,8 @@ enum AnyLoss {
     Ce(CrossEntropyLoss),
     Contrastive(ContrastiveLoss),
     Triplet(TripletLoss),
+    SoftMargin(SoftMarginLoss),
+    HingeEmbedding(HingeEmbeddingLoss),
 }
 
 impl AnyLoss {
@@ -244,6 +247,8 @@ impl AnyLoss {
             AnyLoss::Ce(l) => f(l),
             AnyLoss::Contrastive(l) => f(l),
             AnyLoss::Triplet(l) => f(l),
+            AnyLoss::SoftMargin(l) => f(l),
+            AnyLoss::HingeEmbedding(l) => f(l),
         }
     }
 }
@@ -299,7 +304,8 @@ fn loss_case_in_order(b: &mut Bytes<'_>, which: usize) -> LossCase {
         6 => focal_case(b, plan, defect, reduction),
         7 | 8 => cross_entropy_case(b, plan, defect, reduction),
         9 => contrastive_case(b, plan, defect, reduction),
-        _ => triplet_case(b, plan, defect, reduction),
+        10 => triplet_case(b, plan, defect, reduction),
+        _ => margin_case(b, which == 11, plan, defect, reduction),
     }
 }
 
@@ -683,6 +689,63 @@ fn contrastive_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduct
     let wrong_buffer = other_shape(b, x.shape());
     LossCase {
         loss: AnyLoss::Contrastive(ContrastiveLoss::new(margin).with_reduction(r)),
+        predictions: x,
+        targets: y,
+        expect: plan.expect(),
+        wrong_buffer,
+        column_major: false,
+        gradcheck: false,
+    }
+}
+
+/// Soft margin (`soft`) or hinge embedding: any shape, labels −1 or 1 of the
+/// identical shape.
+fn margin_case(b: &mut Bytes<'_>, soft: bool, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
+    // Defects: 0 shapes, 1 empty, 2 NaN/inf prediction, 3 NaN label,
+    // 4 margin (soft margin has none: a label not ±1), 5 label not ±1.
+    let kind = defect.map(|d| d % 6);
+    let margin = param(
+        b,
+        plan,
+        kind == Some(4) && !soft,
+        &[0.0, 0.5, 1.0, -1.0, 1e4],
+        &NON_FINITE,
+    );
+    let loss = if soft {
+        AnyLoss::SoftMargin(SoftMarginLoss::new().with_reduction(r))
+    } else {
+        AnyLoss::HingeEmbedding(HingeEmbeddingLoss::new(margin).with_reduction(r))
+    };
+    let shape = b.shape();
+    let mut x = filled(&shape, || unbounded(b, plan));
+    let mut y = filled(&shape, || {
+        if plan == Plan::Wild && b.eighths(1) {
+            b.wild()
+        } else {
+            b.pick(&[-1.0, 1.0])
+        }
+    });
+    match kind {
+        Some(0) => y = filled(&other_shape(b, &shape), || 1.0),
+        Some(1) => {
+            let empty = emptied(b, &shape);
+            (x, y) = (ArrayD::zeros(IxDyn(&empty)), ArrayD::zeros(IxDyn(&empty)));
+        }
+        Some(2) => {
+            let bad = b.pick(&NON_FINITE);
+            plant(b, &mut x, bad);
+        }
+        Some(3) => plant(b, &mut y, f64::NAN),
+        Some(4) if !soft => {}
+        Some(_) => {
+            let bad = b.pick(&[0.0, 0.5, -2.0, f64::INFINITY]);
+            plant(b, &mut y, bad);
+        }
+        None => {}
+    }
+    let wrong_buffer = other_shape(b, x.shape());
+    LossCase {
+        loss,
         predictions: x,
         targets: y,
         expect: plan.expect(),
