@@ -130,7 +130,8 @@ impl_loss_via_pointwise!(SoftMarginLoss);
 /// `xᵢ < Δ`, and 0 where `yᵢ = −1` and `xᵢ ≥ Δ` (0 at the kink `xᵢ = Δ`, as in
 /// PyTorch), with `s = 1/n` for [`Reduction::Mean`] (n = number of elements)
 /// and `s = 1` for [`Reduction::Sum`]. On the tape the two cases are joined by
-/// `where_mask`, so the branch not taken adds nothing.
+/// the label's indicators `u = (1 + y)/2` and `v = (1 − y)/2` as
+/// `u·x + max(0, v·Δ − v·x)`.
 ///
 /// **PyTorch.** `torch.nn.functional.hinge_embedding_loss(x, y, margin=Δ,
 /// reduction='mean'|'sum')`. PyTorch takes any label value, and adds both
@@ -229,9 +230,18 @@ impl Pointwise for HingeEmbeddingLoss {
     }
 
     fn record_terms<'t, F: Float>(&self, x: Var<'t, F>, y: Var<'t, F>) -> Result<Var<'t, F>> {
-        let similar = y.with_value(|y| y.mapv(|y| y > F::zero()));
-        let hinge = x.neg()?.add_scalar(F::from_f64(self.margin))?.relu()?;
-        x.where_mask(&similar, hinge)
+        // With the indicators u = (1 + y)/2 and v = (1 − y)/2 (exactly 0 or
+        // 1), the term is u·x + max(0, v·Δ − v·x): for a similar pair
+        // v·Δ − v·x is 0, never an overflowed Δ − x times 0, and the relu's
+        // slope at 0 is PyTorch's 0 at the margin. Products, not
+        // `where_mask`, so the whole term is one fused chain.
+        let half = F::from_f64(0.5);
+        let similar = y.add_scalar(F::one())?.mul_scalar(half)?;
+        let dissimilar = y.neg()?.add_scalar(F::one())?.mul_scalar(half)?;
+        let hinge = (dissimilar.mul_scalar(F::from_f64(self.margin))?)
+            .sub(dissimilar.mul(x)?)?
+            .relu()?;
+        similar.mul(x)?.add(hinge)
     }
 }
 
