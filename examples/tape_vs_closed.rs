@@ -39,8 +39,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use tapeloss::losses::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError,
-    MeanSquaredError, SmoothL1Loss, TripletLoss, value_and_grad_on_tape,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HingeEmbeddingLoss, HuberLoss, Loss,
+    MeanAbsoluteError, MeanSquaredError, SmoothL1Loss, SoftMarginLoss, TripletLoss, value_and_grad_on_tape,
 };
 use tapeloss::ndarray::{ArrayD, IxDyn};
 
@@ -155,6 +155,25 @@ fn cases(small: bool) -> Vec<Case> {
         (0.0, 1.0),
         &mut rng,
     ));
+    // The margin losses take labels −1 or 1: targets in [0, 1] rounded, then mapped.
+    let signed = |mut case: Case| {
+        case.targets.mapv_inplace(|t| 2.0 * t.round() - 1.0);
+        case
+    };
+    out.push(signed(pointwise(
+        "soft margin",
+        Box::new(SoftMarginLoss::new()),
+        (-4.0, 4.0),
+        (0.0, 1.0),
+        &mut rng,
+    )));
+    out.push(signed(pointwise(
+        "hinge emb. Δ=1",
+        Box::new(HingeEmbeddingLoss::new(1.0)),
+        (0.0, 2.0),
+        (0.0, 1.0),
+        &mut rng,
+    )));
     out.push(Case {
         name: "focal γ=2 α=.25",
         size: size_of(&focal),
