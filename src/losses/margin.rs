@@ -88,7 +88,7 @@ impl Pointwise for SoftMarginLoss {
     }
 
     fn check_domain<F: Float>(&self, scores: &ArrayD<F>, labels: &ArrayD<F>) -> Result<()> {
-        // −∞·y = −∞ would make a term of 0: an infinite score is an error.
+        // An infinite score on its label's side would make a term of 0.
         validate::finite_elements(Self::NAME, "predictions", scores)?;
         validate::sign_targets(Self::NAME, labels)
     }
