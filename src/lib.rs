@@ -48,6 +48,7 @@ pub use ndarray;
 
 pub use error::{Error, Result};
 pub use float::Float;
+pub use losses::KlDivLoss;
 pub use losses::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError,
     MeanSquaredError, Reduction, SmoothL1Loss, TripletLoss,

@@ -70,6 +70,7 @@ mod contrastive;
 mod cross_entropy;
 mod embedding;
 mod focal;
+mod kl_div;
 pub(crate) mod pointwise;
 mod regression;
 mod slices;
@@ -87,6 +88,7 @@ pub use binary_cross_entropy::BinaryCrossEntropyLoss;
 pub use contrastive::ContrastiveLoss;
 pub use cross_entropy::CrossEntropyLoss;
 pub use focal::FocalLoss;
+pub use kl_div::KlDivLoss;
 pub use regression::{HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss};
 pub use triplet::TripletLoss;
 

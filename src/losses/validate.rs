@@ -69,12 +69,33 @@ pub(crate) fn first_where<F: Float>(array: &ArrayD<F>, bad: impl Fn(F) -> bool +
 /// [`Error::NonFinite`], anything else outside is [`Error::InvalidInput`]
 /// naming `arg` and the first offending index.
 pub(crate) fn probabilities<F: Float>(op: &'static str, arg: &'static str, array: &ArrayD<F>) -> Result<()> {
+    within(op, arg, array, is_probability, "a probability in [0, 1]")
+}
+
+/// Every element of `array` must be a finite number ≥ 0 (a rate, a count, an
+/// unnormalised probability): a NaN is [`Error::NonFinite`], anything else
+/// outside (negative or infinite) is [`Error::InvalidInput`] naming `arg` and
+/// the first offending index.
+pub(crate) fn non_negative<F: Float>(op: &'static str, arg: &'static str, array: &ArrayD<F>) -> Result<()> {
+    within(op, arg, array, is_non_negative, "a finite number ≥ 0")
+}
+
+/// Every element of `array` must satisfy `ok` (false for NaN), described as
+/// `expected`: a NaN is [`Error::NonFinite`], anything else outside is
+/// [`Error::InvalidInput`] naming `arg` and the first offending index.
+fn within<F: Float>(
+    op: &'static str,
+    arg: &'static str,
+    array: &ArrayD<F>,
+    ok: impl Fn(F) -> bool + Sync + Copy,
+    expected: &'static str,
+) -> Result<()> {
     // The vectorised scan: this check runs on every call of the losses on
     // probabilities, and a scalar `all` cost about a third of BCE's time.
-    if crate::kernels::pointwise::all(&super::slices::elements(array), is_probability) {
+    if crate::kernels::pointwise::all(&super::slices::elements(array), ok) {
         return Ok(());
     }
-    match first_where(array, |v| !is_probability(v)) {
+    match first_where(array, |v| !ok(v)) {
         Some((index, v)) if v.is_nan() => Err(Error::NonFinite {
             op,
             arg,
@@ -86,7 +107,7 @@ pub(crate) fn probabilities<F: Float>(op: &'static str, arg: &'static str, array
             arg,
             index,
             value: v.as_f64(),
-            expected: "a probability in [0, 1]",
+            expected,
         }),
         None => Ok(()),
     }
@@ -96,11 +117,31 @@ pub(crate) fn probabilities<F: Float>(op: &'static str, arg: &'static str, array
 /// ones): a NaN is [`Error::NonFinite`], anything else outside is
 /// [`Error::InvalidTarget`] with the first offending index.
 pub(crate) fn probability_targets<F: Float>(op: &'static str, targets: &ArrayD<F>) -> Result<()> {
-    match probabilities(op, "targets", targets) {
+    as_target(
+        probabilities(op, "targets", targets),
+        format_args!("{op}: targets must be probabilities in [0, 1]"),
+    )
+}
+
+/// Every target must be a finite number ≥ 0: a NaN is [`Error::NonFinite`],
+/// anything else outside is [`Error::InvalidTarget`] with the first offending
+/// index, and `reason` says what the targets are.
+pub(crate) fn non_negative_targets<F: Float>(
+    op: &'static str,
+    targets: &ArrayD<F>,
+    reason: std::fmt::Arguments<'_>,
+) -> Result<()> {
+    as_target(non_negative(op, "targets", targets), reason)
+}
+
+/// An [`Error::InvalidInput`] about the targets as the [`Error::InvalidTarget`]
+/// it is, with `reason`.
+fn as_target(result: Result<()>, reason: std::fmt::Arguments<'_>) -> Result<()> {
+    match result {
         Err(Error::InvalidInput { index, value, .. }) => Err(Error::InvalidTarget {
             index,
             value,
-            reason: format!("{op}: targets must be probabilities in [0, 1]"),
+            reason: reason.to_string(),
         }),
         other => other,
     }
@@ -110,6 +151,12 @@ pub(crate) fn probability_targets<F: Float>(op: &'static str, targets: &ArrayD<F
 #[inline(always)]
 fn is_probability<F: Float>(v: F) -> bool {
     v >= F::zero() && v <= F::one()
+}
+
+/// `0 ≤ v < ∞`, false for NaN.
+#[inline(always)]
+fn is_non_negative<F: Float>(v: F) -> bool {
+    v >= F::zero() && v < F::infinity()
 }
 
 /// Passes a finite loss value through; for a non-finite one, finds its cause
