@@ -1,6 +1,6 @@
 //! The machinery shared by losses that are a reduction of per-element terms
 //! ℓ(pᵢ, tᵢ) over predictions and targets of identical shape (MSE, MAE, Huber,
-//! smooth L1, binary cross-entropy). A loss states its term, its derivative
+//! smooth L1, binary cross-entropy, KL divergence, Poisson NLL). A loss states its term, its derivative
 //! and its tape composition; this module validates, runs the fused kernels and
 //! reduces, the same way for all of them.
 
@@ -122,7 +122,8 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
     // slope is bounded where its term is finite (MSE 2d with d² finite; MAE,
     // Huber, smooth L1 and BCE on logits by 1, δ or 1 + pos_weight; BCE on
     // probabilities by 1e12; KL by the target p or e^t, a factor of its
-    // term), and a NaN anywhere makes the sum NaN.
+    // term; Poisson NLL on log-rates by e^x + t; on rates the term carries
+    // 0·slope), and a NaN anywhere makes the sum NaN.
     validate::finite_value_and_grad(L::NAME, sum * scale, predictions, targets, grad)
 }
 
@@ -147,10 +148,10 @@ pub(crate) fn value_and_grad<L: Pointwise, F: Float>(
         |p, t| loss.term_and_slope(p, t),
     );
     let grad = ArrayD::from_shape_vec(predictions.raw_dim(), grad)?;
-    Ok((
-        validate::finite_value(L::NAME, sum * scale, predictions, targets)?,
-        grad,
-    ))
+    // As in `value_and_grad_into`: a non-finite slope makes the sum NaN for
+    // a loss whose term carries 0·slope, and is then named.
+    let value = validate::finite_value_and_grad(L::NAME, sum * scale, predictions, targets, &grad)?;
+    Ok((value, grad))
 }
 
 /// Implements [`Loss`] for a [`Pointwise`] loss with the fused kernels.
