@@ -48,11 +48,11 @@ pub use ndarray;
 
 pub use error::{Error, Result};
 pub use float::Float;
-pub use losses::KlDivLoss;
 pub use losses::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError,
     MeanSquaredError, Reduction, SmoothL1Loss, TripletLoss,
 };
+pub use losses::{KlDivLoss, PoissonNllLoss};
 pub use tape::{Gradients, Tape, Var};
 
 /// The README's examples, compiled and run as doc tests.

@@ -72,6 +72,7 @@ mod embedding;
 mod focal;
 mod kl_div;
 pub(crate) mod pointwise;
+mod poisson_nll;
 mod regression;
 mod slices;
 mod triplet;
@@ -89,6 +90,7 @@ pub use contrastive::ContrastiveLoss;
 pub use cross_entropy::CrossEntropyLoss;
 pub use focal::FocalLoss;
 pub use kl_div::KlDivLoss;
+pub use poisson_nll::PoissonNllLoss;
 pub use regression::{HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss};
 pub use triplet::TripletLoss;
 
