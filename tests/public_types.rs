@@ -8,6 +8,7 @@ use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, FocalLoss, Gradients, HuberLoss,
     MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, Tape, TripletLoss,
 };
+use tapeloss::{KlDivLoss, PoissonNllLoss};
 
 fn value_type<T: std::fmt::Debug + Clone + Send + Sync + 'static>() {}
 fn sendable<T: Send>() {}
@@ -23,6 +24,8 @@ fn public_value_types_are_debug_clone_send_sync() {
     value_type::<FocalLoss>();
     value_type::<ContrastiveLoss>();
     value_type::<TripletLoss>();
+    value_type::<KlDivLoss>();
+    value_type::<PoissonNllLoss>();
     value_type::<Reduction>();
     value_type::<Error>();
     value_type::<Gradients<f32>>();
