@@ -67,6 +67,16 @@ proptest! {
     }
 
     #[test]
+    fn kl_divergence(f32_case in any::<bool>(), data in bytes()) {
+        exercise::run_loss(11, f32_case, &data);
+    }
+
+    #[test]
+    fn poisson_nll(f32_case in any::<bool>(), data in bytes()) {
+        exercise::run_loss(12, f32_case, &data);
+    }
+
+    #[test]
     fn tape_ops(f32_case in any::<bool>(), data in bytes()) {
         exercise::run_tape(f32_case, &data);
     }

@@ -20,6 +20,7 @@ use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HuberLoss, Loss,
     MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, Tape, TripletLoss, Var,
 };
+use tapeloss::{KlDivLoss, PoissonNllLoss};
 
 /// A cursor over the input bytes.
 pub struct Bytes<'a> {
@@ -171,8 +172,9 @@ impl Plan {
 }
 
 /// The number of loss kinds [`run_loss`] takes: 0–3 regression, 4–5 binary
-/// cross-entropy, 6 focal, 7–8 cross-entropy, 9 contrastive, 10 triplet.
-pub const LOSS_KINDS: usize = 11;
+/// cross-entropy, 6 focal, 7–8 cross-entropy, 9 contrastive, 10 triplet,
+/// 11 KL divergence, 12 Poisson NLL.
+pub const LOSS_KINDS: usize = 13;
 
 /// Runs one case: bytes in, panics on any broken promise. The first bytes
 /// choose the precision and between the losses and the tape.
@@ -230,6 +232,8 @@ enum AnyLoss {
     Ce(CrossEntropyLoss),
     Contrastive(ContrastiveLoss),
     Triplet(TripletLoss),
+    Kl(KlDivLoss),
+    Poisson(PoissonNllLoss),
 }
 
 impl AnyLoss {
@@ -244,6 +248,8 @@ impl AnyLoss {
             AnyLoss::Ce(l) => f(l),
             AnyLoss::Contrastive(l) => f(l),
             AnyLoss::Triplet(l) => f(l),
+            AnyLoss::Kl(l) => f(l),
+            AnyLoss::Poisson(l) => f(l),
         }
     }
 }
@@ -299,6 +305,8 @@ fn loss_case_in_order(b: &mut Bytes<'_>, which: usize) -> LossCase {
         6 => focal_case(b, plan, defect, reduction),
         7 | 8 => cross_entropy_case(b, plan, defect, reduction),
         9 => contrastive_case(b, plan, defect, reduction),
+        11 => kl_case(b, plan, defect, reduction),
+        12 => poisson_case(b, plan, defect, reduction),
         _ => triplet_case(b, plan, defect, reduction),
     }
 }
@@ -732,6 +740,131 @@ fn triplet_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction)
         loss: AnyLoss::Triplet(TripletLoss::new(margin).with_reduction(r)),
         predictions: x,
         targets,
+        expect: plan.expect(),
+        wrong_buffer,
+        column_major: false,
+        gradcheck: false,
+    }
+}
+
+/// KL divergence on probability or log-probability targets: any shape
+/// (0-d included), targets of the identical shape.
+fn kl_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
+    // Defects: 0 shapes, 1 empty, 2 NaN/inf prediction, 3 NaN target,
+    // 4 a target outside the domain (negative or infinite; ±inf log target).
+    let kind = defect.map(|d| d % 5);
+    let log_target = b.eighths(4);
+    let loss = if log_target {
+        KlDivLoss::with_log_target()
+    } else {
+        KlDivLoss::new()
+    };
+    let shape = b.shape();
+    let mut q = filled(&shape, || unbounded(b, plan));
+    // Log targets up to 8, so that e^t·(t − q) stays finite in f32.
+    let mut t = filled(&shape, || match (log_target, plan) {
+        (true, Plan::Wild) => b.wild(),
+        (true, _) => b.moderate().min(8.0),
+        (false, _) => bounded(b, plan),
+    });
+    match kind {
+        Some(0) => t = filled(&other_shape(b, &shape), || 0.5),
+        Some(1) => {
+            let empty = emptied(b, &shape);
+            (q, t) = (ArrayD::zeros(IxDyn(&empty)), ArrayD::zeros(IxDyn(&empty)));
+        }
+        Some(2) => {
+            let bad = b.pick(&NON_FINITE);
+            plant(b, &mut q, bad);
+        }
+        Some(3) => plant(b, &mut t, f64::NAN),
+        Some(_) => {
+            let bad = if log_target {
+                b.pick(&[f64::INFINITY, f64::NEG_INFINITY])
+            } else {
+                b.pick(&[-0.5, -1e-9, f64::INFINITY])
+            };
+            plant(b, &mut t, bad);
+        }
+        None => {}
+    }
+    let wrong_buffer = other_shape(b, q.shape());
+    LossCase {
+        loss: AnyLoss::Kl(loss.with_reduction(r)),
+        predictions: q,
+        targets: t,
+        expect: plan.expect(),
+        wrong_buffer,
+        column_major: false,
+        gradcheck: false,
+    }
+}
+
+/// Poisson NLL on log-rates or rates, with or without the Stirling term:
+/// any shape, counts of the identical shape.
+fn poisson_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
+    // Defects: 0 shapes, 1 empty, 2 NaN/inf prediction, 3 NaN target,
+    // 4 eps, 5 a negative count (or, on rates, a negative rate).
+    let kind = defect.map(|d| d % 6);
+    let log_input = b.eighths(4);
+    let mut loss = if log_input {
+        PoissonNllLoss::new()
+    } else {
+        PoissonNllLoss::with_rates()
+    };
+    if b.eighths(4) {
+        loss = loss.with_full();
+    }
+    if b.eighths(4) || kind == Some(4) {
+        loss = loss.with_eps(param(
+            b,
+            plan,
+            kind == Some(4),
+            &[1e-8, 1e-3, 0.5, 1.0],
+            &[0.0, -1e-8, f64::NAN, f64::INFINITY],
+        ));
+    }
+    let shape = b.shape();
+    // Log-rates up to 20, so that e^x stays finite in f32; rates and counts
+    // are moderate magnitudes.
+    let mut x = filled(&shape, || match (log_input, plan) {
+        (_, Plan::Wild) => b.wild(),
+        (true, _) => b.moderate().min(20.0),
+        (false, _) => b.moderate().abs(),
+    });
+    let mut t = filled(&shape, || {
+        if plan == Plan::Wild {
+            b.wild()
+        } else {
+            b.moderate().abs()
+        }
+    });
+    match kind {
+        Some(0) => t = filled(&other_shape(b, &shape), || 0.5),
+        Some(1) => {
+            let empty = emptied(b, &shape);
+            (x, t) = (ArrayD::zeros(IxDyn(&empty)), ArrayD::zeros(IxDyn(&empty)));
+        }
+        Some(2) => {
+            let bad = b.pick(&NON_FINITE);
+            plant(b, &mut x, bad);
+        }
+        Some(3) => plant(b, &mut t, f64::NAN),
+        Some(5) => {
+            let bad = b.pick(&[-1.0, -0.5, -1e-3, f64::INFINITY]);
+            if !log_input && b.eighths(4) {
+                plant(b, &mut x, bad);
+            } else {
+                plant(b, &mut t, bad);
+            }
+        }
+        _ => {}
+    }
+    let wrong_buffer = other_shape(b, x.shape());
+    LossCase {
+        loss: AnyLoss::Poisson(loss.with_reduction(r)),
+        predictions: x,
+        targets: t,
         expect: plan.expect(),
         wrong_buffer,
         column_major: false,
