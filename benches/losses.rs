@@ -14,6 +14,7 @@ use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanAbsoluteError,
     MeanSquaredError, SmoothL1Loss, TripletLoss,
 };
+use tapeloss::{KlDivLoss, PoissonNllLoss};
 
 /// Inputs for `n` prediction elements: predictions and targets.
 type Inputs = fn(usize, &mut Rng) -> (ArrayD<f32>, ArrayD<f32>);
@@ -31,6 +32,9 @@ fn losses() -> Vec<(&'static str, Box<dyn Loss<f32>>, Inputs)> {
         ("focal", Box::new(FocalLoss::new(2.0, Some(0.25), 1e-7)), one_hot),
         ("contrastive", Box::new(ContrastiveLoss::new(1.0)), pairs),
         ("triplet", Box::new(TripletLoss::new(1.0)), triplets),
+        // Log-probabilities and probability targets; log-rates and soft counts.
+        ("kl_div", Box::new(KlDivLoss::new()), logits),
+        ("poisson_nll", Box::new(PoissonNllLoss::new()), logits),
     ]
 }
 
