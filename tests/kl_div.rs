@@ -4,18 +4,16 @@
 
 mod common;
 
-use common::{
-    GradAtol, Rng, assert_close, assert_close_scalar, assert_f32_agrees, assert_gradients_agree,
-    assert_matches_fixture, assert_shards_add_up, fixtures, reduction,
-};
+use common::{Family, GradAtol, Rng, assert_close, assert_close_scalar, assert_matches_fixture, fixtures, reduction};
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn, array};
 use tapeloss::{Error, KlDivLoss, Loss, Reduction};
 
-fn variants(r: Reduction) -> Vec<(&'static str, KlDivLoss)> {
+/// Both forms, with a name.
+fn variants(r: Reduction) -> Vec<(String, KlDivLoss)> {
     vec![
-        ("probabilities", KlDivLoss::new().with_reduction(r)),
-        ("log targets", KlDivLoss::with_log_target().with_reduction(r)),
+        ("probabilities".into(), KlDivLoss::new().with_reduction(r)),
+        ("log targets".into(), KlDivLoss::with_log_target().with_reduction(r)),
     ]
 }
 
@@ -54,37 +52,21 @@ fn matches_pytorch() {
     }
 }
 
+const FAMILY: Family<KlDivLoss> = Family { variants, inputs };
+
 #[test]
 fn gradients_agree() {
-    let mut rng = Rng::new(51);
-    for shape in [&[7][..], &[3, 4], &[2, 3, 2]] {
-        for r in [Reduction::Mean, Reduction::Sum] {
-            for (name, loss) in variants(r) {
-                let (q, t) = inputs(&mut rng, &loss, shape);
-                assert_gradients_agree(&loss, &q, &t, &format!("{name} {shape:?} {r:?}"));
-            }
-        }
-    }
+    FAMILY.gradients_agree(51);
 }
 
 #[test]
 fn f32_agrees_with_f64() {
-    let mut rng = Rng::new(52);
-    for r in [Reduction::Mean, Reduction::Sum] {
-        for (name, loss) in variants(r) {
-            let (q, t) = inputs(&mut rng, &loss, &[5, 8]);
-            assert_f32_agrees(&loss, &q, &t, name);
-        }
-    }
+    FAMILY.f32_agrees(52);
 }
 
 #[test]
 fn shards_add_up_to_the_batch() {
-    let mut rng = Rng::new(53);
-    for (name, loss) in variants(Reduction::Sum) {
-        let (q, t) = inputs(&mut rng, &loss, &[10, 3]);
-        assert_shards_add_up(&loss, &q, &t, &[1, 4, 8], name);
-    }
+    FAMILY.shards_add_up(53);
 }
 
 /// `Mean` divides by the batch size `shape[0]`, not by the number of

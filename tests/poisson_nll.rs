@@ -4,10 +4,7 @@
 
 mod common;
 
-use common::{
-    GradAtol, Rng, assert_close_scalar, assert_f32_agrees, assert_gradients_agree, assert_matches_fixture,
-    assert_shards_add_up, fixtures, opt_f64, reduction,
-};
+use common::{Family, GradAtol, Rng, assert_close_scalar, assert_matches_fixture, fixtures, opt_f64, reduction};
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn, array};
 use tapeloss::{Error, Loss, PoissonNllLoss, Reduction};
@@ -75,37 +72,21 @@ fn matches_pytorch() {
     }
 }
 
+const FAMILY: Family<PoissonNllLoss> = Family { variants, inputs };
+
 #[test]
 fn gradients_agree() {
-    let mut rng = Rng::new(61);
-    for shape in [&[7][..], &[3, 4], &[2, 3, 2]] {
-        for r in [Reduction::Mean, Reduction::Sum] {
-            for (name, loss) in variants(r) {
-                let (x, t) = inputs(&mut rng, &loss, shape);
-                assert_gradients_agree(&loss, &x, &t, &format!("{name} {shape:?} {r:?}"));
-            }
-        }
-    }
+    FAMILY.gradients_agree(61);
 }
 
 #[test]
 fn f32_agrees_with_f64() {
-    let mut rng = Rng::new(62);
-    for r in [Reduction::Mean, Reduction::Sum] {
-        for (name, loss) in variants(r) {
-            let (x, t) = inputs(&mut rng, &loss, &[5, 8]);
-            assert_f32_agrees(&loss, &x, &t, &name);
-        }
-    }
+    FAMILY.f32_agrees(62);
 }
 
 #[test]
 fn shards_add_up_to_the_batch() {
-    let mut rng = Rng::new(63);
-    for (name, loss) in variants(Reduction::Sum) {
-        let (x, t) = inputs(&mut rng, &loss, &[10, 3]);
-        assert_shards_add_up(&loss, &x, &t, &[1, 4, 8], &name);
-    }
+    FAMILY.shards_add_up(63);
 }
 
 /// The Stirling term by hand: only counts above 1 get one, it is the same
