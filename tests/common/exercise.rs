@@ -747,6 +747,25 @@ fn triplet_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction)
     }
 }
 
+/// Plants defect `kind` (0 shapes, 1 empty, 2 a NaN or infinite prediction,
+/// 3 a NaN target; anything else nothing) in predictions `p` and targets `t`
+/// of identical `shape`.
+fn same_shape_defect(b: &mut Bytes<'_>, kind: Option<u8>, shape: &[usize], p: &mut ArrayD<f64>, t: &mut ArrayD<f64>) {
+    match kind {
+        Some(0) => *t = filled(&other_shape(b, shape), || 0.5),
+        Some(1) => {
+            let empty = emptied(b, shape);
+            (*p, *t) = (ArrayD::zeros(IxDyn(&empty)), ArrayD::zeros(IxDyn(&empty)));
+        }
+        Some(2) => {
+            let bad = b.pick(&NON_FINITE);
+            plant(b, p, bad);
+        }
+        Some(3) => plant(b, t, f64::NAN),
+        _ => {}
+    }
+}
+
 /// KL divergence on probability or log-probability targets: any shape
 /// (0-d included), targets of the identical shape.
 fn kl_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
@@ -768,16 +787,7 @@ fn kl_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> L
         (false, _) => bounded(b, plan),
     });
     match kind {
-        Some(0) => t = filled(&other_shape(b, &shape), || 0.5),
-        Some(1) => {
-            let empty = emptied(b, &shape);
-            (q, t) = (ArrayD::zeros(IxDyn(&empty)), ArrayD::zeros(IxDyn(&empty)));
-        }
-        Some(2) => {
-            let bad = b.pick(&NON_FINITE);
-            plant(b, &mut q, bad);
-        }
-        Some(3) => plant(b, &mut t, f64::NAN),
+        Some(0..=3) => same_shape_defect(b, kind, &shape, &mut q, &mut t),
         Some(_) => {
             let bad = if log_target {
                 b.pick(&[f64::INFINITY, f64::NEG_INFINITY])
@@ -840,16 +850,7 @@ fn poisson_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction)
         }
     });
     match kind {
-        Some(0) => t = filled(&other_shape(b, &shape), || 0.5),
-        Some(1) => {
-            let empty = emptied(b, &shape);
-            (x, t) = (ArrayD::zeros(IxDyn(&empty)), ArrayD::zeros(IxDyn(&empty)));
-        }
-        Some(2) => {
-            let bad = b.pick(&NON_FINITE);
-            plant(b, &mut x, bad);
-        }
-        Some(3) => plant(b, &mut t, f64::NAN),
+        Some(0..=3) => same_shape_defect(b, kind, &shape, &mut x, &mut t),
         Some(5) => {
             let bad = b.pick(&[-1.0, -0.5, -1e-3, f64::INFINITY]);
             if !log_input && b.eighths(4) {
