@@ -264,12 +264,15 @@ pub fn finite_difference_grad(f: impl Fn(&ArrayD<f64>) -> f64, x: &ArrayD<f64>, 
     grad
 }
 
+/// Predictions and targets.
+pub type Pair = (ArrayD<f64>, ArrayD<f64>);
+
 /// A loss's options and its seeded inputs, for the checks every elementwise
 /// loss takes: `variants` lists the options (with a name) under a reduction,
 /// `inputs` draws valid predictions and targets for one of them.
 pub struct Family<L> {
     pub variants: fn(tapeloss::Reduction) -> Vec<(String, L)>,
-    pub inputs: fn(&mut Rng, &L, &[usize]) -> (ArrayD<f64>, ArrayD<f64>),
+    pub inputs: fn(&mut Rng, &L, &[usize]) -> Pair,
 }
 
 impl<L: Loss<f32> + Loss<f64>> Family<L> {
