@@ -1,8 +1,8 @@
 //! The machinery shared by losses that are a reduction of per-element terms
 //! ℓ(pᵢ, tᵢ) over predictions and targets of identical shape (MSE, MAE, Huber,
-//! smooth L1, binary cross-entropy, KL divergence, Poisson NLL). A loss states its term, its derivative
-//! and its tape composition; this module validates, runs the fused kernels and
-//! reduces, the same way for all of them.
+//! smooth L1, binary cross-entropy, KL divergence, Poisson NLL). A loss states
+//! its term, its derivative and its tape composition; this module validates,
+//! runs the fused kernels and reduces, the same way for all of them.
 
 use ndarray::ArrayD;
 
