@@ -14,6 +14,7 @@ use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HingeEmbeddingLoss, HuberLoss, Loss,
     MeanAbsoluteError, MeanSquaredError, SmoothL1Loss, SoftMarginLoss, TripletLoss,
 };
+use tapeloss::{KlDivLoss, PoissonNllLoss};
 
 /// Inputs for `n` prediction elements: predictions and targets.
 type Inputs = fn(usize, &mut Rng) -> (ArrayD<f32>, ArrayD<f32>);
@@ -33,6 +34,9 @@ fn losses() -> Vec<(&'static str, Box<dyn Loss<f32>>, Inputs)> {
         ("triplet", Box::new(TripletLoss::new(1.0)), triplets),
         ("soft_margin", Box::new(SoftMarginLoss::new()), signed_labels),
         ("hinge_embedding", Box::new(HingeEmbeddingLoss::new(1.0)), signed_labels),
+        // Log-probabilities and probability targets; log-rates and soft counts.
+        ("kl_div", Box::new(KlDivLoss::new()), logits),
+        ("poisson_nll", Box::new(PoissonNllLoss::new()), logits),
     ]
 }
 

@@ -43,6 +43,7 @@ use tapeloss::losses::{
     MeanAbsoluteError, MeanSquaredError, SmoothL1Loss, SoftMarginLoss, TripletLoss, value_and_grad_on_tape,
 };
 use tapeloss::ndarray::{ArrayD, IxDyn};
+use tapeloss::{KlDivLoss, PoissonNllLoss};
 
 /// A seeded xorshift generator: the same inputs on every run.
 struct Rng(u64);
@@ -174,6 +175,20 @@ fn cases(small: bool) -> Vec<Case> {
         (0.0, 1.0),
         &mut rng,
     )));
+    out.push(pointwise(
+        "KL divergence",
+        Box::new(KlDivLoss::new()),
+        (-8.0, 0.0),
+        (0.0, 1.0),
+        &mut rng,
+    ));
+    out.push(pointwise(
+        "Poisson NLL",
+        Box::new(PoissonNllLoss::new()),
+        (-4.0, 4.0),
+        (0.0, 8.0),
+        &mut rng,
+    ));
     out.push(Case {
         name: "focal γ=2 α=.25",
         size: size_of(&focal),

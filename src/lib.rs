@@ -52,6 +52,7 @@ pub use losses::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HingeEmbeddingLoss, HuberLoss, Loss,
     MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, SoftMarginLoss, TripletLoss,
 };
+pub use losses::{KlDivLoss, PoissonNllLoss};
 pub use tape::{Gradients, Tape, Var};
 
 /// The README's examples, compiled and run as doc tests.

@@ -12,6 +12,7 @@ use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HingeEmbeddingLoss, HuberLoss,
     Loss, MeanAbsoluteError, MeanSquaredError, Reduction, Result, SmoothL1Loss, SoftMarginLoss, Tape, TripletLoss, Var,
 };
+use tapeloss::{KlDivLoss, PoissonNllLoss};
 
 /// Panics unless `result` is an error whose message contains every `part`;
 /// returns the error for a `matches!` on its variant.
@@ -444,7 +445,7 @@ fn valid_signed_pair(shape: &[usize]) -> (ArrayD<f64>, ArrayD<f64>) {
 /// Every loss on (predictions, targets) of identical shape, with a name and
 /// its valid inputs.
 fn elementwise_losses() -> Vec<(&'static str, Box<dyn AnyLoss>, Pair)> {
-    let labelled: [(&'static str, Box<dyn AnyLoss>); 7] = [
+    let labelled: [(&'static str, Box<dyn AnyLoss>); 11] = [
         ("MeanSquaredError", Box::new(MeanSquaredError::new())),
         ("MeanAbsoluteError", Box::new(MeanAbsoluteError::new())),
         ("HuberLoss", Box::new(HuberLoss::new(1.0))),
@@ -455,6 +456,10 @@ fn elementwise_losses() -> Vec<(&'static str, Box<dyn AnyLoss>, Pair)> {
             Box::new(BinaryCrossEntropyLoss::with_logits()),
         ),
         ("FocalLoss", Box::new(FocalLoss::new(2.0, Some(0.25), 1e-7))),
+        ("KlDivLoss", Box::new(KlDivLoss::new())),
+        ("KlDivLoss", Box::new(KlDivLoss::with_log_target())),
+        ("PoissonNllLoss", Box::new(PoissonNllLoss::new())),
+        ("PoissonNllLoss", Box::new(PoissonNllLoss::with_rates().with_full())),
     ];
     let signed: [(&'static str, Box<dyn AnyLoss>); 2] = [
         ("SoftMarginLoss", Box::new(SoftMarginLoss::new())),
@@ -614,6 +619,9 @@ fn infinity_in_the_inputs_is_reported_where_it_makes_the_loss_infinite() {
             "BinaryCrossEntropyLoss",
             Box::new(BinaryCrossEntropyLoss::with_logits()),
         ),
+        ("KlDivLoss", Box::new(KlDivLoss::new())),
+        ("KlDivLoss", Box::new(KlDivLoss::with_log_target())),
+        ("PoissonNllLoss", Box::new(PoissonNllLoss::new().with_full())),
     ];
     for (name, loss) in losses {
         let (mut p, t) = valid_pair(&[4]);
@@ -809,6 +817,138 @@ fn bce_negative_pos_weight() {
 }
 
 // ---------------------------------------------------------------------------
+// KL divergence and Poisson NLL
+// ---------------------------------------------------------------------------
+
+#[test]
+fn kl_targets_negative_or_infinite() {
+    // PyTorch returns NaN for a negative probability target. (Values exact
+    // in f32, so that both precisions show the same number.)
+    for bad in [-0.5, -(2f64.powi(-40)), f64::INFINITY, f64::NEG_INFINITY] {
+        let (q, mut p) = valid_pair(&[2, 2]);
+        p[[1, 0]] = bad;
+        let shown = format!("{bad}");
+        assert_fails!(
+            "KlDivLoss targets",
+            KlDivLoss::new(),
+            q,
+            p,
+            Error::InvalidTarget { .. },
+            ["KlDivLoss", "targets", &shown, "[1, 0]", "≥ 0"]
+        );
+    }
+}
+
+#[test]
+fn kl_non_finite_log_probabilities() {
+    // An infinite prediction, even where the target is 0 (PyTorch: NaN), and
+    // an infinite log target (PyTorch: NaN for ln 0 = −∞).
+    let (mut q, p) = valid_pair(&[2, 2]);
+    q[[0, 0]] = f64::NEG_INFINITY; // p = 0 there
+    assert_eq!(p[[0, 0]], 0.0);
+    for loss in [KlDivLoss::new(), KlDivLoss::with_log_target()] {
+        assert_fails!(
+            "KlDivLoss -inf prediction",
+            loss,
+            q,
+            p,
+            Error::NonFinite { arg: "predictions", .. },
+            ["KlDivLoss", "`predictions`", "-inf", "[0, 0]"]
+        );
+    }
+    for bad in [f64::NEG_INFINITY, f64::INFINITY] {
+        let (q, mut t) = valid_pair(&[2, 2]);
+        t[[1, 1]] = bad;
+        let shown = format!("{bad}");
+        assert_fails!(
+            "KlDivLoss log target",
+            KlDivLoss::with_log_target(),
+            q,
+            t,
+            Error::NonFinite { arg: "targets", .. },
+            ["KlDivLoss", "`targets`", &shown, "[1, 1]"]
+        );
+    }
+}
+
+#[test]
+fn poisson_counts_negative_or_infinite() {
+    for loss in [PoissonNllLoss::new(), PoissonNllLoss::with_rates().with_full()] {
+        for bad in [-1.0, -(2f64.powi(-40)), f64::INFINITY] {
+            let (x, mut t) = valid_pair(&[3]);
+            t[[2]] = bad;
+            let shown = format!("{bad}");
+            assert_fails!(
+                "PoissonNllLoss targets",
+                loss,
+                x,
+                t,
+                Error::InvalidTarget { .. },
+                ["PoissonNllLoss", "targets", &shown, "[2]", "≥ 0"]
+            );
+        }
+    }
+}
+
+#[test]
+fn poisson_rates_negative_or_infinite() {
+    // PyTorch: NaN below −eps, a finite number in (−eps, 0) (2⁻³⁰ < 1e-8).
+    for bad in [-1.0, -(2f64.powi(-30)), f64::INFINITY, f64::NEG_INFINITY] {
+        let (mut x, t) = valid_pair(&[2, 2]);
+        x[[0, 1]] = bad;
+        let shown = format!("{bad}");
+        assert_fails!(
+            "PoissonNllLoss rates",
+            PoissonNllLoss::with_rates(),
+            x,
+            t,
+            Error::InvalidInput { arg: "predictions", .. },
+            ["PoissonNllLoss", "`predictions`", &shown, "[0, 1]", "≥ 0"]
+        );
+    }
+}
+
+#[test]
+fn poisson_eps_not_positive() {
+    let (x, t) = valid_pair(&[4]);
+    for eps in [0.0, -1e-8] {
+        let shown = format!("{eps}");
+        for loss in [PoissonNllLoss::with_rates(), PoissonNllLoss::new()] {
+            assert_fails!(
+                "eps",
+                loss.with_eps(eps),
+                x,
+                t,
+                Error::InvalidParameter { .. },
+                ["`eps`", &shown, "> 0"]
+            );
+        }
+    }
+}
+
+#[test]
+fn poisson_log_rate_whose_exp_overflows() {
+    // Every input is finite; e^800 is not.
+    let x = tensor(&[2], &[0.5, 800.0]);
+    let t = tensor(&[2], &[1.0, 1.0]);
+    let loss = PoissonNllLoss::new();
+    for (method, result) in every_method::<f64, _>(&loss, &x, &t) {
+        let err = result.expect_err(method);
+        assert!(
+            matches!(
+                &err,
+                Error::NonFinite {
+                    arg: "loss value" | "gradient",
+                    ..
+                }
+            ),
+            "{method}: {err:?}"
+        );
+        assert!(err.to_string().contains("inf"), "{method}: {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Focal
 // ---------------------------------------------------------------------------
 
@@ -953,6 +1093,7 @@ fn non_finite_hyperparameters() {
             ("gamma", Box::new(FocalLoss::new(bad, None, 1e-7))),
             ("alpha", Box::new(FocalLoss::new(2.0, Some(bad), 1e-7))),
             ("epsilon", Box::new(FocalLoss::new(2.0, None, bad))),
+            ("eps", Box::new(PoissonNllLoss::with_rates().with_eps(bad))),
         ];
         for (name, loss) in cases {
             let quoted = format!("`{name}`");

@@ -72,6 +72,16 @@ proptest! {
     }
 
     #[test]
+    fn kl_divergence(f32_case in any::<bool>(), data in bytes()) {
+        exercise::run_loss(13, f32_case, &data);
+    }
+
+    #[test]
+    fn poisson_nll(f32_case in any::<bool>(), data in bytes()) {
+        exercise::run_loss(14, f32_case, &data);
+    }
+
+    #[test]
     fn tape_ops(f32_case in any::<bool>(), data in bytes()) {
         exercise::run_tape(f32_case, &data);
     }

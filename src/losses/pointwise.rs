@@ -1,8 +1,8 @@
 //! The machinery shared by losses that are a reduction of per-element terms
 //! ℓ(pᵢ, tᵢ) over predictions and targets of identical shape (MSE, MAE, Huber,
-//! smooth L1, binary cross-entropy). A loss states its term, its derivative
-//! and its tape composition; this module validates, runs the fused kernels and
-//! reduces, the same way for all of them.
+//! smooth L1, binary cross-entropy, KL divergence, Poisson NLL). A loss states
+//! its term, its derivative and its tape composition; this module validates,
+//! runs the fused kernels and reduces, the same way for all of them.
 
 use ndarray::ArrayD;
 
@@ -28,6 +28,13 @@ pub(crate) trait Pointwise: Sync {
     /// How the terms are combined.
     fn reduction(&self) -> Reduction;
 
+    /// How many units [`Reduction::Mean`] averages over for inputs of
+    /// `shape` (never empty): the number of elements, unless the loss
+    /// averages over samples.
+    fn mean_count(&self, shape: &[usize]) -> usize {
+        shape.iter().product()
+    }
+
     /// Checks the hyperparameters.
     fn check_parameters(&self) -> Result<()> {
         Ok(())
@@ -49,12 +56,14 @@ pub(crate) trait Pointwise: Sync {
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>>;
 }
 
-/// Everything that must hold before a pointwise loss computes.
-fn check<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<()> {
+/// Everything that must hold before a pointwise loss computes; returns the
+/// reduction's scale for the sum of the terms.
+fn check<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
     loss.check_parameters()?;
     validate::same_shape(L::NAME, predictions.shape(), targets.shape())?;
     validate::non_empty(L::NAME, "predictions", predictions.shape())?;
-    loss.check_domain(predictions, targets)
+    loss.check_domain(predictions, targets)?;
+    Ok(loss.reduction().scale(loss.mean_count(predictions.shape())))
 }
 
 pub(crate) fn record<'t, L: Pointwise, F: Float>(
@@ -63,14 +72,21 @@ pub(crate) fn record<'t, L: Pointwise, F: Float>(
     predictions: Var<'t, F>,
     targets: &ArrayD<F>,
 ) -> Result<Var<'t, F>> {
-    predictions.with_value(|p| check(loss, p, targets))?;
+    let (scale, per_element) = predictions.with_value(|p| {
+        let scale = check(loss, p, targets)?;
+        Ok::<_, crate::Error>((scale, loss.mean_count(p.shape()) == p.len()))
+    })?;
     let terms = loss.record_terms(predictions, tape.leaf_from(targets, false))?;
-    let out = loss.reduction().record(terms)?;
+    let out = match loss.reduction() {
+        // A mean over samples: the scale inside the sum, as focal's.
+        Reduction::Mean if !per_element => terms.mul_scalar(scale)?.sum()?,
+        reduction => reduction.record(terms)?,
+    };
     predictions.with_value(|p| validate::finite_record(L::NAME, out, p, targets))
 }
 
 pub(crate) fn forward<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
-    check(loss, predictions, targets)?;
+    let scale = check(loss, predictions, targets)?;
     let (p, t) = (elements(predictions), elements(targets));
     let value = sum_terms_with(
         L::PLAN,
@@ -78,7 +94,7 @@ pub(crate) fn forward<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>,
         &t,
         #[inline(always)]
         |p, t| loss.term(p, t),
-    ) * loss.reduction().scale::<F>(p.len());
+    ) * scale;
     validate::finite_value(L::NAME, value, predictions, targets)
 }
 
@@ -88,10 +104,9 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
     targets: &ArrayD<F>,
     grad: &mut ArrayD<F>,
 ) -> Result<F> {
-    check(loss, predictions, targets)?;
+    let scale = check(loss, predictions, targets)?;
     validate::grad_buffer(predictions, grad)?;
     let (p, t) = (elements(predictions), elements(targets));
-    let scale = loss.reduction().scale::<F>(p.len());
     let sum = write_elements(grad, |g| {
         sum_terms_and_grad_with(
             L::PLAN,
@@ -106,7 +121,9 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
     // A finite sum implies a finite gradient for every pointwise loss: each
     // slope is bounded where its term is finite (MSE 2d with d² finite; MAE,
     // Huber, smooth L1 and BCE on logits by 1, δ or 1 + pos_weight; BCE on
-    // probabilities by 1e12), and a NaN anywhere makes the sum NaN.
+    // probabilities by 1e12; KL by the target p or e^t, a factor of its
+    // term; Poisson NLL on log-rates by e^x + t; on rates the term carries
+    // 0·slope), and a NaN anywhere makes the sum NaN.
     validate::finite_value_and_grad(L::NAME, sum * scale, predictions, targets, grad)
 }
 
@@ -120,9 +137,8 @@ pub(crate) fn value_and_grad<L: Pointwise, F: Float>(
         let value = value_and_grad_into(loss, predictions, targets, &mut grad)?;
         return Ok((value, grad));
     }
-    check(loss, predictions, targets)?;
+    let scale = check(loss, predictions, targets)?;
     let (p, t) = (elements(predictions), elements(targets));
-    let scale = loss.reduction().scale::<F>(p.len());
     let (sum, grad) = sum_terms_and_new_grad(
         L::PLAN,
         &p,
@@ -132,10 +148,10 @@ pub(crate) fn value_and_grad<L: Pointwise, F: Float>(
         |p, t| loss.term_and_slope(p, t),
     );
     let grad = ArrayD::from_shape_vec(predictions.raw_dim(), grad)?;
-    Ok((
-        validate::finite_value(L::NAME, sum * scale, predictions, targets)?,
-        grad,
-    ))
+    // As in `value_and_grad_into`: a non-finite slope makes the sum NaN for
+    // a loss whose term carries 0·slope, and is then named.
+    let value = validate::finite_value_and_grad(L::NAME, sum * scale, predictions, targets, &grad)?;
+    Ok((value, grad))
 }
 
 /// Implements [`Loss`] for a [`Pointwise`] loss with the fused kernels.

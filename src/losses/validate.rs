@@ -78,33 +78,52 @@ pub(crate) fn probabilities<F: Float>(op: &'static str, arg: &'static str, array
     })
 }
 
+/// Every element of `array` must be a finite number ≥ 0 (a rate, a count, an
+/// unnormalised probability): a NaN is [`Error::NonFinite`], anything else
+/// outside (negative or infinite) is [`Error::InvalidInput`] naming `arg` and
+/// the first offending index.
+pub(crate) fn non_negative<F: Float>(op: &'static str, arg: &'static str, array: &ArrayD<F>) -> Result<()> {
+    all_hold(op, arg, array, is_non_negative, |index, value| Error::InvalidInput {
+        op,
+        arg,
+        index,
+        value,
+        expected: "a finite number ≥ 0",
+    })
+}
+
 /// Every target must be a probability in `[0, 1]` (hard 0/1 labels or soft
 /// ones): a NaN is [`Error::NonFinite`], anything else outside is
 /// [`Error::InvalidTarget`] with the first offending index.
 pub(crate) fn probability_targets<F: Float>(op: &'static str, targets: &ArrayD<F>) -> Result<()> {
-    all_hold(op, "targets", targets, is_probability, |index, value| {
-        Error::InvalidTarget {
-            index,
-            value,
-            reason: format!("{op}: targets must be probabilities in [0, 1]"),
-        }
-    })
+    targets_where(
+        op,
+        targets,
+        is_probability,
+        format_args!("{op}: targets must be probabilities in [0, 1]"),
+    )
+}
+
+/// Every target must be a finite number ≥ 0: a NaN is [`Error::NonFinite`],
+/// anything else outside is [`Error::InvalidTarget`] with the first offending
+/// index, and `reason` says what the targets are.
+pub(crate) fn non_negative_targets<F: Float>(
+    op: &'static str,
+    targets: &ArrayD<F>,
+    reason: std::fmt::Arguments<'_>,
+) -> Result<()> {
+    targets_where(op, targets, is_non_negative, reason)
 }
 
 /// Every target must be a label −1 or 1 (the margin losses'): a NaN is
 /// [`Error::NonFinite`], anything else is [`Error::InvalidTarget`] with the
 /// first offending index.
 pub(crate) fn sign_targets<F: Float>(op: &'static str, targets: &ArrayD<F>) -> Result<()> {
-    all_hold(
+    targets_where(
         op,
-        "targets",
         targets,
         |v| v == F::one() || v == -F::one(),
-        |index, value| Error::InvalidTarget {
-            index,
-            value,
-            reason: format!("{op}: targets must be labels −1 or 1"),
-        },
+        format_args!("{op}: targets must be labels −1 or 1"),
     )
 }
 
@@ -118,6 +137,21 @@ pub(crate) fn finite_elements<F: Float>(op: &'static str, arg: &'static str, arr
         arg,
         index,
         value,
+    })
+}
+
+/// [`all_hold`] for the targets: an element for which `ok` fails is
+/// [`Error::InvalidTarget`] with `reason` (a NaN is still `NonFinite`).
+fn targets_where<F: Float>(
+    op: &'static str,
+    targets: &ArrayD<F>,
+    ok: impl Fn(F) -> bool + Sync + Copy,
+    reason: std::fmt::Arguments<'_>,
+) -> Result<()> {
+    all_hold(op, "targets", targets, ok, |index, value| Error::InvalidTarget {
+        index,
+        value,
+        reason: reason.to_string(),
     })
 }
 
@@ -152,6 +186,12 @@ fn all_hold<F: Float>(
 #[inline(always)]
 fn is_probability<F: Float>(v: F) -> bool {
     v >= F::zero() && v <= F::one()
+}
+
+/// `0 ≤ v < ∞`, false for NaN.
+#[inline(always)]
+fn is_non_negative<F: Float>(v: F) -> bool {
+    v >= F::zero() && v < F::infinity()
 }
 
 /// Passes a finite loss value through; for a non-finite one, finds its cause

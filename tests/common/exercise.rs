@@ -20,6 +20,7 @@ use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HingeEmbeddingLoss, HuberLoss,
     Loss, MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, SoftMarginLoss, Tape, TripletLoss, Var,
 };
+use tapeloss::{KlDivLoss, PoissonNllLoss};
 
 /// A cursor over the input bytes.
 pub struct Bytes<'a> {
@@ -172,15 +173,15 @@ impl Plan {
 
 /// The number of loss kinds [`run_loss`] takes: 0–3 regression, 4–5 binary
 /// cross-entropy, 6 focal, 7–8 cross-entropy, 9 contrastive, 10 triplet,
-/// 11 soft margin, 12 hinge embedding.
-pub const LOSS_KINDS: usize = 13;
+/// 11 soft margin, 12 hinge embedding, 13 KL divergence, 14 Poisson NLL.
+pub const LOSS_KINDS: usize = 15;
 
 /// Runs one case: bytes in, panics on any broken promise. The first bytes
 /// choose the precision and between the losses and the tape.
 pub fn run(data: &[u8]) {
     let mut b = Bytes::new(data);
     let f32_case = b.eighths(3);
-    let what = b.below(18);
+    let what = b.below(20);
     if what < LOSS_KINDS {
         run_loss_on(&mut b, what, f32_case);
     } else {
@@ -233,6 +234,8 @@ enum AnyLoss {
     Triplet(TripletLoss),
     SoftMargin(SoftMarginLoss),
     HingeEmbedding(HingeEmbeddingLoss),
+    Kl(KlDivLoss),
+    Poisson(PoissonNllLoss),
 }
 
 impl AnyLoss {
@@ -249,6 +252,8 @@ impl AnyLoss {
             AnyLoss::Triplet(l) => f(l),
             AnyLoss::SoftMargin(l) => f(l),
             AnyLoss::HingeEmbedding(l) => f(l),
+            AnyLoss::Kl(l) => f(l),
+            AnyLoss::Poisson(l) => f(l),
         }
     }
 }
@@ -305,7 +310,9 @@ fn loss_case_in_order(b: &mut Bytes<'_>, which: usize) -> LossCase {
         7 | 8 => cross_entropy_case(b, plan, defect, reduction),
         9 => contrastive_case(b, plan, defect, reduction),
         10 => triplet_case(b, plan, defect, reduction),
-        _ => margin_case(b, which == 11, plan, defect, reduction),
+        11 | 12 => margin_case(b, which == 11, plan, defect, reduction),
+        13 => kl_case(b, plan, defect, reduction),
+        _ => poisson_case(b, plan, defect, reduction),
     }
 }
 
@@ -795,6 +802,132 @@ fn triplet_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction)
         loss: AnyLoss::Triplet(TripletLoss::new(margin).with_reduction(r)),
         predictions: x,
         targets,
+        expect: plan.expect(),
+        wrong_buffer,
+        column_major: false,
+        gradcheck: false,
+    }
+}
+
+/// Plants defect `kind` (0 shapes, 1 empty, 2 a NaN or infinite prediction,
+/// 3 a NaN target; anything else nothing) in predictions `p` and targets `t`
+/// of identical `shape`.
+fn same_shape_defect(b: &mut Bytes<'_>, kind: Option<u8>, shape: &[usize], p: &mut ArrayD<f64>, t: &mut ArrayD<f64>) {
+    match kind {
+        Some(0) => *t = filled(&other_shape(b, shape), || 0.5),
+        Some(1) => {
+            let empty = emptied(b, shape);
+            (*p, *t) = (ArrayD::zeros(IxDyn(&empty)), ArrayD::zeros(IxDyn(&empty)));
+        }
+        Some(2) => {
+            let bad = b.pick(&NON_FINITE);
+            plant(b, p, bad);
+        }
+        Some(3) => plant(b, t, f64::NAN),
+        _ => {}
+    }
+}
+
+/// KL divergence on probability or log-probability targets: any shape
+/// (0-d included), targets of the identical shape.
+fn kl_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
+    // Defects: 0 shapes, 1 empty, 2 NaN/inf prediction, 3 NaN target,
+    // 4 a target outside the domain (negative or infinite; ±inf log target).
+    let kind = defect.map(|d| d % 5);
+    let log_target = b.eighths(4);
+    let loss = if log_target {
+        KlDivLoss::with_log_target()
+    } else {
+        KlDivLoss::new()
+    };
+    let shape = b.shape();
+    let mut q = filled(&shape, || unbounded(b, plan));
+    // Log targets up to 8, so that e^t·(t − q) stays finite in f32.
+    let mut t = filled(&shape, || match (log_target, plan) {
+        (true, Plan::Wild) => b.wild(),
+        (true, _) => b.moderate().min(8.0),
+        (false, _) => bounded(b, plan),
+    });
+    match kind {
+        Some(0..=3) => same_shape_defect(b, kind, &shape, &mut q, &mut t),
+        Some(_) => {
+            let bad = if log_target {
+                b.pick(&[f64::INFINITY, f64::NEG_INFINITY])
+            } else {
+                b.pick(&[-0.5, -1e-9, f64::INFINITY])
+            };
+            plant(b, &mut t, bad);
+        }
+        None => {}
+    }
+    let wrong_buffer = other_shape(b, q.shape());
+    LossCase {
+        loss: AnyLoss::Kl(loss.with_reduction(r)),
+        predictions: q,
+        targets: t,
+        expect: plan.expect(),
+        wrong_buffer,
+        column_major: false,
+        gradcheck: false,
+    }
+}
+
+/// Poisson NLL on log-rates or rates, with or without the Stirling term:
+/// any shape, counts of the identical shape.
+fn poisson_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
+    // Defects: 0 shapes, 1 empty, 2 NaN/inf prediction, 3 NaN target,
+    // 4 eps, 5 a negative count (or, on rates, a negative rate).
+    let kind = defect.map(|d| d % 6);
+    let log_input = b.eighths(4);
+    let mut loss = if log_input {
+        PoissonNllLoss::new()
+    } else {
+        PoissonNllLoss::with_rates()
+    };
+    if b.eighths(4) {
+        loss = loss.with_full();
+    }
+    if b.eighths(4) || kind == Some(4) {
+        loss = loss.with_eps(param(
+            b,
+            plan,
+            kind == Some(4),
+            &[1e-8, 1e-3, 0.5, 1.0],
+            &[0.0, -1e-8, f64::NAN, f64::INFINITY],
+        ));
+    }
+    let shape = b.shape();
+    // Log-rates up to 20, so that e^x stays finite in f32; rates and counts
+    // are moderate magnitudes.
+    let mut x = filled(&shape, || match (log_input, plan) {
+        (_, Plan::Wild) => b.wild(),
+        (true, _) => b.moderate().min(20.0),
+        (false, _) => b.moderate().abs(),
+    });
+    let mut t = filled(&shape, || {
+        if plan == Plan::Wild {
+            b.wild()
+        } else {
+            b.moderate().abs()
+        }
+    });
+    match kind {
+        Some(0..=3) => same_shape_defect(b, kind, &shape, &mut x, &mut t),
+        Some(5) => {
+            let bad = b.pick(&[-1.0, -0.5, -1e-3, f64::INFINITY]);
+            if !log_input && b.eighths(4) {
+                plant(b, &mut x, bad);
+            } else {
+                plant(b, &mut t, bad);
+            }
+        }
+        _ => {}
+    }
+    let wrong_buffer = other_shape(b, x.shape());
+    LossCase {
+        loss: AnyLoss::Poisson(loss.with_reduction(r)),
+        predictions: x,
+        targets: t,
         expect: plan.expect(),
         wrong_buffer,
         column_major: false,

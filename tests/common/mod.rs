@@ -263,3 +263,50 @@ pub fn finite_difference_grad(f: impl Fn(&ArrayD<f64>) -> f64, x: &ArrayD<f64>, 
     }
     grad
 }
+
+/// Predictions and targets.
+pub type Pair = (ArrayD<f64>, ArrayD<f64>);
+
+/// A loss's options and its seeded inputs, for the checks every elementwise
+/// loss takes: `variants` lists the options (with a name) under a reduction,
+/// `inputs` draws valid predictions and targets for one of them.
+pub struct Family<L> {
+    pub variants: fn(tapeloss::Reduction) -> Vec<(String, L)>,
+    pub inputs: fn(&mut Rng, &L, &[usize]) -> Pair,
+}
+
+impl<L: Loss<f32> + Loss<f64>> Family<L> {
+    /// [`assert_gradients_agree`] for every option, on three shapes and both
+    /// reductions.
+    pub fn gradients_agree(&self, seed: u64) {
+        let mut rng = Rng::new(seed);
+        for shape in [&[7][..], &[3, 4], &[2, 3, 2]] {
+            for r in [tapeloss::Reduction::Mean, tapeloss::Reduction::Sum] {
+                for (name, loss) in (self.variants)(r) {
+                    let (p, t) = (self.inputs)(&mut rng, &loss, shape);
+                    assert_gradients_agree(&loss, &p, &t, &format!("{name} {shape:?} {r:?}"));
+                }
+            }
+        }
+    }
+
+    /// [`assert_f32_agrees`] for every option under both reductions.
+    pub fn f32_agrees(&self, seed: u64) {
+        let mut rng = Rng::new(seed);
+        for r in [tapeloss::Reduction::Mean, tapeloss::Reduction::Sum] {
+            for (name, loss) in (self.variants)(r) {
+                let (p, t) = (self.inputs)(&mut rng, &loss, &[5, 8]);
+                assert_f32_agrees(&loss, &p, &t, &name);
+            }
+        }
+    }
+
+    /// [`assert_shards_add_up`] for every option with `Reduction::Sum`.
+    pub fn shards_add_up(&self, seed: u64) {
+        let mut rng = Rng::new(seed);
+        for (name, loss) in (self.variants)(tapeloss::Reduction::Sum) {
+            let (p, t) = (self.inputs)(&mut rng, &loss, &[10, 3]);
+            assert_shards_add_up(&loss, &p, &t, &[1, 4, 8], &name);
+        }
+    }
+}
