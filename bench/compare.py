@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["mse", "huber", "bce_logits", "cross_entropy", "triplet", "contrastive", "soft_margin", "hinge_embedding"]
+ORDER = ["mse", "huber", "bce_logits", "cross_entropy", "triplet", "contrastive", "soft_margin", "hinge_embedding",
+         "kl_div", "poisson_nll"]
 LABEL = {
     "mse": "MSE, 1,048,576",
     "huber": "Huber δ=1, 1M",
@@ -33,6 +34,8 @@ LABEL = {
     "contrastive": "contrastive, 4096 pairs of 128",
     "soft_margin": "soft margin, 1M",
     "hinge_embedding": "hinge embedding Δ=1, 1M",
+    "kl_div": "KL divergence (batchmean), 1M",
+    "poisson_nll": "Poisson NLL on log-rates, 1M",
 }
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Times the issue's six loss workloads, and the margin losses', in PyTorch (eager) and JAX (jit), f32.
+"""Times the issue's six loss workloads, and the later losses', in PyTorch (eager) and JAX (jit), f32.
 
 Each timed call computes the loss value and its gradient with respect to the
 predictions: PyTorch runs the forward pass and `torch.autograd.grad` (a fresh
@@ -56,6 +56,14 @@ def inputs():
         "hinge_embedding": (
             rng.uniform(0.0, 2.0, N_POINTWISE).astype(f32),
             rng.choice(np.array([-1.0, 1.0], f32), N_POINTWISE),
+        ),
+        "kl_div": (
+            rng.uniform(-8.0, 0.0, N_POINTWISE).astype(f32),
+            rng.uniform(0.0, 1.0, N_POINTWISE).astype(f32),
+        ),
+        "poisson_nll": (
+            rng.standard_normal(N_POINTWISE).astype(f32),
+            rng.poisson(1.0, N_POINTWISE).astype(f32),
         ),
     }
 
@@ -137,6 +145,12 @@ def torch_workloads(data):
         ("F.hinge_embedding_loss", p, lambda p=p, t=t: F.hinge_embedding_loss(p, t, margin=MARGIN))
     ]
 
+    p, t = leaf(data["kl_div"][0]), const(data["kl_div"][1])
+    out["kl_div"] = [("F.kl_div", p, lambda p=p, t=t: F.kl_div(p, t, reduction="batchmean"))]
+
+    p, t = leaf(data["poisson_nll"][0]), const(data["poisson_nll"][1])
+    out["poisson_nll"] = [("F.poisson_nll_loss", p, lambda p=p, t=t: F.poisson_nll_loss(p, t))]
+
     calls = {}
     for name, variants in out.items():
         calls[name] = []
@@ -179,6 +193,8 @@ def jax_workloads(data):
         ),
         "soft_margin": lambda x, y: jnp.mean(jax.nn.softplus(-y * x)),
         "hinge_embedding": lambda x, y: jnp.mean(jnp.where(y == 1, x, jax.nn.relu(MARGIN - x))),
+        "kl_div": lambda q, p: jnp.sum(jax.scipy.special.xlogy(p, p) - p * q) / q.shape[0],
+        "poisson_nll": lambda x, t: jnp.mean(jnp.exp(x) - t * x),
     }
     calls = {}
     for name, f in fns.items():
@@ -202,7 +218,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peers", default="torch,jax", help="comma-separated: torch,jax")
     parser.add_argument(
-        "--workloads", default="mse,huber,bce_logits,cross_entropy,triplet,contrastive,soft_margin,hinge_embedding"
+        "--workloads",
+        default="mse,huber,bce_logits,cross_entropy,triplet,contrastive,soft_margin,hinge_embedding,kl_div,poisson_nll",
     )
     parser.add_argument("--min-repeats", type=int, default=50)
     parser.add_argument("--min-seconds", type=float, default=1.0)

@@ -32,8 +32,8 @@ use std::time::Instant;
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn};
 use tapeloss::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, HingeEmbeddingLoss, HuberLoss, Loss, MeanSquaredError,
-    SoftMarginLoss, TripletLoss,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, HingeEmbeddingLoss, HuberLoss, KlDivLoss, Loss,
+    MeanSquaredError, PoissonNllLoss, SoftMarginLoss, TripletLoss,
 };
 
 /// SplitMix64 with Box–Muller, so inputs are reproducible without a
@@ -78,7 +78,7 @@ struct Workload {
 const N_POINTWISE: usize = 1 << 20;
 const MARGIN: f64 = 1.0;
 
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 10] = [
     "mse",
     "huber",
     "bce_logits",
@@ -87,6 +87,8 @@ const NAMES: [&str; 8] = [
     "contrastive",
     "soft_margin",
     "hinge_embedding",
+    "kl_div",
+    "poisson_nll",
 ];
 
 /// Every workload, each generated only when asked for (so that a memory
@@ -141,6 +143,16 @@ fn workload(name: &str) -> Option<Workload> {
             rng.array(&n, |r| 2.0 * r.unit()),
             rng.array(&n, signed_label),
             Box::new(HingeEmbeddingLoss::new(MARGIN)),
+        ),
+        "kl_div" => (
+            rng.array(&n, |r| -8.0 * r.unit()),
+            rng.array(&n, Rng::unit),
+            Box::new(KlDivLoss::new()),
+        ),
+        "poisson_nll" => (
+            normal(&n, &mut rng),
+            rng.array(&n, |r| (r.next() % 4) as f64),
+            Box::new(PoissonNllLoss::new()),
         ),
         _ => return None,
     };
