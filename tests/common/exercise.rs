@@ -274,6 +274,23 @@ pub struct LossCase {
     gradcheck: bool,
 }
 
+impl LossCase {
+    /// A case whose outcome the plan decides, with a gradient buffer of
+    /// another shape drawn for it.
+    fn planned(b: &mut Bytes<'_>, plan: Plan, loss: AnyLoss, predictions: ArrayD<f64>, targets: ArrayD<f64>) -> Self {
+        let wrong_buffer = other_shape(b, predictions.shape());
+        LossCase {
+            loss,
+            predictions,
+            targets,
+            expect: plan.expect(),
+            wrong_buffer,
+            column_major: false,
+            gradcheck: false,
+        }
+    }
+}
+
 /// A hyperparameter: from `valid` when the plan is valid (or the defect is
 /// elsewhere), from `invalid` when this is the planted defect, anything when
 /// wild.
@@ -453,16 +470,7 @@ fn elementwise_case(b: &mut Bytes<'_>, which: usize, plan: Plan, defect: Option<
         }
         None => {}
     }
-    let wrong_buffer = other_shape(b, p.shape());
-    LossCase {
-        loss,
-        predictions: p,
-        targets: t,
-        expect: plan.expect(),
-        wrong_buffer,
-        column_major: false,
-        gradcheck: false,
-    }
+    LossCase::planned(b, plan, loss, p, t)
 }
 
 fn focal_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
@@ -528,16 +536,7 @@ fn focal_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -
         }
         _ => {}
     }
-    let wrong_buffer = other_shape(b, p.shape());
-    LossCase {
-        loss,
-        predictions: p,
-        targets: t,
-        expect: plan.expect(),
-        wrong_buffer,
-        column_major: false,
-        gradcheck: false,
-    }
+    LossCase::planned(b, plan, loss, p, t)
 }
 
 fn cross_entropy_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
@@ -693,16 +692,13 @@ fn contrastive_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduct
         }
         _ => {}
     }
-    let wrong_buffer = other_shape(b, x.shape());
-    LossCase {
-        loss: AnyLoss::Contrastive(ContrastiveLoss::new(margin).with_reduction(r)),
-        predictions: x,
-        targets: y,
-        expect: plan.expect(),
-        wrong_buffer,
-        column_major: false,
-        gradcheck: false,
-    }
+    LossCase::planned(
+        b,
+        plan,
+        AnyLoss::Contrastive(ContrastiveLoss::new(margin).with_reduction(r)),
+        x,
+        y,
+    )
 }
 
 /// Soft margin (`soft`) or hinge embedding: any shape, labels −1 or 1 of the
@@ -733,16 +729,7 @@ fn margin_case(b: &mut Bytes<'_>, soft: bool, plan: Plan, defect: Option<u8>, r:
         }
     });
     match kind {
-        Some(0) => y = filled(&other_shape(b, &shape), || 1.0),
-        Some(1) => {
-            let empty = emptied(b, &shape);
-            (x, y) = (ArrayD::zeros(IxDyn(&empty)), ArrayD::zeros(IxDyn(&empty)));
-        }
-        Some(2) => {
-            let bad = b.pick(&NON_FINITE);
-            plant(b, &mut x, bad);
-        }
-        Some(3) => plant(b, &mut y, f64::NAN),
+        Some(0..=3) => same_shape_defect(b, kind, &shape, &mut x, &mut y),
         Some(4) if !soft => {}
         Some(_) => {
             let bad = b.pick(&[0.0, 0.5, -2.0, f64::INFINITY]);
@@ -750,16 +737,7 @@ fn margin_case(b: &mut Bytes<'_>, soft: bool, plan: Plan, defect: Option<u8>, r:
         }
         None => {}
     }
-    let wrong_buffer = other_shape(b, x.shape());
-    LossCase {
-        loss,
-        predictions: x,
-        targets: y,
-        expect: plan.expect(),
-        wrong_buffer,
-        column_major: false,
-        gradcheck: false,
-    }
+    LossCase::planned(b, plan, loss, x, y)
 }
 
 fn triplet_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
@@ -797,16 +775,13 @@ fn triplet_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction)
     }
     // The targets are ignored, whatever they hold.
     let targets = filled(&b.shape(), || b.wild());
-    let wrong_buffer = other_shape(b, x.shape());
-    LossCase {
-        loss: AnyLoss::Triplet(TripletLoss::new(margin).with_reduction(r)),
-        predictions: x,
+    LossCase::planned(
+        b,
+        plan,
+        AnyLoss::Triplet(TripletLoss::new(margin).with_reduction(r)),
+        x,
         targets,
-        expect: plan.expect(),
-        wrong_buffer,
-        column_major: false,
-        gradcheck: false,
-    }
+    )
 }
 
 /// Plants defect `kind` (0 shapes, 1 empty, 2 a NaN or infinite prediction,
@@ -860,16 +835,7 @@ fn kl_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> L
         }
         None => {}
     }
-    let wrong_buffer = other_shape(b, q.shape());
-    LossCase {
-        loss: AnyLoss::Kl(loss.with_reduction(r)),
-        predictions: q,
-        targets: t,
-        expect: plan.expect(),
-        wrong_buffer,
-        column_major: false,
-        gradcheck: false,
-    }
+    LossCase::planned(b, plan, AnyLoss::Kl(loss.with_reduction(r)), q, t)
 }
 
 /// Poisson NLL on log-rates or rates, with or without the Stirling term:
@@ -923,16 +889,7 @@ fn poisson_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction)
         }
         _ => {}
     }
-    let wrong_buffer = other_shape(b, x.shape());
-    LossCase {
-        loss: AnyLoss::Poisson(loss.with_reduction(r)),
-        predictions: x,
-        targets: t,
-        expect: plan.expect(),
-        wrong_buffer,
-        column_major: false,
-        gradcheck: false,
-    }
+    LossCase::planned(b, plan, AnyLoss::Poisson(loss.with_reduction(r)), x, t)
 }
 
 impl LossCase {
