@@ -679,6 +679,31 @@ fn where_mask_selects_and_broadcasts() {
     }
 }
 
+/// Past the size where `where_mask` splits its select over both cores
+/// (2¹⁹ elements, same shapes), against an element-by-element reference.
+#[test]
+fn where_mask_on_a_large_input_matches_the_plain_definition() -> Result<()> {
+    let mut rng = Rng::new(41);
+    let n = (1 << 19) + 3;
+    let a = rng.array(&[n], -1.0, 1.0);
+    let b = rng.array(&[n], -1.0, 1.0);
+    let mask = ArrayD::from_shape_simple_fn(IxDyn(&[n]), || rng.uniform(0.0, 1.0) < 0.5);
+    let tape = Tape::<f64>::new();
+    let (va, vb) = (tape.var(a.clone()), tape.var(b.clone()));
+    let y = va.where_mask(&mask, vb)?;
+    let value = y.value();
+    for i in 0..n {
+        assert_eq!(value[i], if mask[i] { a[i] } else { b[i] }, "value {i}");
+    }
+    let grads = tape.backward(y.mul(y)?.sum()?)?;
+    let (ga, gb) = (grads.wrt(va).unwrap(), grads.wrt(vb).unwrap());
+    for i in 0..n {
+        let (da, db) = if mask[i] { (2.0 * a[i], 0.0) } else { (0.0, 2.0 * b[i]) };
+        assert_eq!((ga[i], gb[i]), (da, db), "gradient {i}");
+    }
+    Ok(())
+}
+
 #[test]
 fn where_mask_keeps_the_untaken_branch_out_of_the_gradient() -> Result<()> {
     // ln and sqrt of a negative are NaN, sqrt′(0) and d(1/x)/dx at 0 are

@@ -555,12 +555,33 @@ pub(crate) fn gather_backward<F: Float>(
     });
 }
 
+/// One piece of `select`'s output, its two operands and its mask.
+type SelectPieces<'a, F> = (&'a mut [F], (&'a [F], &'a [F]), &'a [bool]);
+
 /// `mask ? a : b` with all three broadcast to `shape`, run by run.
 fn select<F: Float>(a: &ArrayD<F>, b: &ArrayD<F>, mask: &ArrayD<bool>, shape: &[usize]) -> ArrayD<F> {
     let (xa, xb, m) = (flat(a), flat(b), flat(mask));
     let plan = Broadcast::new(shape, [a.shape(), b.shape(), mask.shape()]);
     let (n, [sa, sb, sm]) = (plan.len, plan.step);
     let mut out = pool::for_overwrite(n * plan.rows());
+    if [xa.len(), xb.len(), m.len()] == [out.len(); 3] {
+        // No broadcasting: on both cores, under the SIMD dispatch (a select
+        // of bools needs a blend, which the baseline lacks).
+        let operands = (&xa[..], &xb[..]);
+        parallel::reduce(
+            (out.as_mut_slice(), operands, &m[..]),
+            parallel::STREAMING,
+            #[inline(always)]
+            |(out, (a, b), m): SelectPieces<'_, F>| {
+                for ((o, (&a, &b)), &m) in out.iter_mut().zip(a.iter().zip(b)).zip(m) {
+                    *o = if m { a } else { b };
+                }
+            },
+            #[inline(always)]
+            |(), ()| (),
+        );
+        return from_vec(shape, out);
+    }
     // Selects into a written buffer, not branches pushed onto a vector: a
     // mask of random labels mispredicts half the branches.
     plan.for_each_row(|row, [oa, ob, om]| {
@@ -599,6 +620,22 @@ fn zero_where<F: Float>(grad: &mut ArrayD<F>, mask: &ArrayD<bool>, masked: bool)
     let plan = Broadcast::new(grad.shape(), [grad.shape(), mask.shape()]);
     let (n, sm) = (plan.len, plan.step[1]);
     flat_mut(grad, |g| {
+        if m.len() == g.len() {
+            // As in `select`: on both cores, under the SIMD dispatch.
+            parallel::reduce(
+                (g, &m[..]),
+                parallel::STREAMING,
+                #[inline(always)]
+                |(g, m): (&mut [F], &[bool])| {
+                    for (g, &m) in g.iter_mut().zip(m) {
+                        *g = if m == masked { F::zero() } else { *g };
+                    }
+                },
+                #[inline(always)]
+                |(), ()| (),
+            );
+            return;
+        }
         plan.for_each_row(|row, [_, om]| {
             let run = &mut g[row * n..(row + 1) * n];
             if sm == 0 {
