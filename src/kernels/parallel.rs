@@ -10,6 +10,7 @@
 
 use rayon::iter::ParallelExtend;
 
+use super::fastmath::MulAdd;
 use super::simd;
 use crate::float::Float;
 
@@ -221,6 +222,25 @@ where
     L: Fn(D) -> A + Sync,
     C: Fn(A, A) -> A + Sync,
 {
+    reduce_with(
+        data,
+        plan,
+        #[inline(always)]
+        move |_, d| leaf(d),
+        combine,
+    )
+}
+
+/// [`reduce`], with `leaf` also given the [`MulAdd`] of the SIMD level it
+/// runs at, for kernels with `exp` or `ln`.
+#[inline]
+pub(crate) fn reduce_with<D, A, L, C>(data: D, plan: Plan, leaf: L, combine: C) -> A
+where
+    D: Split,
+    A: Copy + Send,
+    L: Fn(MulAdd, D) -> A + Sync,
+    C: Fn(A, A) -> A + Sync,
+{
     let plan = Plan {
         block: plan.block.max(1),
         ..plan
@@ -237,7 +257,7 @@ fn split<D, A, L, C>(data: D, plan: Plan, leaf: &L, combine: &C) -> A
 where
     D: Split,
     A: Copy + Send,
-    L: Fn(D) -> A + Sync,
+    L: Fn(MulAdd, D) -> A + Sync,
     C: Fn(A, A) -> A + Sync,
 {
     let blocks = data.items().div_ceil(plan.block);
@@ -265,11 +285,30 @@ fn left_blocks(blocks: usize) -> usize {
 /// needs zeroing as a whole). The same tree, hence the same bits, as
 /// [`reduce`] with the same plan.
 #[inline]
-pub(crate) fn reduce_in_order<D, A, L, C>(data: D, plan: Plan, leaf: L, combine: C) -> A
+pub(crate) fn reduce_in_order<D, A, L, C>(data: D, plan: Plan, mut leaf: L, combine: C) -> A
 where
     D: Split,
     A: Copy,
     L: FnMut(D) -> A,
+    C: Fn(A, A) -> A,
+{
+    reduce_in_order_with(
+        data,
+        plan,
+        #[inline(always)]
+        move |_, d| leaf(d),
+        combine,
+    )
+}
+
+/// [`reduce_in_order`], with `leaf` also given the [`MulAdd`] of the SIMD
+/// level it runs at.
+#[inline]
+pub(crate) fn reduce_in_order_with<D, A, L, C>(data: D, plan: Plan, leaf: L, combine: C) -> A
+where
+    D: Split,
+    A: Copy,
+    L: FnMut(MulAdd, D) -> A,
     C: Fn(A, A) -> A,
 {
     let walk = Walk {
@@ -375,7 +414,7 @@ fn serial<D, A, L, C>(data: D, plan: Plan, leaf: &L, combine: &C) -> A
 where
     D: Split,
     A: Copy + Send,
-    L: Fn(D) -> A + Sync,
+    L: Fn(MulAdd, D) -> A + Sync,
     C: Fn(A, A) -> A + Sync,
 {
     let walk = Walk::new(
@@ -385,7 +424,7 @@ where
         // `FnMut for &F` shim: that left the whole leaf out of line, compiled
         // for the baseline (BCE 5× slower).
         #[inline(always)]
-        |d: D| leaf(d),
+        |m: MulAdd, d: D| leaf(m, d),
         combine,
     );
     if plan.streaming {
@@ -419,7 +458,7 @@ impl<'a, D, L, C> Walk<'a, D, L, C> {
 impl<D, A, L, C> simd::Kernel for Walk<'_, D, L, C>
 where
     D: Split,
-    L: FnMut(D) -> A,
+    L: FnMut(MulAdd, D) -> A,
     C: Fn(A, A) -> A,
     A: Copy,
 {
@@ -427,7 +466,15 @@ where
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) -> A {
-        walk(self.data, self.block, self.leaf, self.combine)
+        let m = MulAdd::for_simd::<S>();
+        let mut leaf = self.leaf;
+        walk(
+            self.data,
+            self.block,
+            #[inline(always)]
+            |d: D| leaf(m, d),
+            self.combine,
+        )
     }
 }
 

@@ -7,8 +7,10 @@
 //! tree of [`parallel::reduce`], on both cores above the plan's threshold. The
 //! loops are compiled for the CPU's best SIMD level ([`super::simd`]) and the
 //! order of every add is fixed by the input's length alone: the same input
-//! gives the same bits on any thread count and instruction set.
+//! gives the same bits on any thread count, and on any instruction set but
+//! for the fused multiply-adds of `exp` and `ln` (see [`MulAdd`]).
 
+use super::fastmath::MulAdd;
 use super::parallel::{self, Plan};
 use crate::float::Float;
 
@@ -71,24 +73,25 @@ pub(crate) const COMPUTE: Plan = Plan {
     streaming: false,
 };
 
-/// `Σᵢ term(pᵢ, tᵢ)` along `plan` ([`STREAMING`] for cheap terms, [`COMPUTE`]
-/// for costly ones). The
-/// block size, hence the result's bits, is the same for both.
+/// `Σᵢ term(m, pᵢ, tᵢ)` along `plan` ([`STREAMING`] for cheap terms,
+/// [`COMPUTE`] for costly ones), where `m` is the [`MulAdd`] of the SIMD level
+/// the terms run at, for their `exp` and `ln`. The block size, hence the
+/// result's bits, is the same for both plans.
 #[inline]
-pub(crate) fn sum_terms_with<F: Float>(plan: Plan, p: &[F], t: &[F], term: impl Fn(F, F) -> F + Sync) -> F {
+pub(crate) fn sum_terms_with<F: Float>(plan: Plan, p: &[F], t: &[F], term: impl Fn(MulAdd, F, F) -> F + Sync) -> F {
     debug_assert_eq!(p.len(), t.len());
-    by_plan!(plan, STREAM => parallel::reduce(
+    by_plan!(plan, STREAM => parallel::reduce_with(
         (p, t),
         plan,
         #[inline(always)]
-        |(p, t)| block_sum::<F, STREAM>(p, t, &term),
+        |m, (p, t)| block_sum::<F, STREAM>(m, p, t, &term),
         #[inline(always)]
         |a, b| a + b,
     ))
 }
 
 /// `Σᵢ ℓ(pᵢ, tᵢ)` along `plan`, writing `gradᵢ = scale · ∂ℓ/∂pᵢ` in the same
-/// pass; `term` returns `(ℓ, ∂ℓ/∂p)`.
+/// pass; `term(m, p, t)` returns `(ℓ, ∂ℓ/∂p)`.
 #[inline]
 pub(crate) fn sum_terms_and_grad_with<F: Float>(
     plan: Plan,
@@ -96,14 +99,14 @@ pub(crate) fn sum_terms_and_grad_with<F: Float>(
     t: &[F],
     grad: &mut [F],
     scale: F,
-    term: impl Fn(F, F) -> (F, F) + Sync,
+    term: impl Fn(MulAdd, F, F) -> (F, F) + Sync,
 ) -> F {
     debug_assert!(p.len() == t.len() && p.len() == grad.len());
-    by_plan!(plan, STREAM => parallel::reduce(
+    by_plan!(plan, STREAM => parallel::reduce_with(
         (p, t, grad),
         plan,
         #[inline(always)]
-        |(p, t, g)| block_sum_and_grad::<F, STREAM>(p, t, g, scale, &term),
+        |m, (p, t, g)| block_sum_and_grad::<F, STREAM>(m, p, t, g, scale, &term),
         #[inline(always)]
         |a, b| a + b,
     ))
@@ -120,15 +123,15 @@ pub(crate) fn sum_terms_and_new_grad<F: Float>(
     p: &[F],
     t: &[F],
     scale: F,
-    term: impl Fn(F, F) -> (F, F),
+    term: impl Fn(MulAdd, F, F) -> (F, F),
 ) -> (F, Vec<F>) {
     debug_assert_eq!(p.len(), t.len());
     let mut grad = Vec::with_capacity(p.len());
-    let sum = by_plan!(plan, STREAM => parallel::reduce_in_order(
+    let sum = by_plan!(plan, STREAM => parallel::reduce_in_order_with(
         (p, t),
         plan,
         #[inline(always)]
-        |(p, t): (&[F], &[F])| block_sum_and_grad::<F, STREAM>(p, t, &mut grad, scale, &term),
+        |m, (p, t): (&[F], &[F])| block_sum_and_grad::<F, STREAM>(m, p, t, &mut grad, scale, &term),
         #[inline(always)]
         |a, b| a + b,
     ));
@@ -161,19 +164,19 @@ pub(crate) fn holds_for_all<F: Float>(x: &[F], keep: impl Fn(F) -> bool) -> bool
 
 /// One block's sum; `CHEAP` writes the lanes out (see [`for_each_lane`]).
 #[inline(always)]
-fn block_sum<F: Float, const CHEAP: bool>(p: &[F], t: &[F], term: &impl Fn(F, F) -> F) -> F {
+fn block_sum<F: Float, const CHEAP: bool>(m: MulAdd, p: &[F], t: &[F], term: &impl Fn(MulAdd, F, F) -> F) -> F {
     let mut acc = [F::zero(); LANES];
     let (mut pc, mut tc) = (p.chunks_exact(LANES), t.chunks_exact(LANES));
     for (pl, tl) in (&mut pc).zip(&mut tc) {
         for_each_lane!(CHEAP, k => {
-            acc[k] += term(pl[k], tl[k]);
+            acc[k] += term(m, pl[k], tl[k]);
         });
     }
     // The tail has its own sum: indexing `acc` by a run-time lane would keep
     // it in memory and spoil the vectorised loop (seen in a profile).
     let mut tail = F::zero();
     for (&pi, &ti) in pc.remainder().iter().zip(tc.remainder()) {
-        tail += term(pi, ti);
+        tail += term(m, pi, ti);
     }
     fold(acc) + tail
 }
@@ -222,11 +225,12 @@ impl<F: Copy> GradSink<F> for &mut Vec<F> {
 /// One block's sum, writing its gradient.
 #[inline(always)]
 fn block_sum_and_grad<F: Float, const CHEAP: bool>(
+    m: MulAdd,
     p: &[F],
     t: &[F],
     mut g: impl GradSink<F>,
     scale: F,
-    term: &impl Fn(F, F) -> (F, F),
+    term: &impl Fn(MulAdd, F, F) -> (F, F),
 ) -> F {
     let mut acc = [F::zero(); LANES];
     let (pc, pr) = p.as_chunks::<LANES>();
@@ -236,7 +240,7 @@ fn block_sum_and_grad<F: Float, const CHEAP: bool>(
         // proof that `g` does not overlap `p` or `t` to vectorise.
         let mut out = [F::zero(); LANES];
         for_each_lane!(CHEAP, k => {
-            let (value, slope) = term(pl[k], tl[k]);
+            let (value, slope) = term(m, pl[k], tl[k]);
             acc[k] += value;
             out[k] = scale * slope;
         });
@@ -244,7 +248,7 @@ fn block_sum_and_grad<F: Float, const CHEAP: bool>(
     }
     let mut tail = F::zero();
     for (&pi, &ti) in pr.iter().zip(tr) {
-        let (value, slope) = term(pi, ti);
+        let (value, slope) = term(m, pi, ti);
         tail += value;
         g.one(scale * slope);
     }
@@ -269,11 +273,11 @@ mod tests {
         (p, t)
     }
 
-    fn square<F: Float>(a: F, b: F) -> F {
+    fn square<F: Float>(_: MulAdd, a: F, b: F) -> F {
         (a - b) * (a - b)
     }
 
-    fn square_and_slope<F: Float>(a: F, b: F) -> (F, F) {
+    fn square_and_slope<F: Float>(_: MulAdd, a: F, b: F) -> (F, F) {
         ((a - b) * (a - b), (a - b) + (a - b))
     }
 
@@ -281,7 +285,7 @@ mod tests {
     fn sums_match_a_plain_loop_with_any_remainder() {
         for n in [0usize, 1, 7, 31, 32, 33, 4095, 4096, 4097, 20_000, 70_001] {
             let (p, t) = inputs::<f64>(n);
-            let naive: f64 = p.iter().zip(&t).map(|(&a, &b)| square(a, b)).sum();
+            let naive: f64 = p.iter().zip(&t).map(|(&a, &b)| square(MulAdd::SEPARATE, a, b)).sum();
             let fused = sum_terms_with(STREAMING, &p, &t, square);
             assert!((fused - naive).abs() <= 1e-12 * naive.abs().max(1.0), "n = {n}");
             let mut grad = vec![f64::NAN; n];
@@ -297,7 +301,11 @@ mod tests {
     fn f32_sums_are_accurate_over_a_million_terms() {
         // One running f32 sum would drift by ~1e-4 relative here.
         let (p, t) = inputs::<f32>(1 << 20);
-        let exact: f64 = p.iter().zip(&t).map(|(&a, &b)| f64::from(square(a, b))).sum();
+        let exact: f64 = p
+            .iter()
+            .zip(&t)
+            .map(|(&a, &b)| f64::from(square(MulAdd::SEPARATE, a, b)))
+            .sum();
         let fused = f64::from(sum_terms_with(STREAMING, &p, &t, square));
         assert!((fused - exact).abs() <= 1e-6 * exact, "{fused} vs {exact}");
     }

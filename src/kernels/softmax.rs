@@ -23,7 +23,7 @@
 
 use std::ops::Range;
 
-use super::fastmath;
+use super::fastmath::{self, MulAdd};
 use super::parallel::{self, GradRows, Plan, Rows};
 use super::pointwise;
 use crate::float::Float;
@@ -106,12 +106,12 @@ pub(crate) fn cross_entropy<F: Float>(
         Rows { data: logits, width },
         grad.map(|g| Rows { data: g, width }),
     );
-    let (total, finite) = parallel::reduce(
+    let (total, finite) = parallel::reduce_with(
         work,
         plan,
         #[inline(always)]
-        |(range, x, g): (Range<usize>, Rows<&[F]>, GradRows<'_, F>)| {
-            block(x.data, layout, range.start, &coefs, scale, g.map(|g| g.data))
+        |mul_add, (range, x, g): (Range<usize>, Rows<&[F]>, GradRows<'_, F>)| {
+            block(mul_add, x.data, layout, range.start, &coefs, scale, g.map(|g| g.data))
         },
         #[inline(always)]
         |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
@@ -132,6 +132,7 @@ fn rows_of(layout: ClassLayout) -> (usize, usize, Plan) {
 /// gradient when asked for, with whether it is finite.
 #[inline(always)]
 fn block<F: Float>(
+    mul_add: MulAdd,
     x: &[F],
     layout: ClassLayout,
     first: usize,
@@ -140,9 +141,9 @@ fn block<F: Float>(
     g: Option<&mut [F]>,
 ) -> (f64, bool) {
     if layout.inner == 1 {
-        contiguous(x, layout.classes, first, coefs, scale, g)
+        contiguous(mul_add, x, layout.classes, first, coefs, scale, g)
     } else {
-        strided(x, layout, first, coefs, scale, g)
+        strided(mul_add, x, layout, first, coefs, scale, g)
     }
 }
 
@@ -295,6 +296,7 @@ fn lse_finite<F: Float>(x: &[F]) -> bool {
 /// Rows `[N, C]`, each contiguous; `logits` starts at sample `first`.
 #[inline(always)]
 fn contiguous<F: Float>(
+    mul_add: MulAdd,
     logits: &[F],
     classes: usize,
     first: usize,
@@ -320,8 +322,8 @@ fn contiguous<F: Float>(
         }
         let m = row_max(x);
         let sum = match g {
-            Some(ref mut g) => exp_into(x, m, g),
-            None => exp_sum(x, m),
+            Some(ref mut g) => exp_into(mul_add, x, m, g),
+            None => exp_sum(mul_add, x, m),
         };
         let ln_sum = sum.ln();
         let loss = match sample {
@@ -386,7 +388,7 @@ fn row_max<F: Float>(x: &[F]) -> F {
 /// [`fastmath`]) vectorises where the standard one is a libm call per logit
 /// (90% of cross-entropy's time with it).
 #[inline(always)]
-fn exp_into<F: Float>(x: &[F], m: F, out: &mut [F]) -> F {
+fn exp_into<F: Float>(mul_add: MulAdd, x: &[F], m: F, out: &mut [F]) -> F {
     let mut acc = [F::zero(); LANES];
     let split = x.len() / LANES * LANES;
     let (xc, xr) = x.split_at(split);
@@ -394,14 +396,14 @@ fn exp_into<F: Float>(x: &[F], m: F, out: &mut [F]) -> F {
     for (xl, ol) in xc.chunks_exact(LANES).zip(oc.chunks_exact_mut(LANES)) {
         let mut e = [F::zero(); LANES];
         for k in 0..LANES {
-            e[k] = fastmath::exp(xl[k] - m);
+            e[k] = fastmath::exp(mul_add, xl[k] - m);
             acc[k] += e[k];
         }
         ol.copy_from_slice(&e);
     }
     let mut tail = F::zero();
     for (&v, o) in xr.iter().zip(or) {
-        let e = fastmath::exp(v - m);
+        let e = fastmath::exp(mul_add, v - m);
         *o = e;
         tail += e;
     }
@@ -410,16 +412,16 @@ fn exp_into<F: Float>(x: &[F], m: F, out: &mut [F]) -> F {
 
 /// `Σ e^(x − m)`.
 #[inline(always)]
-fn exp_sum<F: Float>(x: &[F], m: F) -> F {
+fn exp_sum<F: Float>(mul_add: MulAdd, x: &[F], m: F) -> F {
     let mut acc = [F::zero(); LANES];
     let chunks = x.chunks_exact(LANES);
     let rest = chunks.remainder();
     for lane in chunks {
         for k in 0..LANES {
-            acc[k] += fastmath::exp(lane[k] - m);
+            acc[k] += fastmath::exp(mul_add, lane[k] - m);
         }
     }
-    let tail = rest.iter().fold(F::zero(), |s, &v| s + fastmath::exp(v - m));
+    let tail = rest.iter().fold(F::zero(), |s, &v| s + fastmath::exp(mul_add, v - m));
     acc.iter().fold(tail, |s, &a| s + a)
 }
 
@@ -429,6 +431,7 @@ fn exp_sum<F: Float>(x: &[F], m: F) -> F {
 /// `[C, d…]` slabs, the first being slab `first` of the batch.
 #[inline(always)]
 fn strided<F: Float>(
+    mul_add: MulAdd,
     logits: &[F],
     layout: ClassLayout,
     first: usize,
@@ -467,14 +470,14 @@ fn strided<F: Float>(
                 match g.as_deref_mut() {
                     Some(g) => {
                         for ((e_out, (sj, &v)), &mj) in g[lanes(c)].iter_mut().zip(sum.iter_mut().zip(xs)).zip(&m) {
-                            let e = fastmath::exp(v - mj);
+                            let e = fastmath::exp(mul_add, v - mj);
                             *e_out = e;
                             *sj += e;
                         }
                     }
                     None => {
                         for ((sj, &v), &mj) in sum.iter_mut().zip(xs).zip(&m) {
-                            *sj += fastmath::exp(v - mj);
+                            *sj += fastmath::exp(mul_add, v - mj);
                         }
                     }
                 }

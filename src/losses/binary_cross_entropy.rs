@@ -7,7 +7,7 @@ use super::pointwise::{Pointwise, impl_loss_via_pointwise};
 use super::validate::{self, Domain};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::fastmath;
+use crate::kernels::fastmath::{self, MulAdd};
 use crate::kernels::parallel::Plan;
 use crate::kernels::pointwise::COMPUTE;
 use crate::kernels::scalar::Logistic;
@@ -190,30 +190,30 @@ impl Pointwise for BinaryCrossEntropyLoss {
     }
 
     #[inline(always)]
-    fn term<F: Float>(&self, p: F, t: F) -> F {
+    fn term<F: Float>(&self, m: MulAdd, p: F, t: F) -> F {
         if self.on_logits {
             // (1 − t)·softplus(x) + w·t·softplus(−x), sharing ln(1 + e^(−|x|)).
-            let k = Logistic::new(p);
+            let k = Logistic::new(m, p);
             (F::one() - t) * (p.max(F::zero()) + k.l) + self.w::<F>() * t * ((-p).max(F::zero()) + k.l)
         } else {
             let floor = F::from_f64(LOG_FLOOR);
             // PyTorch's order of operations; NaN never gets here (checked), so
             // `max` cannot hide one.
-            (t - F::one()) * fastmath::ln_1p(-p).max(floor) - t * fastmath::ln(p).max(floor)
+            (t - F::one()) * fastmath::ln_1p(m, -p).max(floor) - t * fastmath::ln(m, p).max(floor)
         }
     }
 
     #[inline(always)]
-    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+    fn term_and_slope<F: Float>(&self, m: MulAdd, p: F, t: F) -> (F, F) {
         if self.on_logits {
-            let k = Logistic::new(p);
+            let k = Logistic::new(m, p);
             let (one_minus_t, wt) = (F::one() - t, self.w::<F>() * t);
             let term = one_minus_t * (p.max(F::zero()) + k.l) + wt * ((-p).max(F::zero()) + k.l);
             // (1 − t)·σ(x) − w·t·σ(−x), with the one reciprocal.
             (term, (one_minus_t * k.a - wt * k.b) * k.r)
         } else {
             let slope = (p - t) / ((F::one() - p) * p).max(F::from_f64(f64::from(SLOPE_FLOOR)));
-            (self.term(p, t), slope)
+            (self.term(m, p, t), slope)
         }
     }
 

@@ -7,7 +7,7 @@ use super::validate::{self, Domain};
 use super::{Loss, Reduction};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::fastmath;
+use crate::kernels::fastmath::{self, MulAdd};
 use crate::kernels::parallel;
 use crate::kernels::pointwise::{COMPUTE, sum_terms_and_grad_with, sum_terms_and_new_grad, sum_terms_with};
 use crate::tape::{Tape, Var};
@@ -197,9 +197,9 @@ impl<F: Float> Terms<F> {
 
     /// `−α·(1 − p)^γ·t·ln q`, with `q = clamp(p, ε, 1 − ε)`.
     #[inline(always)]
-    fn term<K: Focus>(&self, p: F, t: F) -> F {
+    fn term<K: Focus>(&self, m: MulAdd, p: F, t: F) -> F {
         let weight = self.neg_alpha * t;
-        let value = weight * K::focus(F::one() - p, self.gamma) * fastmath::ln(p.max(self.lo).min(self.hi));
+        let value = weight * K::focus(m, F::one() - p, self.gamma) * fastmath::ln(m, p.max(self.lo).min(self.hi));
         // A select, not an early return, so the loop has no branch.
         if weight == F::zero() { F::zero() } else { value }
     }
@@ -208,12 +208,12 @@ impl<F: Float> Terms<F> {
     /// `−α·t·[−γ(1 − p)^(γ−1)·ln q + (1 − p)^γ·[ε < p < 1 − ε]/q]`; the term
     /// is NaN where the slope is not finite.
     #[inline(always)]
-    fn term_and_slope<K: Focus>(&self, p: F, t: F) -> (F, F) {
+    fn term_and_slope<K: Focus>(&self, m: MulAdd, p: F, t: F) -> (F, F) {
         let (zero, one) = (F::zero(), F::one());
         let weight = self.neg_alpha * t;
         let q = p.max(self.lo).min(self.hi);
-        let ln_q = fastmath::ln(q);
-        let (focus, d_focus) = K::focus_and_slope(one - p, self.gamma);
+        let ln_q = fastmath::ln(m, q);
+        let (focus, d_focus) = K::focus_and_slope(m, one - p, self.gamma);
         // 0 at the bounds themselves, as PyTorch's `clamp` and the tape's pass none.
         let d_ln_q = if p > self.lo && p < self.hi { one / q } else { zero };
         let slope = weight * (d_focus * ln_q + focus * d_ln_q);
@@ -233,9 +233,9 @@ impl<F: Float> Terms<F> {
 /// any other γ through the fast `exp` and `ln`.
 trait Focus {
     /// `x^γ`.
-    fn focus<F: Float>(x: F, gamma: F) -> F;
+    fn focus<F: Float>(m: MulAdd, x: F, gamma: F) -> F;
     /// `(x^γ, −γ·x^(γ−1))`, with `0^γ = 0` for γ > 0.
-    fn focus_and_slope<F: Float>(x: F, gamma: F) -> (F, F);
+    fn focus_and_slope<F: Float>(m: MulAdd, x: F, gamma: F) -> (F, F);
 }
 
 /// γ = 0: the constant 1 (no `0·∞` from `x^(γ−1)` at `p = 1`).
@@ -243,12 +243,12 @@ struct NoFocus;
 
 impl Focus for NoFocus {
     #[inline(always)]
-    fn focus<F: Float>(_: F, _: F) -> F {
+    fn focus<F: Float>(_: MulAdd, _: F, _: F) -> F {
         F::one()
     }
 
     #[inline(always)]
-    fn focus_and_slope<F: Float>(_: F, _: F) -> (F, F) {
+    fn focus_and_slope<F: Float>(_: MulAdd, _: F, _: F) -> (F, F) {
         (F::one(), F::zero())
     }
 }
@@ -259,12 +259,12 @@ struct Square;
 
 impl Focus for Square {
     #[inline(always)]
-    fn focus<F: Float>(x: F, _: F) -> F {
+    fn focus<F: Float>(_: MulAdd, x: F, _: F) -> F {
         x * x
     }
 
     #[inline(always)]
-    fn focus_and_slope<F: Float>(x: F, gamma: F) -> (F, F) {
+    fn focus_and_slope<F: Float>(_: MulAdd, x: F, gamma: F) -> (F, F) {
         (x * x, -gamma * x)
     }
 }
@@ -278,7 +278,7 @@ struct Power;
 
 impl Power {
     #[inline(always)]
-    fn pow<F: Float>(x: F, e: F) -> F {
+    fn pow<F: Float>(m: MulAdd, x: F, e: F) -> F {
         let at_zero = if e > F::zero() {
             F::zero()
         } else if e == F::zero() {
@@ -287,20 +287,20 @@ impl Power {
             F::infinity()
         };
         // ln 0 = −∞ would meet e = 0 as 0·∞ = NaN: hence the select.
-        let general = fastmath::exp(e * fastmath::ln(x));
+        let general = fastmath::exp(m, e * fastmath::ln(m, x));
         if x == F::zero() { at_zero } else { general }
     }
 }
 
 impl Focus for Power {
     #[inline(always)]
-    fn focus<F: Float>(x: F, gamma: F) -> F {
-        Self::pow(x, gamma)
+    fn focus<F: Float>(m: MulAdd, x: F, gamma: F) -> F {
+        Self::pow(m, x, gamma)
     }
 
     #[inline(always)]
-    fn focus_and_slope<F: Float>(x: F, gamma: F) -> (F, F) {
-        let r = Self::pow(x, gamma - F::one());
+    fn focus_and_slope<F: Float>(m: MulAdd, x: F, gamma: F) -> (F, F) {
+        let r = Self::pow(m, x, gamma - F::one());
         let focus = if x == F::zero() { F::zero() } else { r * x };
         (focus, -gamma * r)
     }
@@ -328,7 +328,7 @@ impl FocalLoss {
                     p,
                     t,
                     #[inline(always)]
-                    |p, t| k.term::<K>(p, t),
+                    |m, p, t| k.term::<K>(m, p, t),
                 );
                 (sum, Vec::new())
             }
@@ -340,7 +340,7 @@ impl FocalLoss {
                     g,
                     scale,
                     #[inline(always)]
-                    |p, t| k.term_and_slope::<K>(p, t),
+                    |m, p, t| k.term_and_slope::<K>(m, p, t),
                 );
                 (sum, Vec::new())
             }
@@ -350,7 +350,7 @@ impl FocalLoss {
                 t,
                 scale,
                 #[inline(always)]
-                |p, t| k.term_and_slope::<K>(p, t),
+                |m, p, t| k.term_and_slope::<K>(m, p, t),
             ),
         }
     }

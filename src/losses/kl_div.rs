@@ -7,7 +7,7 @@ use super::pointwise::{Pointwise, impl_loss_via_pointwise};
 use super::validate;
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::fastmath;
+use crate::kernels::fastmath::{self, MulAdd};
 use crate::kernels::parallel::Plan;
 use crate::kernels::pointwise::COMPUTE;
 use crate::tape::Var;
@@ -140,19 +140,19 @@ impl Pointwise for KlDivLoss {
     }
 
     #[inline(always)]
-    fn term<F: Float>(&self, q: F, t: F) -> F {
-        self.term_and_slope(q, t).0
+    fn term<F: Float>(&self, m: MulAdd, q: F, t: F) -> F {
+        self.term_and_slope(m, q, t).0
     }
 
     #[inline(always)]
-    fn term_and_slope<F: Float>(&self, q: F, t: F) -> (F, F) {
+    fn term_and_slope<F: Float>(&self, m: MulAdd, q: F, t: F) -> (F, F) {
         if self.log_target {
-            let p = fastmath::exp(t);
+            let p = fastmath::exp(m, t);
             (p * (t - q), -p)
         } else {
             // ln 0 = −∞ replaced by 0, so the term is 0·(0 − q): 0 for a
             // finite q and NaN for an infinite one, which is then reported.
-            let ln_p = fastmath::ln(t);
+            let ln_p = fastmath::ln(m, t);
             let ln_p = if t > F::zero() { ln_p } else { F::zero() };
             (t * (ln_p - q), -t)
         }

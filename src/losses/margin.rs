@@ -10,6 +10,7 @@ use super::pointwise::{Pointwise, impl_loss_via_pointwise};
 use super::validate::{self, Domain};
 use crate::error::Result;
 use crate::float::Float;
+use crate::kernels::fastmath::MulAdd;
 use crate::kernels::parallel::Plan;
 use crate::kernels::pointwise::COMPUTE;
 use crate::kernels::scalar::Logistic;
@@ -94,15 +95,15 @@ impl Pointwise for SoftMarginLoss {
     }
 
     #[inline(always)]
-    fn term<F: Float>(&self, x: F, y: F) -> F {
+    fn term<F: Float>(&self, m: MulAdd, x: F, y: F) -> F {
         let z = -(y * x);
-        z.max(F::zero()) + Logistic::new(z).l
+        z.max(F::zero()) + Logistic::new(m, z).l
     }
 
     #[inline(always)]
-    fn term_and_slope<F: Float>(&self, x: F, y: F) -> (F, F) {
+    fn term_and_slope<F: Float>(&self, m: MulAdd, x: F, y: F) -> (F, F) {
         let z = -(y * x);
-        let k = Logistic::new(z);
+        let k = Logistic::new(m, z);
         // σ(z) = a·r (see `Logistic`).
         (z.max(F::zero()) + k.l, -(y * k.a * k.r))
     }
@@ -212,12 +213,12 @@ impl Pointwise for HingeEmbeddingLoss {
     }
 
     #[inline(always)]
-    fn term<F: Float>(&self, x: F, y: F) -> F {
-        self.term_and_slope(x, y).0
+    fn term<F: Float>(&self, m: MulAdd, x: F, y: F) -> F {
+        self.term_and_slope(m, x, y).0
     }
 
     #[inline(always)]
-    fn term_and_slope<F: Float>(&self, x: F, y: F) -> (F, F) {
+    fn term_and_slope<F: Float>(&self, _: MulAdd, x: F, y: F) -> (F, F) {
         let gap = F::from_f64(self.margin) - x;
         // Selects, not branches, so the loop vectorises. A NaN gap takes the
         // second arm, so a NaN distance is never hidden behind a 0.

@@ -11,6 +11,7 @@ use super::slices::{elements, new_grad, write_elements};
 use super::validate;
 use crate::error::Result;
 use crate::float::Float;
+use crate::kernels::fastmath::MulAdd;
 use crate::kernels::parallel::{self, Plan};
 use crate::kernels::pointwise::{STREAMING, sum_terms_and_grad_with, sum_terms_and_new_grad, sum_terms_with};
 use crate::tape::{Tape, Var};
@@ -47,10 +48,10 @@ pub(crate) trait Pointwise: Sync {
     }
 
     /// ℓ(p, t).
-    fn term<F: Float>(&self, p: F, t: F) -> F;
+    fn term<F: Float>(&self, m: MulAdd, p: F, t: F) -> F;
 
     /// (ℓ(p, t), ∂ℓ/∂p).
-    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F);
+    fn term_and_slope<F: Float>(&self, m: MulAdd, p: F, t: F) -> (F, F);
 
     /// The per-element terms as tape ops on `p` and the constant `t`.
     fn record_terms<'t, F: Float>(&self, p: Var<'t, F>, t: Var<'t, F>) -> Result<Var<'t, F>>;
@@ -93,7 +94,7 @@ pub(crate) fn forward<L: Pointwise, F: Float>(loss: &L, predictions: &ArrayD<F>,
         &p,
         &t,
         #[inline(always)]
-        |p, t| loss.term(p, t),
+        |m, p, t| loss.term(m, p, t),
     ) * scale;
     validate::finite_value(L::NAME, value, predictions, targets)
 }
@@ -115,7 +116,7 @@ pub(crate) fn value_and_grad_into<L: Pointwise, F: Float>(
             g,
             scale,
             #[inline(always)]
-            |p, t| loss.term_and_slope(p, t),
+            |m, p, t| loss.term_and_slope(m, p, t),
         )
     });
     // A finite sum implies a finite gradient for every pointwise loss: each
@@ -145,7 +146,7 @@ pub(crate) fn value_and_grad<L: Pointwise, F: Float>(
         &t,
         scale,
         #[inline(always)]
-        |p, t| loss.term_and_slope(p, t),
+        |m, p, t| loss.term_and_slope(m, p, t),
     );
     let grad = ArrayD::from_shape_vec(predictions.raw_dim(), grad)?;
     // As in `value_and_grad_into`: a non-finite slope makes the sum NaN for

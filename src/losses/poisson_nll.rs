@@ -7,7 +7,7 @@ use super::pointwise::{Pointwise, impl_loss_via_pointwise};
 use super::validate::{self, Domain};
 use crate::error::Result;
 use crate::float::Float;
-use crate::kernels::fastmath;
+use crate::kernels::fastmath::{self, MulAdd};
 use crate::kernels::parallel::Plan;
 use crate::kernels::pointwise::COMPUTE;
 use crate::tape::Var;
@@ -156,13 +156,14 @@ impl PoissonNllLoss {
 
     /// `t·ln t − t + ½·ln(2πt)` for `t > 1`, else 0, in PyTorch's order.
     #[inline(always)]
-    fn stirling<F: Float>(&self, t: F) -> F {
+    fn stirling<F: Float>(&self, m: MulAdd, t: F) -> F {
         // The same for every element, so the loop is unswitched on it: without
         // `full`, the two logs are not computed at all (3× faster).
         if !self.full {
             return F::zero();
         }
-        let value = t * fastmath::ln(t) - t + F::from_f64(0.5) * fastmath::ln(F::from_f64(std::f64::consts::TAU) * t);
+        let value =
+            t * fastmath::ln(m, t) - t + F::from_f64(0.5) * fastmath::ln(m, F::from_f64(std::f64::consts::TAU) * t);
         if t > F::one() { value } else { F::zero() }
     }
 }
@@ -192,27 +193,30 @@ impl Pointwise for PoissonNllLoss {
     }
 
     #[inline(always)]
-    fn term<F: Float>(&self, x: F, t: F) -> F {
+    fn term<F: Float>(&self, m: MulAdd, x: F, t: F) -> F {
         let nll = if self.log_input {
-            fastmath::exp(x) - t * x
+            fastmath::exp(m, x) - t * x
         } else {
-            x - t * fastmath::ln(x + F::from_f64(self.eps))
+            x - t * fastmath::ln(m, x + F::from_f64(self.eps))
         };
-        nll + self.stirling(t)
+        nll + self.stirling(m, t)
     }
 
     #[inline(always)]
-    fn term_and_slope<F: Float>(&self, x: F, t: F) -> (F, F) {
+    fn term_and_slope<F: Float>(&self, m: MulAdd, x: F, t: F) -> (F, F) {
         if self.log_input {
             // e^x − t cannot overflow where e^x − t·x is finite.
-            let e = fastmath::exp(x);
-            (e - t * x + self.stirling(t), e - t)
+            let e = fastmath::exp(m, x);
+            (e - t * x + self.stirling(m, t), e - t)
         } else {
             let y = x + F::from_f64(self.eps);
             let slope = F::one() - t / y;
             // t/y can overflow where t·ln y does not (a tiny eps): 0·slope
             // makes the sum NaN exactly then, so the gradient is reported.
-            (x - t * fastmath::ln(y) + self.stirling(t) + F::zero() * slope, slope)
+            (
+                x - t * fastmath::ln(m, y) + self.stirling(m, t) + F::zero() * slope,
+                slope,
+            )
         }
     }
 

@@ -7,6 +7,7 @@ use super::pointwise::{Pointwise, impl_loss_via_pointwise};
 use super::validate::{self, Domain};
 use crate::error::Result;
 use crate::float::Float;
+use crate::kernels::fastmath::MulAdd;
 use crate::tape::Var;
 
 /// Mean squared error, for regression.
@@ -66,12 +67,12 @@ impl Pointwise for MeanSquaredError {
     }
 
     #[inline(always)]
-    fn term<F: Float>(&self, p: F, t: F) -> F {
+    fn term<F: Float>(&self, _: MulAdd, p: F, t: F) -> F {
         (p - t) * (p - t)
     }
 
     #[inline(always)]
-    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+    fn term_and_slope<F: Float>(&self, _: MulAdd, p: F, t: F) -> (F, F) {
         let d = p - t;
         (d * d, d + d)
     }
@@ -140,12 +141,12 @@ impl Pointwise for MeanAbsoluteError {
     }
 
     #[inline(always)]
-    fn term<F: Float>(&self, p: F, t: F) -> F {
+    fn term<F: Float>(&self, _: MulAdd, p: F, t: F) -> F {
         (p - t).abs()
     }
 
     #[inline(always)]
-    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+    fn term_and_slope<F: Float>(&self, _: MulAdd, p: F, t: F) -> (F, F) {
         let d = p - t;
         (d.abs(), sign(d))
     }
@@ -233,12 +234,12 @@ impl Pointwise for HuberLoss {
     }
 
     #[inline(always)]
-    fn term<F: Float>(&self, p: F, t: F) -> F {
-        self.term_and_slope(p, t).0
+    fn term<F: Float>(&self, m: MulAdd, p: F, t: F) -> F {
+        self.term_and_slope(m, p, t).0
     }
 
     #[inline(always)]
-    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+    fn term_and_slope<F: Float>(&self, _: MulAdd, p: F, t: F) -> (F, F) {
         let (d, delta) = (p - t, F::from_f64(self.delta));
         let a = d.abs();
         // Branch-free, with m = min(|d|, δ): the term is m·(|d| − ½m) (½d²
@@ -339,12 +340,12 @@ impl Pointwise for SmoothL1Loss {
     }
 
     #[inline(always)]
-    fn term<F: Float>(&self, p: F, t: F) -> F {
-        self.term_and_slope(p, t).0
+    fn term<F: Float>(&self, m: MulAdd, p: F, t: F) -> F {
+        self.term_and_slope(m, p, t).0
     }
 
     #[inline(always)]
-    fn term_and_slope<F: Float>(&self, p: F, t: F) -> (F, F) {
+    fn term_and_slope<F: Float>(&self, _: MulAdd, p: F, t: F) -> (F, F) {
         let (d, beta) = (p - t, F::from_f64(self.beta));
         let a = d.abs();
         // Both arms are computed and one is selected, so the loop has no

@@ -40,6 +40,7 @@ use super::ops::structural::{self, SliceRows};
 use super::ops::{Binary, Op, Unary, chain, specialise_binary, specialise_unary};
 use super::pool;
 use crate::float::Float;
+use crate::kernels::fastmath::MulAdd;
 use crate::kernels::parallel::{self, Plan, Rows, Split};
 use crate::kernels::pointwise::holds_for_all;
 
@@ -112,8 +113,9 @@ fn evaluate<F: Float>(nodes: &[Node<F>], i: usize) -> ArrayD<F> {
         (1, 1, Start::Overwritten),
         (),
         #[inline(always)]
-        |range, out, ()| {
+        |m, range, out, ()| {
             program.run(
+                m,
                 &inputs,
                 range.clone(),
                 #[inline(always)]
@@ -140,9 +142,10 @@ pub(super) fn sum_of<F: Float>(nodes: &[Node<F>], i: usize) -> F {
         (0, 1, Start::Overwritten),
         (),
         #[inline(always)]
-        |range, _, ()| {
+        |m, range, _, ()| {
             let mut total = F::zero();
             program.run(
+                m,
                 &inputs,
                 range,
                 #[inline(always)]
@@ -169,9 +172,10 @@ pub(super) fn row_sums<F: Float>(nodes: &[Node<F>], i: usize, width: usize, squa
         (1, 1, Start::Zeros),
         (),
         #[inline(always)]
-        |rows, out, ()| {
+        |m, rows, out, ()| {
             let first = rows.start * width;
             program.run(
+                m,
                 &inputs,
                 first..rows.end * width,
                 #[inline(always)]
@@ -218,7 +222,7 @@ fn fill<F: Float, E: Split>(
     n: usize,
     (outputs, width, start): (usize, usize, Start),
     extra: E,
-    leaf: impl Fn(Range<usize>, &mut [&mut [F]], E) -> F + Sync,
+    leaf: impl Fn(MulAdd, Range<usize>, &mut [&mut [F]], E) -> F + Sync,
 ) -> (F, Vec<Vec<F>>) {
     let new = match start {
         Start::Zeros => pool::zeroed,
@@ -226,11 +230,11 @@ fn fill<F: Float, E: Split>(
     };
     let mut arrays: Vec<Vec<F>> = (0..outputs).map(|_| new(n * width)).collect();
     let data: Vec<&mut [F]> = arrays.iter_mut().map(Vec::as_mut_slice).collect();
-    let total = parallel::reduce(
+    let total = parallel::reduce_with(
         (0..n, Rows { data, width }, extra),
         plan,
         #[inline(always)]
-        |(range, mut slices, extra): (Range<usize>, Rows<Vec<&mut [F]>>, E)| leaf(range, &mut slices.data, extra),
+        |m, (range, mut slices, extra): (Range<usize>, Rows<Vec<&mut [F]>>, E)| leaf(m, range, &mut slices.data, extra),
         |a, b| a + b,
     );
     (total, arrays)
@@ -439,7 +443,7 @@ fn chain_gradients<F: Float>(
         (exported.len(), row, Start::Overwritten),
         parent_rows,
         #[inline(always)]
-        |rows, out, mut parent_rows| {
+        |m, rows, out, mut parent_rows| {
             let range = rows.start * row..rows.end * row;
             // The steps' gradients on the current block, each written first by
             // its first contribution (`Flow::fresh`); those that leave the
@@ -460,6 +464,7 @@ fn chain_gradients<F: Float>(
             };
             let mut total = F::zero();
             program.run(
+                m,
                 &inputs,
                 range.clone(),
                 #[inline(always)]
@@ -702,7 +707,13 @@ impl<F: Float> Program<F> {
     /// Runs the steps over the elements in `range`, one block at a time,
     /// calling `visit` with each block's range and the registers.
     #[inline(always)]
-    fn run(&self, inputs: &[Cow<'_, [F]>], range: Range<usize>, mut visit: impl FnMut(Range<usize>, &Values<'_, F>)) {
+    fn run(
+        &self,
+        mul_add: MulAdd,
+        inputs: &[Cow<'_, [F]>],
+        range: Range<usize>,
+        mut visit: impl FnMut(Range<usize>, &Values<'_, F>),
+    ) {
         let gathers = self.inputs.iter().filter(|input| input.rows.is_some()).count();
         let mut registers = pool::registers(self.steps.len() + gathers, BLOCK.min(range.len()));
         let gathered = (self.inputs.iter())
@@ -719,6 +730,7 @@ impl<F: Float> Program<F> {
                 len: 0,
             },
             registers,
+            mul_add,
         };
         let mut start = range.start;
         while start < range.end {
@@ -763,7 +775,7 @@ impl<F: Float> Program<F> {
                 macro_rules! run {
                     ($op:expr) => {
                         for (y, &x) in out.iter_mut().zip(x.iter()) {
-                            *y = $op.apply(x);
+                            *y = $op.apply(values.mul_add, x);
                         }
                     };
                 }
@@ -837,7 +849,7 @@ impl<F: Float> Program<F> {
                             macro_rules! run {
                                 ($op:expr) => {
                                     for (((d, &g), &x), &y) in target.iter_mut().zip(g).zip(x.iter()).zip(y) {
-                                        put(d, chain(g, $op.derivative(x, y)));
+                                        put(d, chain(g, $op.derivative(values.mul_add, x, y)));
                                     }
                                 };
                             }
@@ -973,6 +985,8 @@ struct Values<'a, F: Clone> {
     block: InputBlock<'a, F>,
     /// The steps' values.
     registers: Vec<Vec<F>>,
+    /// How the steps' `exp` and `ln` round, from the SIMD level they run at.
+    mul_add: MulAdd,
 }
 
 impl<F: Clone> Values<'_, F> {

@@ -4,7 +4,7 @@
 use super::Op;
 use crate::error::{Domain, Error, Result, parameter};
 use crate::float::Float;
-use crate::kernels::fastmath;
+use crate::kernels::fastmath::{self, MulAdd};
 use crate::kernels::scalar::{log_sigmoid, sigmoid, softplus};
 use crate::tape::Var;
 
@@ -35,14 +35,14 @@ pub(crate) enum Unary<F> {
 impl<F: Float> Unary<F> {
     /// `y = f(x)` for one element.
     #[inline(always)]
-    pub(crate) fn apply(self, x: F) -> F {
+    pub(crate) fn apply(self, m: MulAdd, x: F) -> F {
         let zero = F::zero();
         match self {
             Unary::Neg => -x,
             // The branch-free versions (within 1–2 ulp), which vectorise.
-            Unary::Exp => fastmath::exp(x),
-            Unary::Ln => fastmath::ln(x),
-            Unary::Log1p => fastmath::ln_1p(x),
+            Unary::Exp => fastmath::exp(m, x),
+            Unary::Ln => fastmath::ln(m, x),
+            Unary::Log1p => fastmath::ln_1p(m, x),
             Unary::Sqrt => x.sqrt(),
             Unary::Square => x * x,
             Unary::Powf(p) => x.powf(p),
@@ -56,10 +56,10 @@ impl<F: Float> Unary<F> {
                     x
                 }
             }
-            Unary::Sigmoid => sigmoid(x),
+            Unary::Sigmoid => sigmoid(m, x),
             Unary::Tanh => x.tanh(),
-            Unary::Softplus => softplus(x),
-            Unary::LogSigmoid => log_sigmoid(x),
+            Unary::Softplus => softplus(m, x),
+            Unary::LogSigmoid => log_sigmoid(m, x),
             Unary::Clamp(lo, hi) => {
                 if x < lo {
                     lo
@@ -78,7 +78,7 @@ impl<F: Float> Unary<F> {
     /// PyTorch's choice: `relu'(0) = 0`, `abs'(0) = 0`, and clamp passes the
     /// gradient only strictly inside `(min, max)` (torch 2.15, scalar bounds).
     #[inline(always)]
-    pub(crate) fn derivative(self, x: F, y: F) -> F {
+    pub(crate) fn derivative(self, m: MulAdd, x: F, y: F) -> F {
         let (zero, one) = (F::zero(), F::one());
         match self {
             Unary::Neg => -one,
@@ -109,8 +109,8 @@ impl<F: Float> Unary<F> {
             }
             Unary::Sigmoid => y * (one - y),
             Unary::Tanh => one - y * y,
-            Unary::Softplus => sigmoid(x),
-            Unary::LogSigmoid => sigmoid(-x),
+            Unary::Softplus => sigmoid(m, x),
+            Unary::LogSigmoid => sigmoid(m, -x),
             Unary::Clamp(lo, hi) => {
                 if x > lo && x < hi {
                     one

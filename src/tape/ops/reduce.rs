@@ -7,7 +7,7 @@ use ndarray::ArrayD;
 use super::{Op, chain};
 use crate::error::{Error, Result};
 use crate::float::Float;
-use crate::kernels::fastmath;
+use crate::kernels::fastmath::{self, MulAdd};
 use crate::kernels::parallel::{self, Plan, Rows};
 use crate::tape::Var;
 use crate::tape::layout::{self, around, flat, flat_mut, from_vec};
@@ -115,7 +115,7 @@ fn shifts_and_log_sums<F: Float>(xs: &[F], dims: (usize, usize, usize)) -> (Vec<
         for k in 0..n {
             let row = &xs[(o * n + k) * inner..][..inner];
             for ((s, &v), &m) in lanes.iter_mut().zip(row).zip(shifts) {
-                *s += fastmath::exp(v - m);
+                *s += fastmath::exp(MulAdd::SEPARATE, v - m);
             }
         }
     }
@@ -151,7 +151,7 @@ fn normalised_lanes<F: Float>(xs: &[F], dims: (usize, usize, usize), kind: Norma
             update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| undefined_at_infinity(s, y - s))
         }
         Normalised::Probabilities => update_against_lanes(&mut out, xs, &log_sums, dims, |y, _, s| {
-            undefined_at_infinity(s, fastmath::exp(y - s))
+            undefined_at_infinity(s, fastmath::exp(MulAdd::SEPARATE, y - s))
         }),
     }
     out
@@ -218,16 +218,16 @@ fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], normalised: 
     let width = n.max(1);
     let kind = normalised.as_ref().map(|&(_, kind)| kind);
     let out = normalised.map(|(data, _)| Rows { data, width });
-    parallel::reduce(
+    parallel::reduce_with(
         (Rows { data: xs, width }, lse, out),
         ROWS.rows(width),
         #[inline(always)]
-        |(xs, lse, mut out)| {
+        |m, (xs, lse, mut out)| {
             let mut terms = vec![F::zero(); width];
             for (k, (row, l)) in xs.data.chunks_exact(width).zip(lse).enumerate() {
                 let shift = shift_for(row_max(row));
                 for (t, &v) in terms.iter_mut().zip(row) {
-                    *t = fastmath::exp(v - shift);
+                    *t = fastmath::exp(m, v - shift);
                 }
                 let sum = layout::sum(&terms);
                 let log_sum = sum.ln();
@@ -308,7 +308,7 @@ fn exp_against_lanes<F: Float>(xs: &[F], lanes: &[F], dims: (usize, usize, usize
         }
         return out;
     }
-    map_against_lanes(xs, lanes, dims, |x, l| fastmath::exp(x - l))
+    map_against_lanes(xs, lanes, dims, |x, l| fastmath::exp(MulAdd::SEPARATE, x - l))
 }
 
 /// `x[o, k, i] = f(x[o, k, i], y[o, k, i], lane[o, i])` over `xs` in place,
@@ -776,7 +776,9 @@ pub(crate) fn normalised_backward<F: Float>(
                 |g, y| match kind {
                     Normalised::Log => {
                         let s = layout::sum(g);
-                        g.iter_mut().zip(y).for_each(|(g, &y)| *g -= fastmath::exp(y) * s);
+                        g.iter_mut()
+                            .zip(y)
+                            .for_each(|(g, &y)| *g -= fastmath::exp(MulAdd::SEPARATE, y) * s);
                     }
                     Normalised::Probabilities => {
                         let s = layout::dot(g, y);
@@ -786,7 +788,9 @@ pub(crate) fn normalised_backward<F: Float>(
             );
         } else if kind == Normalised::Log {
             let sums = sum_lanes(g, dims);
-            update_against_lanes(g, &ys, &sums, dims, |g, y, s| g - fastmath::exp(y) * s);
+            update_against_lanes(g, &ys, &sums, dims, |g, y, s| {
+                g - fastmath::exp(MulAdd::SEPARATE, y) * s
+            });
         } else {
             let products: Vec<F> = g.iter().zip(ys.iter()).map(|(&g, &y)| g * y).collect();
             let sums = sum_lanes(&products, dims);
