@@ -66,6 +66,7 @@ macro_rules! reduction_builders {
 }
 
 mod binary_cross_entropy;
+mod class_index;
 mod contrastive;
 mod cross_entropy;
 mod embedding;
