@@ -211,7 +211,9 @@ impl ClassTargets<'_> {
     ) -> Result<Var<'t, F>> {
         let zero = tape.scalar(F::zero());
         let picks = self.picks(targets, axis);
-        let mut picked = values.gather(axis, &picks)?.where_mask(&self.kept_mask(targets, axis), zero)?;
+        let mut picked = values
+            .gather(axis, &picks)?
+            .where_mask(&self.kept_mask(targets, axis), zero)?;
         if self.weights.is_some() {
             let w_y = picks.mapv(|y| F::from_f64(self.weight(y)));
             picked = picked

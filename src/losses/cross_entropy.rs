@@ -143,6 +143,7 @@ pub struct CrossEntropyLoss {
 }
 
 reduction_builders!(CrossEntropyLoss);
+class_index_builders!(CrossEntropyLoss, ignore #[doc = "Only for class-index targets."]);
 
 impl CrossEntropyLoss {
     /// Cross-entropy without weights, smoothing or ignored index, with
@@ -162,38 +163,9 @@ impl CrossEntropyLoss {
         }
     }
 
-    /// The same loss with one weight `≥ 0` per class (PyTorch's `weight`).
-    /// The length and values are checked by every method that computes.
-    pub fn with_class_weights(self, weights: Vec<f64>) -> Self {
-        Self {
-            class_weights: Some(weights),
-            ..self
-        }
-    }
-
-    /// The same loss ignoring samples whose class index equals `index`
-    /// (PyTorch's `ignore_index`; it may be `≥ C`, as for a padding label).
-    /// Only for class-index targets.
-    pub fn with_ignore_index(self, index: usize) -> Self {
-        Self {
-            ignore_index: Some(index),
-            ..self
-        }
-    }
-
     /// The label smoothing ε.
     pub fn label_smoothing(&self) -> f64 {
         self.label_smoothing
-    }
-
-    /// The class weights, if any.
-    pub fn class_weights(&self) -> Option<&[f64]> {
-        self.class_weights.as_deref()
-    }
-
-    /// The ignored class index, if any.
-    pub fn ignore_index(&self) -> Option<usize> {
-        self.ignore_index
     }
 }
 

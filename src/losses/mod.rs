@@ -65,6 +65,47 @@ macro_rules! reduction_builders {
     };
 }
 
+/// `with_class_weights` and `class_weights` for a loss type with a
+/// `class_weights: Option<Vec<f64>>` field, and with `ignore`,
+/// `with_ignore_index` and `ignore_index` for an `ignore_index:
+/// Option<usize>` field: the options of the losses on class indices.
+macro_rules! class_index_builders {
+    ($loss:ty $(, ignore $(#[doc = $extra:literal])*)?) => {
+        /// The class options.
+        impl $loss {
+            /// The same loss with one weight `≥ 0` per class (PyTorch's `weight`).
+            /// The length and values are checked by every method that computes.
+            pub fn with_class_weights(self, weights: Vec<f64>) -> Self {
+                Self {
+                    class_weights: Some(weights),
+                    ..self
+                }
+            }
+
+            /// The class weights, if any.
+            pub fn class_weights(&self) -> Option<&[f64]> {
+                self.class_weights.as_deref()
+            }
+            $(
+            /// The same loss ignoring samples whose class index equals `index`
+            /// (PyTorch's `ignore_index`; it may be `≥ C`, as for a padding label).
+            $(#[doc = $extra])*
+            pub fn with_ignore_index(self, index: usize) -> Self {
+                Self {
+                    ignore_index: Some(index),
+                    ..self
+                }
+            }
+
+            /// The ignored class index, if any.
+            pub fn ignore_index(&self) -> Option<usize> {
+                self.ignore_index
+            }
+            )?
+        }
+    };
+}
+
 mod binary_cross_entropy;
 mod class_index;
 mod contrastive;

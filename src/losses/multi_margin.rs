@@ -98,6 +98,7 @@ pub struct MultiMarginLoss {
 }
 
 reduction_builders!(MultiMarginLoss);
+class_index_builders!(MultiMarginLoss);
 
 impl Default for MultiMarginLoss {
     fn default() -> Self {
@@ -129,16 +130,6 @@ impl MultiMarginLoss {
         Self { margin, ..self }
     }
 
-    /// The same loss with one weight `≥ 0` per class (PyTorch's `weight`):
-    /// a sample's loss is scaled by its target's weight. The length and
-    /// values are checked by every method that computes.
-    pub fn with_class_weights(self, weights: Vec<f64>) -> Self {
-        Self {
-            class_weights: Some(weights),
-            ..self
-        }
-    }
-
     /// The power `p` of each hinge.
     pub fn p(&self) -> u32 {
         self.p
@@ -147,11 +138,6 @@ impl MultiMarginLoss {
     /// The margin `Δ`.
     pub fn margin(&self) -> f64 {
         self.margin
-    }
-
-    /// The class weights, if any.
-    pub fn class_weights(&self) -> Option<&[f64]> {
-        self.class_weights.as_deref()
     }
 
     fn classes(&self) -> ClassTargets<'_> {

@@ -98,40 +98,13 @@ pub struct NllLoss {
 }
 
 reduction_builders!(NllLoss);
+class_index_builders!(NllLoss, ignore);
 
 impl NllLoss {
     /// NLL without weights or ignored index, with [`Reduction::Mean`]; the
     /// same as [`NllLoss::default`].
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The same loss with one weight `≥ 0` per class (PyTorch's `weight`).
-    /// The length and values are checked by every method that computes.
-    pub fn with_class_weights(self, weights: Vec<f64>) -> Self {
-        Self {
-            class_weights: Some(weights),
-            ..self
-        }
-    }
-
-    /// The same loss ignoring samples whose class index equals `index`
-    /// (PyTorch's `ignore_index`; it may be `≥ C`, as for a padding label).
-    pub fn with_ignore_index(self, index: usize) -> Self {
-        Self {
-            ignore_index: Some(index),
-            ..self
-        }
-    }
-
-    /// The class weights, if any.
-    pub fn class_weights(&self) -> Option<&[f64]> {
-        self.class_weights.as_deref()
-    }
-
-    /// The ignored class index, if any.
-    pub fn ignore_index(&self) -> Option<usize> {
-        self.ignore_index
     }
 
     fn classes(&self) -> ClassTargets<'_> {
