@@ -6,7 +6,10 @@
 
 mod common;
 
-use common::{Family, GradAtol, Rng, assert_close, assert_close_scalar, assert_matches_fixture, fixtures, reduction};
+use common::{
+    Family, GradAtol, Rng, assert_close, assert_close_scalar, assert_f32_matches_fixture, assert_into_agrees,
+    assert_matches_fixture, fixture_errors, fixtures, reduction,
+};
 use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, Axis, IxDyn, array};
 use tapeloss::{CrossEntropyLoss, Error, Loss, NllLoss, Reduction, Tape};
@@ -31,9 +34,15 @@ fn nll_fixtures() -> Vec<common::Fixture> {
         assert!(cases.iter().any(|c| c.options.get(key).is_some()), "no {key} fixtures");
     }
     for ndim in 1..=4 {
-        assert!(cases.iter().any(|c| c.predictions.ndim() == ndim), "no {ndim}-d fixture");
+        assert!(
+            cases.iter().any(|c| c.predictions.ndim() == ndim),
+            "no {ndim}-d fixture"
+        );
     }
-    assert!(cases.iter().any(|c| c.predictions.iter().any(|v| v.is_infinite())), "no −∞ fixture");
+    assert!(
+        cases.iter().any(|c| c.predictions.iter().any(|v| v.is_infinite())),
+        "no −∞ fixture"
+    );
     cases
 }
 
@@ -44,27 +53,15 @@ fn matches_pytorch_in_f64() {
     let (mut value_err, mut grad_err) = (0.0_f64, 0.0_f64);
     for case in nll_fixtures() {
         let loss = loss_from(&case.options);
-        let what = &case.name;
         // The gradient is −w_y/D: PyTorch's, to the last bits.
         let atol = GradAtol {
             closed: 1e-16,
             tape: Some(1e-16),
         };
         assert_matches_fixture(&loss, &case, atol);
-        let (value, grad) = loss.value_and_grad(&case.predictions, &case.targets).unwrap();
-        let mut buffer = ArrayD::from_elem(case.predictions.raw_dim(), f64::NAN);
-        let into = loss
-            .value_and_grad_into(&case.predictions, &case.targets, &mut buffer)
-            .unwrap();
-        assert_eq!(into, value, "{what}: value_and_grad_into");
-        assert_eq!(buffer, grad, "{what}: value_and_grad_into grad");
-        let (tape_value, tape_grad) = value_and_grad_on_tape(&loss, &case.predictions, &case.targets).unwrap();
-        for v in [value, tape_value] {
-            value_err = value_err.max((v - case.value).abs() / case.value.abs());
-        }
-        for ((a, b), e) in grad.iter().zip(&tape_grad).zip(&case.grad) {
-            grad_err = grad_err.max((a - e).abs()).max((b - e).abs());
-        }
+        assert_into_agrees(&loss, &case);
+        let (v, g) = fixture_errors(&loss, &case);
+        (value_err, grad_err) = (value_err.max(v), grad_err.max(g));
     }
     println!("NllLoss f64 against PyTorch: value {value_err:e} relative, gradient {grad_err:e} absolute at most");
 }
@@ -72,16 +69,7 @@ fn matches_pytorch_in_f64() {
 #[test]
 fn f32_lies_within_1e_5_of_the_f64_reference() {
     for case in nll_fixtures() {
-        let loss = loss_from(&case.options);
-        let what = &case.name;
-        let (p, t) = (case.predictions.mapv(|v| v as f32), case.targets.mapv(|v| v as f32));
-        let largest = case.grad.iter().fold(0.0_f64, |m, g| m.max(g.abs()));
-        let (value, grad) = loss.value_and_grad(&p, &t).unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_close_scalar(f64::from(value), case.value, 1e-5, 0.0, what);
-        assert_close(&grad.mapv(f64::from), &case.grad, 1e-5, 1e-6 * largest, what);
-        let (tv, tg) = value_and_grad_on_tape(&loss, &p, &t).unwrap_or_else(|e| panic!("{what}: tape: {e}"));
-        assert_close_scalar(f64::from(tv), case.value, 1e-5, 0.0, &format!("{what}: tape"));
-        assert_close(&tg.mapv(f64::from), &case.grad, 1e-5, 1e-6 * largest, &format!("{what}: tape"));
+        assert_f32_matches_fixture(&loss_from(&case.options), &case, 0.0);
     }
 }
 
@@ -186,7 +174,13 @@ fn nll_of_log_softmax_is_cross_entropy() {
 #[test]
 fn weighted_mean_by_hand() {
     let ninf = f64::NEG_INFINITY;
-    let x = array![[-0.5, ninf, -2.0], [ninf, -0.25, ninf], [-1.0, -3.0, -1.5], [ninf, ninf, ninf]].into_dyn();
+    let x = array![
+        [-0.5, ninf, -2.0],
+        [ninf, -0.25, ninf],
+        [-1.0, -3.0, -1.5],
+        [ninf, ninf, ninf]
+    ]
+    .into_dyn();
     let y = array![0.0, 1.0, 2.0, 7.0].into_dyn();
     let w = vec![2.0, 4.0, 0.5];
     for (r, d) in [(Reduction::Mean, 2.0 + 4.0 + 0.5), (Reduction::Sum, 1.0)] {
@@ -211,7 +205,10 @@ fn weighted_mean_by_hand() {
     }
     // A 0-d target for one sample [C].
     let (v, g) = NllLoss::new()
-        .value_and_grad(&array![-1.0, -2.0, -3.0].into_dyn(), &ArrayD::from_elem(IxDyn(&[]), 2.0))
+        .value_and_grad(
+            &array![-1.0, -2.0, -3.0].into_dyn(),
+            &ArrayD::from_elem(IxDyn(&[]), 2.0),
+        )
         .unwrap();
     assert_eq!((v, g), (3.0, array![0.0, 0.0, -1.0].into_dyn()));
 }
