@@ -135,7 +135,7 @@ impl NllLoss {
             validate::grad_buffer(x, g)?;
         }
         // A NaN or +∞ anywhere is an error, though only the targets' classes are read.
-        if let Some((index, v)) = validate::first_where(x, |v| !(v < F::infinity())) {
+        if let Some((index, v)) = validate::first_where(x, |v| v.is_nan() || v == F::infinity()) {
             return Err(Error::NonFinite {
                 op: NAME,
                 arg: "predictions",
