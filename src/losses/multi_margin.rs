@@ -64,7 +64,7 @@ const NAME: &str = "MultiMarginLoss";
 /// ```
 /// use tapeloss::{Loss, MultiMarginLoss, Reduction, Tape, ndarray::array};
 /// # fn main() -> tapeloss::Result<()> {
-/// let scores = array![[0.5, 0.5, 0.0], [1.0, 0.0, 0.5]].into_dyn();
+/// let scores = array![[0.5_f64, 0.5, 0.0], [1.0, 0.0, 0.5]].into_dyn();
 /// let classes = array![0.0, 0.0].into_dyn();
 /// let loss = MultiMarginLoss::new();
 /// let (value, grad) = loss.value_and_grad(&scores, &classes)?;

@@ -71,7 +71,7 @@ const NAME: &str = "NllLoss";
 /// ```
 /// use tapeloss::{Loss, NllLoss, Reduction, Tape, ndarray::array};
 /// # fn main() -> tapeloss::Result<()> {
-/// let log_p = array![[-0.5, -1.5, -2.0], [-3.0, -0.25, -1.0], [-1.0, -1.0, -1.0]].into_dyn();
+/// let log_p = array![[-0.5_f64, -1.5, -2.0], [-3.0, -0.25, -1.0], [-1.0, -1.0, -1.0]].into_dyn();
 /// let classes = array![0.0, 2.0, 1.0].into_dyn(); // the third sample is ignored
 /// let loss = NllLoss::new()
 ///     .with_class_weights(vec![2.0, 1.0, 4.0])
