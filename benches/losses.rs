@@ -14,7 +14,7 @@ use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HingeEmbeddingLoss, HuberLoss, Loss,
     MeanAbsoluteError, MeanSquaredError, SmoothL1Loss, SoftMarginLoss, TripletLoss,
 };
-use tapeloss::{KlDivLoss, PoissonNllLoss};
+use tapeloss::{KlDivLoss, MultiMarginLoss, NllLoss, PoissonNllLoss};
 
 /// Inputs for `n` prediction elements: predictions and targets.
 type Inputs = fn(usize, &mut Rng) -> (ArrayD<f32>, ArrayD<f32>);
@@ -37,6 +37,9 @@ fn losses() -> Vec<(&'static str, Box<dyn Loss<f32>>, Inputs)> {
         // Log-probabilities and probability targets; log-rates and soft counts.
         ("kl_div", Box::new(KlDivLoss::new()), logits),
         ("poisson_nll", Box::new(PoissonNllLoss::new()), logits),
+        // Scores (any numbers in [−4, 4]) with class indices, as for cross-entropy.
+        ("nll", Box::new(NllLoss::new()), class_indices),
+        ("multi_margin", Box::new(MultiMarginLoss::new()), class_indices),
     ]
 }
 

@@ -43,7 +43,7 @@ use tapeloss::losses::{
     MeanAbsoluteError, MeanSquaredError, SmoothL1Loss, SoftMarginLoss, TripletLoss, value_and_grad_on_tape,
 };
 use tapeloss::ndarray::{ArrayD, IxDyn};
-use tapeloss::{KlDivLoss, PoissonNllLoss};
+use tapeloss::{KlDivLoss, MultiMarginLoss, NllLoss, PoissonNllLoss};
 
 /// A seeded xorshift generator: the same inputs on every run.
 struct Rng(u64);
@@ -205,6 +205,21 @@ fn cases(small: bool) -> Vec<Case> {
             .array(&logits[..1], 0.0, classes)
             .mapv(|t| t.floor().min(classes - 1.0)),
     });
+    // Log-probabilities in [−8, 0] and scores in [−3, 3], with the same class indices.
+    for (name, loss, range) in [
+        ("NLL", Box::new(NllLoss::new()) as Box<dyn Loss<f32>>, (-8.0, 0.0)),
+        ("multi-margin", Box::new(MultiMarginLoss::new()), (-3.0, 3.0)),
+    ] {
+        out.push(Case {
+            name,
+            size: size_of(&logits),
+            loss,
+            predictions: rng.array(&logits, range.0, range.1),
+            targets: rng
+                .array(&logits[..1], 0.0, classes)
+                .mapv(|t| t.floor().min(classes - 1.0)),
+        });
+    }
     out.push(Case {
         name: "triplet",
         size: size_of(&triplets),

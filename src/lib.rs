@@ -53,6 +53,7 @@ pub use losses::{
     MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, SoftMarginLoss, TripletLoss,
 };
 pub use losses::{KlDivLoss, PoissonNllLoss};
+pub use losses::{MultiMarginLoss, NllLoss};
 pub use tape::{Gradients, Tape, Var};
 
 /// The README's examples, compiled and run as doc tests.

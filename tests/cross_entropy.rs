@@ -5,7 +5,8 @@
 mod common;
 
 use common::{
-    GradAtol, Rng, assert_close, assert_close_scalar, assert_gradients_agree, assert_matches_fixture, fixtures, opt_f64,
+    GradAtol, Rng, assert_close, assert_close_scalar, assert_gradients_agree, assert_into_agrees,
+    assert_matches_fixture, fixtures, opt_f64,
 };
 use tapeloss::ndarray::{ArrayD, Axis, IxDyn, Slice};
 use tapeloss::{CrossEntropyLoss, Error, Loss, Reduction, Tape};
@@ -43,20 +44,12 @@ const GRAD_ATOL: f64 = 1e-15;
 fn matches_pytorch_in_f64() {
     for case in fixtures("cross_entropy") {
         let loss = loss_from(&case.options);
-        let what = &case.name;
         let atol = GradAtol {
             closed: GRAD_ATOL,
             tape: Some(GRAD_ATOL),
         };
         assert_matches_fixture(&loss, &case, atol);
-        let (value, grad) = loss.value_and_grad(&case.predictions, &case.targets).unwrap();
-
-        let mut buffer = ArrayD::from_elem(case.predictions.raw_dim(), f64::NAN);
-        let into = loss
-            .value_and_grad_into(&case.predictions, &case.targets, &mut buffer)
-            .unwrap();
-        assert_eq!(into, value, "{what}: value_and_grad_into");
-        assert_eq!(buffer, grad, "{what}: value_and_grad_into grad");
+        assert_into_agrees(&loss, &case);
     }
 }
 

@@ -12,7 +12,7 @@ use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, Float, FocalLoss, HingeEmbeddingLoss, HuberLoss,
     Loss, MeanAbsoluteError, MeanSquaredError, Reduction, Result, SmoothL1Loss, SoftMarginLoss, Tape, TripletLoss, Var,
 };
-use tapeloss::{KlDivLoss, PoissonNllLoss};
+use tapeloss::{KlDivLoss, MultiMarginLoss, NllLoss, PoissonNllLoss};
 
 /// Panics unless `result` is an error whose message contains every `part`;
 /// returns the error for a `matches!` on its variant.
@@ -485,7 +485,9 @@ fn every_loss_with_inputs() -> Vec<NamedCase> {
         })
         .collect();
     let (x, y) = logits_and_classes();
-    all.push(("CrossEntropyLoss", Box::new(CrossEntropyLoss::new()), x, y));
+    for (name, loss) in class_index_losses() {
+        all.push((name, loss, x.clone(), y.clone()));
+    }
     all.push((
         "ContrastiveLoss",
         Box::new(ContrastiveLoss::new(1.0)),
@@ -1095,6 +1097,16 @@ fn non_finite_hyperparameters() {
             ("epsilon", Box::new(FocalLoss::new(2.0, None, bad))),
             ("eps", Box::new(PoissonNllLoss::with_rates().with_eps(bad))),
         ];
+        // The class-index losses on their own layout.
+        let (x, y) = logits_and_classes();
+        assert_fails!(
+            &format!("margin = {bad}"),
+            MultiMarginLoss::new().with_margin(bad),
+            x,
+            y,
+            Error::InvalidParameter { .. },
+            ["`margin`", &shown]
+        );
         for (name, loss) in cases {
             let quoted = format!("`{name}`");
             assert_fails!(
@@ -1420,6 +1432,317 @@ fn ce_every_target_ignored() {
         soft,
         Error::InvalidParameter { .. },
         ["`ignore_index`", "probability targets"]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Every loss on class indices: cross-entropy, NLL, multi-margin
+// ---------------------------------------------------------------------------
+
+/// Every loss on predictions `[N, C]` (or `[C]`) and class indices `[N]` (or
+/// `[]`), with a name; `logits_and_classes()` is valid for each.
+fn class_index_losses() -> Vec<(&'static str, Box<dyn AnyLoss>)> {
+    vec![
+        ("CrossEntropyLoss", Box::new(CrossEntropyLoss::new())),
+        ("NllLoss", Box::new(NllLoss::new())),
+        (
+            "NllLoss",
+            Box::new(
+                NllLoss::new()
+                    .with_class_weights(vec![1.0, 2.0, 0.5])
+                    .with_ignore_index(7),
+            ),
+        ),
+        ("MultiMarginLoss", Box::new(MultiMarginLoss::new())),
+        (
+            "MultiMarginLoss",
+            Box::new(
+                MultiMarginLoss::new()
+                    .with_p(2)
+                    .with_margin(0.5)
+                    .with_class_weights(vec![1.0, 2.0, 0.5]),
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn class_index_targets_of_the_wrong_shape() {
+    let (x, _) = logits_and_classes();
+    // [3] and [1, 3] would broadcast against [2, 3]; [2, 3] would be
+    // probabilities for cross-entropy, so it is left out here.
+    for (name, loss) in class_index_losses().into_iter().skip(1) {
+        for shape in [&[3][..], &[1, 3], &[2, 1], &[3, 2], &[2, 3], &[1], &[]] {
+            let t = ArrayD::zeros(IxDyn(shape));
+            let shown = format!("{shape:?}");
+            assert_fails!(
+                &format!("{name} targets {shape:?}"),
+                *loss,
+                x,
+                t,
+                Error::ShapeMismatch { .. },
+                [name, "[2, 3]", &shown, "targets", "class indices of shape [2]"]
+            );
+        }
+        // A single sample [C] takes a 0-d target.
+        let t = ArrayD::zeros(IxDyn(&[1]));
+        assert_fails!(
+            &format!("{name} one sample"),
+            *loss,
+            tensor(&[3], &[0.5, -1.0, 2.0]),
+            t,
+            Error::ShapeMismatch { .. },
+            [name, "[3]", "[1]", "class indices of shape []"]
+        );
+    }
+}
+
+#[test]
+fn class_index_predictions_without_a_class_axis_or_too_many() {
+    for (name, loss) in class_index_losses() {
+        assert_fails!(
+            &format!("{name} 0-d"),
+            *loss,
+            tensor(&[], &[0.5]),
+            tensor(&[], &[0.0]),
+            Error::InvalidShape { .. },
+            [name, "`predictions`", "[]", "with a class axis"]
+        );
+    }
+    // Multi-margin takes [C] or [N, C] only (PyTorch too).
+    for (name, loss) in class_index_losses().into_iter().skip(3) {
+        assert_fails!(
+            &format!("{name} 3-d"),
+            *loss,
+            points(&[2, 3, 2]),
+            tensor(&[2, 2], &[0.0, 1.0, 2.0, 0.0]),
+            Error::InvalidShape { .. },
+            [name, "`predictions`", "[2, 3, 2]", "[C] for one sample or [N, C]"]
+        );
+    }
+}
+
+#[test]
+fn class_index_empty_batch_or_no_classes() {
+    for (name, loss) in class_index_losses() {
+        for (logits, targets) in [(&[0, 3][..], &[0][..]), (&[2, 0], &[2]), (&[0], &[])] {
+            let shown = format!("{logits:?}");
+            assert_fails!(
+                &format!("{name} empty {logits:?}"),
+                *loss,
+                ArrayD::zeros(IxDyn(logits)),
+                ArrayD::zeros(IxDyn(targets)),
+                Error::Empty { .. },
+                [name, "`predictions`", "empty", &shown]
+            );
+        }
+    }
+}
+
+#[test]
+fn class_index_out_of_range_negative_fractional_or_not_finite() {
+    for (name, loss) in class_index_losses() {
+        for (bad, why) in [
+            (3.0, "< 3"),
+            (1_099_511_627_776.0, "< 3"),
+            (-1.0, "≥ 0"),
+            (0.5, "whole number"),
+            (2.25, "whole number"),
+        ] {
+            let (x, mut y) = logits_and_classes();
+            y[[1]] = bad;
+            let shown = format!("invalid target {bad} at index [1]");
+            assert_fails!(
+                &format!("{name} class index {bad}"),
+                *loss,
+                x,
+                y,
+                Error::InvalidTarget { .. },
+                [&shown, "class index", why]
+            );
+        }
+        for (bad, shown) in [(f64::NAN, "NaN"), (f64::INFINITY, "inf"), (f64::NEG_INFINITY, "-inf")] {
+            let (x, mut y) = logits_and_classes();
+            y[[0]] = bad;
+            assert_fails!(
+                &format!("{name} class index {bad}"),
+                *loss,
+                x,
+                y,
+                Error::NonFinite { arg: "targets", .. },
+                [name, "`targets`", shown, "[0]"]
+            );
+        }
+    }
+}
+
+#[test]
+fn class_index_weights_of_the_wrong_length_or_negative() {
+    let (x, y) = logits_and_classes();
+    for weights in [vec![1.0, 2.0], vec![1.0; 4], vec![]] {
+        let len = format!("= {}", weights.len());
+        let losses: [(&str, Box<dyn AnyLoss>); 2] = [
+            (
+                "log-probabilities",
+                Box::new(NllLoss::new().with_class_weights(weights.clone())),
+            ),
+            (
+                "scores",
+                Box::new(MultiMarginLoss::new().with_class_weights(weights.clone())),
+            ),
+        ];
+        for (noun, loss) in losses {
+            let named = format!("`class_weights.len() against 3 classes (axis 1 of {noun} [2, 3])`");
+            assert_fails!(
+                "class_weights length",
+                *loss,
+                x,
+                y,
+                Error::InvalidParameter { .. },
+                [&named, &len, "one weight per class"]
+            );
+        }
+    }
+    for (bad, shown) in [(-0.5, "-0.5"), (f64::NAN, "NaN"), (f64::INFINITY, "inf")] {
+        let losses: [Box<dyn AnyLoss>; 2] = [
+            Box::new(NllLoss::new().with_class_weights(vec![1.0, bad, 1.0])),
+            Box::new(MultiMarginLoss::new().with_class_weights(vec![1.0, bad, 1.0])),
+        ];
+        for loss in losses {
+            assert_fails!(
+                "class_weights value",
+                *loss,
+                x,
+                y,
+                Error::InvalidParameter { .. },
+                ["`class_weights[1]`", shown, "≥ 0"]
+            );
+        }
+    }
+}
+
+#[test]
+fn nll_every_target_ignored_or_of_weight_zero() {
+    let (x, _) = logits_and_classes();
+    assert_fails!(
+        "NllLoss all ignored",
+        NllLoss::new().with_ignore_index(2),
+        x,
+        tensor(&[2], &[2.0, 2.0]),
+        Error::AllTargetsIgnored { ignore_index: 2, .. },
+        ["NllLoss", "ignore_index = 2"]
+    );
+    assert_fails!(
+        "NllLoss weights summing to 0",
+        NllLoss::new()
+            .with_class_weights(vec![1.0, 0.0, 0.0])
+            .with_ignore_index(0),
+        x,
+        tensor(&[2], &[1.0, 0.0]),
+        Error::InvalidParameter { .. },
+        ["`class_weights`", "sum over the targets not ignored"]
+    );
+    // Sum has no denominator: 0, with a zero gradient.
+    let sum = NllLoss::new().with_ignore_index(2).with_reduction(Reduction::Sum);
+    for (method, result) in every_method::<f64, _>(&sum, &x, &tensor(&[2], &[2.0, 2.0])) {
+        assert!(result.is_ok(), "{method}: {result:?}");
+    }
+}
+
+#[test]
+fn nll_nan_or_infinity_in_the_log_probabilities() {
+    // A NaN or +∞ anywhere, though only the targets' classes are read
+    // (PyTorch ignores it there); −∞ at a target that counts.
+    let y = tensor(&[2], &[1.0, 2.0]);
+    for (at, bad, shown) in [
+        ([1, 0], f64::NAN, "NaN"),
+        ([0, 2], f64::INFINITY, "inf"),
+        ([1, 2], f64::NEG_INFINITY, "-inf"),
+        ([0, 1], f64::NAN, "NaN"),
+    ] {
+        let (mut x, _) = logits_and_classes();
+        x[at] = bad;
+        let index = format!("{at:?}");
+        for loss in [NllLoss::new(), NllLoss::new().with_class_weights(vec![1.0, 1.0, 0.0])] {
+            if bad == f64::NEG_INFINITY && loss.class_weights().is_some() {
+                continue; // of weight 0: allowed, below
+            }
+            assert_fails!(
+                &format!("NllLoss {bad} at {at:?}"),
+                loss,
+                x,
+                y,
+                Error::NonFinite { arg: "predictions", .. },
+                ["NllLoss", "`predictions`", shown, &index]
+            );
+        }
+    }
+    // −∞ where it adds nothing: off the targets, in an ignored sample, at a
+    // target of weight 0.
+    let ninf = f64::NEG_INFINITY;
+    let x = tensor(&[2, 3], &[ninf, -0.5, ninf, -1.0, -2.0, ninf]);
+    for loss in [
+        NllLoss::new().with_ignore_index(2),
+        NllLoss::new().with_class_weights(vec![1.0, 1.0, 0.0]),
+    ] {
+        for (method, result) in every_method::<f64, _>(&loss, &x, &y) {
+            assert!(result.is_ok(), "{loss:?} {method}: {result:?}");
+        }
+        assert_eq!(Loss::<f64>::forward(&loss, &x, &y).unwrap(), 0.5);
+    }
+}
+
+#[test]
+fn multi_margin_p_margin_and_scores() {
+    let (x, y) = logits_and_classes();
+    for p in [0, 3, 7] {
+        let shown = format!("= {p}");
+        assert_fails!(
+            "MultiMarginLoss p",
+            MultiMarginLoss::new().with_p(p),
+            x,
+            y,
+            Error::InvalidParameter { .. },
+            ["`p`", &shown, "1 or 2"]
+        );
+    }
+    for (bad, shown) in [(f64::NAN, "NaN"), (f64::INFINITY, "inf"), (f64::NEG_INFINITY, "-inf")] {
+        assert_fails!(
+            "MultiMarginLoss margin",
+            MultiMarginLoss::new().with_margin(bad),
+            x,
+            y,
+            Error::InvalidParameter { .. },
+            ["`margin`", shown, "finite"]
+        );
+    }
+    // Any NaN or infinite score, even one whose hinge would be 0 (−∞).
+    for (at, bad, shown) in [
+        ([1, 0], f64::NAN, "NaN"),
+        ([0, 2], f64::INFINITY, "inf"),
+        ([1, 1], f64::NEG_INFINITY, "-inf"),
+    ] {
+        let (mut x, _) = logits_and_classes();
+        x[at] = bad;
+        let index = format!("{at:?}");
+        assert_fails!(
+            "MultiMarginLoss score",
+            MultiMarginLoss::new(),
+            x,
+            y,
+            Error::NonFinite { arg: "predictions", .. },
+            ["MultiMarginLoss", "`predictions`", shown, &index]
+        );
+    }
+    // Every input finite; (1e200 + 1e200)² is not.
+    let big = tensor(&[1, 2], &[-1e200, 1e200]);
+    assert_fails!(f64 only:
+        "MultiMarginLoss overflow",
+        MultiMarginLoss::new().with_p(2),
+        big,
+        tensor(&[1], &[0.0]),
+        Error::NonFinite { arg: "loss value" | "gradient", .. },
+        ["MultiMarginLoss", "inf"]
     );
 }
 

@@ -82,6 +82,16 @@ proptest! {
     }
 
     #[test]
+    fn nll(f32_case in any::<bool>(), data in bytes()) {
+        exercise::run_loss(15, f32_case, &data);
+    }
+
+    #[test]
+    fn multi_margin(f32_case in any::<bool>(), data in bytes()) {
+        exercise::run_loss(16, f32_case, &data);
+    }
+
+    #[test]
     fn tape_ops(f32_case in any::<bool>(), data in bytes()) {
         exercise::run_tape(f32_case, &data);
     }

@@ -8,7 +8,7 @@ use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, Error, FocalLoss, Gradients, HingeEmbeddingLoss,
     HuberLoss, MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, SoftMarginLoss, Tape, TripletLoss,
 };
-use tapeloss::{KlDivLoss, PoissonNllLoss};
+use tapeloss::{KlDivLoss, MultiMarginLoss, NllLoss, PoissonNllLoss};
 
 fn value_type<T: std::fmt::Debug + Clone + Send + Sync + 'static>() {}
 fn sendable<T: Send>() {}
@@ -28,6 +28,8 @@ fn public_value_types_are_debug_clone_send_sync() {
     value_type::<HingeEmbeddingLoss>();
     value_type::<KlDivLoss>();
     value_type::<PoissonNllLoss>();
+    value_type::<NllLoss>();
+    value_type::<MultiMarginLoss>();
     value_type::<Reduction>();
     value_type::<Error>();
     value_type::<Gradients<f32>>();

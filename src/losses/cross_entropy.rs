@@ -1,8 +1,9 @@
 //! Softmax cross-entropy on logits, with PyTorch's options.
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 
-use super::slices::{elements, unravel, write_elements};
+use super::class_index::{ClassTargets, without_axis};
+use super::slices::{elements, write_elements};
 use super::validate::{self, Domain};
 use super::{Loss, Reduction};
 use crate::error::{Error, Result};
@@ -142,6 +143,7 @@ pub struct CrossEntropyLoss {
 }
 
 reduction_builders!(CrossEntropyLoss);
+class_index_builders!(CrossEntropyLoss, ignore #[doc = "Only for class-index targets."]);
 
 impl CrossEntropyLoss {
     /// Cross-entropy without weights, smoothing or ignored index, with
@@ -161,38 +163,9 @@ impl CrossEntropyLoss {
         }
     }
 
-    /// The same loss with one weight `≥ 0` per class (PyTorch's `weight`).
-    /// The length and values are checked by every method that computes.
-    pub fn with_class_weights(self, weights: Vec<f64>) -> Self {
-        Self {
-            class_weights: Some(weights),
-            ..self
-        }
-    }
-
-    /// The same loss ignoring samples whose class index equals `index`
-    /// (PyTorch's `ignore_index`; it may be `≥ C`, as for a padding label).
-    /// Only for class-index targets.
-    pub fn with_ignore_index(self, index: usize) -> Self {
-        Self {
-            ignore_index: Some(index),
-            ..self
-        }
-    }
-
     /// The label smoothing ε.
     pub fn label_smoothing(&self) -> f64 {
         self.label_smoothing
-    }
-
-    /// The class weights, if any.
-    pub fn class_weights(&self) -> Option<&[f64]> {
-        self.class_weights.as_deref()
-    }
-
-    /// The ignored class index, if any.
-    pub fn ignore_index(&self) -> Option<usize> {
-        self.ignore_index
     }
 }
 
@@ -212,28 +185,28 @@ struct Plan {
 }
 
 impl CrossEntropyLoss {
+    /// The class weights and ignored index, with the checks they share with
+    /// the other losses on class indices.
+    fn classes(&self) -> ClassTargets<'_> {
+        ClassTargets {
+            op: NAME,
+            noun: "logits",
+            weights: self.class_weights.as_deref(),
+            ignore_index: self.ignore_index,
+        }
+    }
+
     fn check_parameters(&self) -> Result<()> {
         validate::parameter("label_smoothing", self.label_smoothing, Domain::UnitInterval)?;
-        for (i, &w) in self.class_weights.iter().flatten().enumerate() {
-            validate::parameter(format!("class_weights[{i}]"), w, Domain::NonNegative)?;
-        }
-        Ok(())
+        self.classes().check_weights()
     }
 
     /// Checks the options and the two shapes, and picks the mode.
     fn plan(&self, logits: &[usize], targets: &[usize]) -> Result<Plan> {
         self.check_parameters()?;
-        if logits.is_empty() {
-            return Err(Error::InvalidShape {
-                op: NAME,
-                arg: "predictions",
-                shape: Vec::new(),
-                expected: "logits with a class axis: [C] for one sample, [N, C] or [N, C, d1, …]".into(),
-            });
-        }
-        let axis = usize::from(logits.len() > 1);
-        let mut without_classes = logits.to_vec();
-        without_classes.remove(axis);
+        let classes = self.classes();
+        let axis = classes.class_axis(logits)?;
+        let without_classes = without_axis(logits, axis);
         let mode = if targets == logits {
             Mode::Probabilities
         } else if targets == without_classes.as_slice() {
@@ -249,17 +222,7 @@ impl CrossEntropyLoss {
                 ),
             ));
         };
-        validate::non_empty(NAME, "predictions", logits)?;
-        let classes = logits[axis];
-        if let Some(w) = &self.class_weights
-            && w.len() != classes
-        {
-            return Err(Error::InvalidParameter {
-                name: format!("class_weights.len() against {classes} classes (axis {axis} of logits {logits:?})"),
-                value: w.len() as f64,
-                expected: "one weight per class: the size of the logits' class axis",
-            });
-        }
+        let layout = classes.layout(logits, axis)?;
         if let (Mode::Probabilities, Some(i)) = (mode, self.ignore_index) {
             return Err(Error::InvalidParameter {
                 name: "ignore_index".into(),
@@ -267,77 +230,17 @@ impl CrossEntropyLoss {
                 expected: "no ignore_index with probability targets (targets of the logits' shape)",
             });
         }
-        let layout = ClassLayout {
-            outer: logits[..axis].iter().product(),
-            classes,
-            inner: logits[axis + 1..].iter().product(),
-        };
         Ok(Plan { layout, axis, mode })
-    }
-
-    /// Whether a class-index target is `ignore_index`.
-    fn ignored<F: Float>(&self, target: F) -> bool {
-        self.ignore_index.is_some_and(|i| target.as_f64() == i as f64)
-    }
-
-    /// Checks every class index and returns the mean's denominator: `Σ w_y`
-    /// (or the count) over the targets that are not ignored.
-    fn check_indices<F: Float>(&self, targets: &[F], shape: &[usize], classes: usize) -> Result<f64> {
-        let (mut count, mut weight_sum) = (0_usize, 0.0);
-        for (i, &t) in targets.iter().enumerate() {
-            if self.ignored(t) {
-                continue;
-            }
-            let v = t.as_f64();
-            let reason = if !v.is_finite() {
-                return Err(Error::NonFinite {
-                    op: NAME,
-                    arg: "targets",
-                    index: unravel(i, shape),
-                    value: v,
-                });
-            } else if v < 0.0 {
-                "a class index must be ≥ 0".to_string()
-            } else if v.fract() != 0.0 {
-                "a class index must be a whole number".to_string()
-            } else if v >= classes as f64 {
-                format!("a class index must be < {classes}, the size of the logits' class axis")
-            } else {
-                count += 1;
-                weight_sum += self
-                    .class_weights
-                    .as_ref()
-                    .map_or(1.0, |w| w.get(v as usize).copied().unwrap_or(0.0));
-                continue;
-            };
-            return Err(Error::InvalidTarget {
-                index: unravel(i, shape),
-                value: v,
-                reason,
-            });
-        }
-        if self.reduction == Reduction::Sum {
-            return Ok(1.0);
-        }
-        if count == 0
-            && let Some(ignore_index) = self.ignore_index
-        {
-            return Err(Error::AllTargetsIgnored { op: NAME, ignore_index });
-        }
-        if weight_sum == 0.0 {
-            return Err(Error::InvalidParameter {
-                name: "class_weights".into(),
-                value: 0.0,
-                expected: "weights whose sum over the targets not ignored is > 0 (Reduction::Mean divides by it)",
-            });
-        }
-        Ok(weight_sum)
     }
 
     /// The mean's denominator (1 for a sum).
     fn denominator<F: Float>(&self, plan: &Plan, targets: &[F], shape: &[usize]) -> Result<f64> {
         match (plan.mode, self.reduction) {
-            (Mode::Indices, _) => self.check_indices(targets, shape, plan.layout.classes),
+            (Mode::Indices, _) => {
+                let classes = self.classes();
+                let kept = classes.check_indices(targets, shape, plan.layout.classes)?;
+                classes.weighted_mean(kept, self.reduction)
+            }
             (Mode::Probabilities, Reduction::Mean) => Ok(plan.layout.samples() as f64),
             (Mode::Probabilities, Reduction::Sum) => Ok(1.0),
         }
@@ -432,22 +335,12 @@ impl<F: Float> Loss<F> for CrossEntropyLoss {
 
         let total = match plan.mode {
             Mode::Indices => {
-                let kept = targets.mapv(|t| !self.ignored(t)).insert_axis(Axis(axis));
-                let picks = targets
-                    .mapv(|t| if self.ignored(t) { 0 } else { t.as_f64() as usize })
-                    .insert_axis(Axis(axis));
                 // −w_y·log p_y over the kept samples (and not where w_y = 0).
-                let mut log_p_y = log_p.gather(axis, &picks)?.where_mask(&kept, zero)?;
-                if let Some(w) = &self.class_weights {
-                    let w_y = picks.mapv(|y| F::from_f64(w.get(y).copied().unwrap_or(0.0)));
-                    log_p_y = log_p_y
-                        .where_mask(&w_y.mapv(|w| w != F::zero()), zero)?
-                        .mul(tape.constant(w_y))?;
-                }
+                let log_p_y = self.classes().record_picked(tape, log_p, axis, targets)?;
                 let nll = log_p_y.sum()?.neg()?;
                 if self.label_smoothing > 0.0 {
                     // −Σ_c w_c·log p_c over the kept samples.
-                    let mut terms = log_p.where_mask(&kept, zero)?;
+                    let mut terms = log_p.where_mask(&self.classes().kept_mask(targets, axis), zero)?;
                     if let Some((nonzero, w)) = weights {
                         terms = terms.where_mask(&nonzero, zero)?.mul(tape.constant(w))?;
                     }

@@ -65,13 +65,57 @@ macro_rules! reduction_builders {
     };
 }
 
+/// `with_class_weights` and `class_weights` for a loss type with a
+/// `class_weights: Option<Vec<f64>>` field, and with `ignore`,
+/// `with_ignore_index` and `ignore_index` for an `ignore_index:
+/// Option<usize>` field: the options of the losses on class indices.
+macro_rules! class_index_builders {
+    ($loss:ty $(, ignore $(#[doc = $extra:literal])*)?) => {
+        /// The class options.
+        impl $loss {
+            /// The same loss with one weight `≥ 0` per class (PyTorch's `weight`).
+            /// The length and values are checked by every method that computes.
+            pub fn with_class_weights(self, weights: Vec<f64>) -> Self {
+                Self {
+                    class_weights: Some(weights),
+                    ..self
+                }
+            }
+
+            /// The class weights, if any.
+            pub fn class_weights(&self) -> Option<&[f64]> {
+                self.class_weights.as_deref()
+            }
+            $(
+            /// The same loss ignoring samples whose class index equals `index`
+            /// (PyTorch's `ignore_index`; it may be `≥ C`, as for a padding label).
+            $(#[doc = $extra])*
+            pub fn with_ignore_index(self, index: usize) -> Self {
+                Self {
+                    ignore_index: Some(index),
+                    ..self
+                }
+            }
+
+            /// The ignored class index, if any.
+            pub fn ignore_index(&self) -> Option<usize> {
+                self.ignore_index
+            }
+            )?
+        }
+    };
+}
+
 mod binary_cross_entropy;
+mod class_index;
 mod contrastive;
 mod cross_entropy;
 mod embedding;
 mod focal;
 mod kl_div;
 mod margin;
+mod multi_margin;
+mod nll;
 pub(crate) mod pointwise;
 mod poisson_nll;
 mod regression;
@@ -92,6 +136,8 @@ pub use cross_entropy::CrossEntropyLoss;
 pub use focal::FocalLoss;
 pub use kl_div::KlDivLoss;
 pub use margin::{HingeEmbeddingLoss, SoftMarginLoss};
+pub use multi_margin::MultiMarginLoss;
+pub use nll::NllLoss;
 pub use poisson_nll::PoissonNllLoss;
 pub use regression::{HuberLoss, MeanAbsoluteError, MeanSquaredError, SmoothL1Loss};
 pub use triplet::TripletLoss;

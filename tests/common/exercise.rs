@@ -21,6 +21,7 @@ use tapeloss::{
     Loss, MeanAbsoluteError, MeanSquaredError, Reduction, SmoothL1Loss, SoftMarginLoss, Tape, TripletLoss, Var,
 };
 use tapeloss::{KlDivLoss, PoissonNllLoss};
+use tapeloss::{MultiMarginLoss, NllLoss};
 
 /// A cursor over the input bytes.
 pub struct Bytes<'a> {
@@ -173,8 +174,9 @@ impl Plan {
 
 /// The number of loss kinds [`run_loss`] takes: 0–3 regression, 4–5 binary
 /// cross-entropy, 6 focal, 7–8 cross-entropy, 9 contrastive, 10 triplet,
-/// 11 soft margin, 12 hinge embedding, 13 KL divergence, 14 Poisson NLL.
-pub const LOSS_KINDS: usize = 15;
+/// 11 soft margin, 12 hinge embedding, 13 KL divergence, 14 Poisson NLL,
+/// 15 NLL, 16 multi-margin.
+pub const LOSS_KINDS: usize = 17;
 
 /// Runs one case: bytes in, panics on any broken promise. The first bytes
 /// choose the precision and between the losses and the tape.
@@ -236,6 +238,8 @@ enum AnyLoss {
     HingeEmbedding(HingeEmbeddingLoss),
     Kl(KlDivLoss),
     Poisson(PoissonNllLoss),
+    Nll(NllLoss),
+    MultiMargin(MultiMarginLoss),
 }
 
 impl AnyLoss {
@@ -254,6 +258,8 @@ impl AnyLoss {
             AnyLoss::HingeEmbedding(l) => f(l),
             AnyLoss::Kl(l) => f(l),
             AnyLoss::Poisson(l) => f(l),
+            AnyLoss::Nll(l) => f(l),
+            AnyLoss::MultiMargin(l) => f(l),
         }
     }
 }
@@ -329,7 +335,9 @@ fn loss_case_in_order(b: &mut Bytes<'_>, which: usize) -> LossCase {
         10 => triplet_case(b, plan, defect, reduction),
         11 | 12 => margin_case(b, which == 11, plan, defect, reduction),
         13 => kl_case(b, plan, defect, reduction),
-        _ => poisson_case(b, plan, defect, reduction),
+        14 => poisson_case(b, plan, defect, reduction),
+        15 => nll_case(b, plan, defect, reduction),
+        _ => multi_margin_case(b, plan, defect, reduction),
     }
 }
 
@@ -562,24 +570,9 @@ fn cross_entropy_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Redu
             &[-0.1, 1.5, f64::NAN, f64::INFINITY],
         ));
     }
-    let mut weights = None;
-    if b.eighths(3) || matches!(kind, Some(5 | 6)) {
-        let mut w: Vec<f64> = (0..classes)
-            .map(|_| param(b, plan, false, &[0.0, 0.5, 1.0, 2.0], &[]))
-            .collect();
-        if kind == Some(5) {
-            let at = b.below(classes);
-            w[at] = b.pick(&[-0.5, f64::NAN, f64::INFINITY]);
-        }
-        if kind == Some(6) {
-            if b.eighths(4) {
-                w.push(1.0);
-            } else {
-                w.pop();
-            }
-        }
-        weights = Some(w.clone());
-        loss = loss.with_class_weights(w);
+    let weights = class_weights(b, plan, classes, kind == Some(5), kind == Some(6));
+    if let Some(w) = &weights {
+        loss = loss.with_class_weights(w.clone());
     }
     let ignore = if indices && b.eighths(3) {
         let i = b.below(classes + 2);
@@ -590,11 +583,7 @@ fn cross_entropy_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Redu
     };
     let mut x = filled(&shape, || unbounded(b, plan));
     let mut t = if indices {
-        filled(&sample_shape, || match ignore {
-            _ if plan == Plan::Wild && b.eighths(2) => b.wild(),
-            Some(i) if b.eighths(2) => i as f64,
-            _ => b.below(classes) as f64,
-        })
+        class_indices(b, plan, &sample_shape, classes, ignore)
     } else {
         filled(&shape, || bounded(b, plan))
     };
@@ -623,25 +612,15 @@ fn cross_entropy_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Redu
         Some(3) => plant(b, &mut t, f64::NAN),
         Some(7) => {
             if indices {
-                let bad = b.pick(&[-1.0, 0.5, (classes + 2) as f64, 1e30]);
-                plant(b, &mut t, bad);
+                plant_bad_index(b, &mut t, classes);
             } else {
                 loss = loss.with_ignore_index(0);
             }
         }
         _ => {}
     }
-    if plan == Plan::Valid && indices && r == Reduction::Mean {
-        // The weighted mean divides by Σ w_y over the targets kept: all
-        // ignored, or all of weight 0, is an error.
-        let kept: f64 = t
-            .iter()
-            .filter(|&&y| ignore != Some(y as usize))
-            .map(|&y| weights.as_ref().map_or(1.0, |w| w[y as usize]))
-            .sum();
-        if kept == 0.0 {
-            expect = Expect::Err;
-        }
+    if plan == Plan::Valid && indices && r == Reduction::Mean && nothing_kept(&t, ignore, weights.as_deref()) {
+        expect = Expect::Err;
     }
     let wrong_buffer = other_shape(b, x.shape());
     LossCase {
@@ -890,6 +869,169 @@ fn poisson_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction)
         _ => {}
     }
     LossCase::planned(b, plan, AnyLoss::Poisson(loss.with_reduction(r)), x, t)
+}
+
+/// Class weights for `classes` classes, drawn when the bytes say so or a
+/// defect is planted in them: `bad_value` puts a negative, NaN or infinite
+/// weight among them, `bad_len` one too many or too few.
+fn class_weights(b: &mut Bytes<'_>, plan: Plan, classes: usize, bad_value: bool, bad_len: bool) -> Option<Vec<f64>> {
+    if !(b.eighths(3) || bad_value || bad_len) {
+        return None;
+    }
+    let mut w: Vec<f64> = (0..classes)
+        .map(|_| param(b, plan, false, &[0.0, 0.5, 1.0, 2.0], &[]))
+        .collect();
+    if bad_value {
+        let at = b.below(classes);
+        w[at] = b.pick(&[-0.5, f64::NAN, f64::INFINITY]);
+    }
+    if bad_len {
+        if b.eighths(4) {
+            w.push(1.0);
+        } else {
+            w.pop();
+        }
+    }
+    Some(w)
+}
+
+/// Whether a weighted mean over valid class indices `t` has nothing to
+/// divide by: every target ignored, or all of weight 0.
+fn nothing_kept(t: &ArrayD<f64>, ignore: Option<usize>, weights: Option<&[f64]>) -> bool {
+    let kept: f64 = t
+        .iter()
+        .filter(|&&y| ignore != Some(y as usize))
+        .map(|&y| weights.map_or(1.0, |w| w[y as usize]))
+        .sum();
+    kept == 0.0
+}
+
+/// Class indices of `shape` under the plan: below `classes`, or the ignored
+/// index now and then, or anything when wild.
+fn class_indices(b: &mut Bytes<'_>, plan: Plan, shape: &[usize], classes: usize, ignore: Option<usize>) -> ArrayD<f64> {
+    filled(shape, || match ignore {
+        _ if plan == Plan::Wild && b.eighths(2) => b.wild(),
+        Some(i) if b.eighths(2) => i as f64,
+        _ => b.below(classes) as f64,
+    })
+}
+
+/// A class index out of range, negative or fractional at a random target.
+fn plant_bad_index(b: &mut Bytes<'_>, t: &mut ArrayD<f64>, classes: usize) {
+    let bad = b.pick(&[-1.0, 0.5, (classes + 2) as f64, 1e30]);
+    plant(b, t, bad);
+}
+
+/// The defect [`class_index_defect`] plants as a bad class index.
+const BAD_INDEX: u8 = u8::MAX;
+
+/// Plants defect `kind` in predictions `x` of `shape` (class axis `axis`) and
+/// their class indices `t`: 0 targets of another shape, 1 empty, 2 a value
+/// from `bad` at a random prediction, 3 a NaN target, [`BAD_INDEX`] a class
+/// index out of range, negative or fractional; anything else nothing.
+fn class_index_defect(
+    b: &mut Bytes<'_>,
+    kind: Option<u8>,
+    shape: &[usize],
+    axis: usize,
+    (x, t): (&mut ArrayD<f64>, &mut ArrayD<f64>),
+    bad: &[f64],
+) {
+    match kind {
+        Some(0) => {
+            let mut other = other_shape(b, shape);
+            while other == without(shape, axis) {
+                other.push(1);
+            }
+            *t = filled(&other, || 0.0);
+        }
+        Some(1) => {
+            let empty = emptied(b, shape);
+            *x = ArrayD::zeros(IxDyn(&empty));
+            *t = ArrayD::zeros(IxDyn(&without(&empty, axis)));
+        }
+        Some(2) => {
+            let value = b.pick(bad);
+            plant(b, x, value);
+        }
+        Some(3) => plant(b, t, f64::NAN),
+        Some(BAD_INDEX) => plant_bad_index(b, t, shape[axis]),
+        _ => {}
+    }
+}
+
+/// NLL on log-probabilities `[C]`, `[N, C]` or `[N, C, d…]` and class
+/// indices, with weights and an ignored index.
+fn nll_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
+    // Defects: 0 shapes, 1 empty, 2 NaN/+inf prediction (anywhere), 3 NaN
+    // target, 4 a weight, 5 the weights' length, 6 a class index out of
+    // range, negative or fractional.
+    let kind = defect.map(|d| d % 7);
+    let rank = 1 + b.below(4);
+    let shape = b.sizes(rank);
+    let axis = usize::from(rank > 1);
+    let classes = shape[axis];
+    let sample_shape = without(&shape, axis);
+    let mut loss = NllLoss::new().with_reduction(r);
+    let weights = class_weights(b, plan, classes, kind == Some(4), kind == Some(5));
+    if let Some(w) = &weights {
+        loss = loss.with_class_weights(w.clone());
+    }
+    let ignore = b.eighths(3).then(|| b.below(classes + 2));
+    if let Some(i) = ignore {
+        loss = loss.with_ignore_index(i);
+    }
+    // Log-probabilities, or any moderate number (nll_loss takes any).
+    let mut x = filled(&shape, || unbounded(b, plan).min(if b.eighths(4) { 0.0 } else { 1e4 }));
+    let mut t = class_indices(b, plan, &sample_shape, classes, ignore);
+    let planted = kind.map(|k| if k == 6 { BAD_INDEX } else { k });
+    class_index_defect(b, planted, &shape, axis, (&mut x, &mut t), &[f64::NAN, f64::INFINITY]);
+    let mut case = LossCase::planned(b, plan, AnyLoss::Nll(loss), x, t);
+    if plan == Plan::Valid && r == Reduction::Mean && nothing_kept(&case.targets, ignore, weights.as_deref()) {
+        case.expect = Expect::Err;
+    }
+    case
+}
+
+/// Multi-margin on scores `[C]` or `[N, C]` and class indices, with p,
+/// margin and weights.
+fn multi_margin_case(b: &mut Bytes<'_>, plan: Plan, defect: Option<u8>, r: Reduction) -> LossCase {
+    // Defects: 0 shapes (targets of another shape, or scores of rank 3),
+    // 1 empty, 2 NaN/inf score, 3 NaN target, 4 p, 5 margin, 6 a weight,
+    // 7 the weights' length, 8 a class index out of range, negative or
+    // fractional.
+    let kind = defect.map(|d| d % 9);
+    let rank = 1 + b.below(2);
+    let shape = b.sizes(rank);
+    let axis = usize::from(rank > 1);
+    let classes = shape[axis];
+    let sample_shape = without(&shape, axis);
+    let p = param(b, plan, kind == Some(4), &[1.0, 2.0], &[0.0, 3.0, 4.0]);
+    let margin = param(b, plan, kind == Some(5), &[1.0, 0.0, 0.5, 2.0, -1.0], &NON_FINITE);
+    let mut loss = MultiMarginLoss::new()
+        .with_p(if p.is_finite() { p.abs().min(8.0) as u32 } else { 3 })
+        .with_margin(margin)
+        .with_reduction(r);
+    if let Some(w) = class_weights(b, plan, classes, kind == Some(6), kind == Some(7)) {
+        loss = loss.with_class_weights(w);
+    }
+    let mut x = filled(&shape, || unbounded(b, plan));
+    let mut t = class_indices(b, plan, &sample_shape, classes, None);
+    if kind == Some(0) && b.eighths(4) {
+        x = filled(&[shape[0], classes, 2], || 0.5);
+        t = filled(&[shape[0], 2], || 0.0);
+    } else {
+        let planted = kind.map(|k| if k == 8 { BAD_INDEX } else { k });
+        class_index_defect(b, planted, &shape, axis, (&mut x, &mut t), &NON_FINITE);
+    }
+    LossCase::planned(b, plan, AnyLoss::MultiMargin(loss), x, t)
+}
+
+/// `shape` without `axis`.
+fn without(shape: &[usize], axis: usize) -> Vec<usize> {
+    let mut out = shape.to_vec();
+    out.remove(axis);
+    out
 }
 
 impl LossCase {

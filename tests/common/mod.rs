@@ -310,3 +310,48 @@ impl<L: Loss<f32> + Loss<f64>> Family<L> {
         }
     }
 }
+
+/// `value_and_grad_into`, into a buffer of NaN, returns `value_and_grad`'s
+/// value and writes its gradient, bit for bit.
+pub fn assert_into_agrees<L: Loss<f64> + ?Sized>(loss: &L, case: &Fixture) {
+    let what = &case.name;
+    let (value, grad) = loss.value_and_grad(&case.predictions, &case.targets).unwrap();
+    let mut buffer = ArrayD::from_elem(case.predictions.raw_dim(), f64::NAN);
+    let into = loss
+        .value_and_grad_into(&case.predictions, &case.targets, &mut buffer)
+        .unwrap();
+    assert_eq!(into, value, "{what}: value_and_grad_into");
+    assert_eq!(buffer, grad, "{what}: value_and_grad_into grad");
+}
+
+/// The largest errors of `loss` on a fixture case, closed form and tape:
+/// the value's relative error (absolute where PyTorch's is 0) and the
+/// gradient's absolute error, for the report a test prints.
+pub fn fixture_errors<L: Loss<f64> + ?Sized>(loss: &L, case: &Fixture) -> (f64, f64) {
+    let closed = loss.value_and_grad(&case.predictions, &case.targets).unwrap();
+    let tape = tapeloss::losses::value_and_grad_on_tape(loss, &case.predictions, &case.targets).unwrap();
+    let (mut value_err, mut grad_err) = (0.0_f64, 0.0_f64);
+    for (v, g) in [closed, tape] {
+        let err = (v - case.value).abs();
+        value_err = value_err.max(if case.value == 0.0 { err } else { err / case.value.abs() });
+        grad_err = (g.iter().zip(&case.grad)).fold(grad_err, |m, (a, e)| m.max((a - e).abs()));
+    }
+    (value_err, grad_err)
+}
+
+/// `loss` in `f32` on a fixture case (its inputs rounded to `f32`), closed
+/// form and tape: the value within 1e-5 relative (or `value_atol`) of
+/// PyTorch's `f64` one, each gradient element within 1e-5 relative or 1e-6
+/// of the largest.
+pub fn assert_f32_matches_fixture<L: Loss<f32> + ?Sized>(loss: &L, case: &Fixture, value_atol: f64) {
+    let what = &case.name;
+    let (p, t) = (case.predictions.mapv(|v| v as f32), case.targets.mapv(|v| v as f32));
+    let largest = case.grad.iter().fold(0.0_f64, |m, g| m.max(g.abs()));
+    let closed = loss.value_and_grad(&p, &t).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let tape = tapeloss::losses::value_and_grad_on_tape(loss, &p, &t).unwrap_or_else(|e| panic!("{what}: tape: {e}"));
+    for (route, (value, grad)) in [("closed form", closed), ("tape", tape)] {
+        let what = format!("{what}: {route}");
+        assert_close_scalar(f64::from(value), case.value, 1e-5, value_atol, &what);
+        assert_close(&grad.mapv(f64::from), &case.grad, 1e-5, 1e-6 * largest, &what);
+    }
+}

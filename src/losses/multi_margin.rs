@@ -1,0 +1,296 @@
+//! The multi-class hinge loss on scores and class indices, PyTorch's
+//! `multi_margin_loss`.
+
+use ndarray::{ArrayD, IxDyn};
+
+use super::class_index::ClassTargets;
+use super::slices::{elements, write_elements};
+use super::validate::{self, Domain};
+use super::{Loss, Reduction};
+use crate::error::{Error, Result};
+use crate::float::Float;
+use crate::kernels::softmax::ClassLayout;
+use crate::tape::{Tape, Var};
+
+const NAME: &str = "MultiMarginLoss";
+
+/// The multi-class hinge loss (Weston–Watkins / Crammer–Singer style) on
+/// class scores and class indices.
+///
+/// **Formula.** Each sample with scores `x` over `C` classes and class index
+/// `y` has the loss
+/// `ℓ = Σ_{j≠y} w_y·max(0, Δ − x_y + x_j)^p / C`,
+/// for the margin `Δ` (default 1), the power `p ∈ {1, 2}` (default 1) and
+/// the class weights `w` (default all 1; only the target's weight `w_y`
+/// enters). [`Reduction::Mean`] averages over the `N` samples (not weighted
+/// by `w`, unlike [`NllLoss`](crate::NllLoss)); [`Reduction::Sum`] adds them,
+/// so shards of a batch add up.
+///
+/// **Inputs.** Scores `[N, C]`, or `[C]` for one sample; class indices `[N]`
+/// (or `[]`), stored as whole numbers of type `F`. Nothing is broadcast.
+/// Every score must be finite (an infinite score is an error even where its
+/// hinge is 0).
+///
+/// **Gradient.** With `z_j = Δ − x_y + x_j` and `s = 1/N` for
+/// [`Reduction::Mean`] (`1` for [`Reduction::Sum`]):
+/// `∂ℓ/∂x_j = s·w_y·h_j/C` for `j ≠ y` and `∂ℓ/∂x_y = −Σ_{j≠y} s·w_y·h_j/C`,
+/// where `h_j = 1` (`p = 1`) or `2z_j` (`p = 2`) where `z_j > 0`, and 0 where
+/// `z_j ≤ 0`: at the kink `z_j = 0` the slope is 0, as in PyTorch. On the
+/// tape: `relu` (whose slope at 0 is 0) of the scores minus the `gather`ed
+/// `x_y` plus `Δ`, squared for `p = 2`, the target class masked out with
+/// `where_mask`, times `w_y/C`, summed.
+///
+/// **PyTorch.** `torch.nn.functional.multi_margin_loss(x, y, p=p,
+/// margin=Δ, weight=w, reduction='mean'|'sum')` (`nn.MultiMarginLoss`).
+/// PyTorch takes negative weights; here they are an error, as for the other
+/// losses with class weights.
+///
+/// # Errors
+/// Every method that computes returns:
+/// - [`Error::InvalidParameter`] for `p` other than 1 or 2, a `margin` that
+///   is NaN or infinite, a class weight that is negative or not finite
+///   (`class_weights[i]`), or a weight vector whose length is not `C`
+///   (`class_weights.len()`);
+/// - [`Error::InvalidShape`] for scores that are neither `[C]` nor `[N, C]`;
+/// - [`Error::ShapeMismatch`] when the targets' shape is not `[N]` (`[]` for
+///   `[C]`);
+/// - [`Error::Empty`] for an empty batch or no classes;
+/// - [`Error::InvalidTarget`] for a class index that is negative, fractional
+///   or `≥ C`, with its index in the targets;
+/// - [`Error::NonFinite`] naming the first NaN or infinity in the scores or
+///   the targets, or the loss value or gradient where it overflows.
+///
+/// # Examples
+/// ```
+/// use tapeloss::{Loss, MultiMarginLoss, Reduction, Tape, ndarray::array};
+/// # fn main() -> tapeloss::Result<()> {
+/// let scores = array![[0.5_f64, 0.5, 0.0], [1.0, 0.0, 0.5]].into_dyn();
+/// let classes = array![0.0, 0.0].into_dyn();
+/// let loss = MultiMarginLoss::new();
+/// let (value, grad) = loss.value_and_grad(&scores, &classes)?;
+/// // Sample 0: (1 − 0.5 + 0.5) + (1 − 0.5 + 0) = 1.5, over C = 3;
+/// // sample 1: max(0, 1 − 1 + 0) = 0 (the kink) + (1 − 1 + 0.5) = 0.5, over 3.
+/// assert!((value - (1.5 / 3.0 + 0.5 / 3.0) / 2.0).abs() < 1e-15);
+/// let s = 1.0 / 6.0; // 1/(C·N)
+/// assert_eq!(grad, array![[-2.0 * s, s, s], [-s, 0.0, s]].into_dyn()); // slope 0 at the kink
+///
+/// // Squared hinges, a margin of 2 and class weights (only w_y enters), summed.
+/// let squared = MultiMarginLoss::new()
+///     .with_p(2)
+///     .with_margin(2.0)
+///     .with_class_weights(vec![3.0, 1.0, 1.0])
+///     .with_reduction(Reduction::Sum);
+/// let v = squared.forward(&scores, &classes)?;
+/// let expected = 3.0 * ((2.0f64 * 2.0 + 1.5 * 1.5) + (1.0 + 1.5 * 1.5)) / 3.0;
+/// assert!((v - expected).abs() < 1e-14);
+/// let tape = Tape::new();
+/// let recorded = squared.record(&tape, tape.var(scores.clone()), &classes)?;
+/// assert!((recorded.item()? - v).abs() < 1e-14);
+/// assert!(MultiMarginLoss::new().with_p(3).forward(&scores, &classes).is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiMarginLoss {
+    p: u32,
+    margin: f64,
+    class_weights: Option<Vec<f64>>,
+    reduction: Reduction,
+}
+
+reduction_builders!(MultiMarginLoss);
+class_index_builders!(MultiMarginLoss);
+
+impl Default for MultiMarginLoss {
+    fn default() -> Self {
+        Self {
+            p: 1,
+            margin: 1.0,
+            class_weights: None,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+impl MultiMarginLoss {
+    /// PyTorch's defaults: `p = 1`, `margin = 1`, no weights,
+    /// [`Reduction::Mean`]; the same as [`MultiMarginLoss::default`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same loss with the power `p` of each hinge: 1 or 2 (checked by
+    /// every method that computes).
+    pub fn with_p(self, p: u32) -> Self {
+        Self { p, ..self }
+    }
+
+    /// The same loss with the margin `Δ` (finite; checked by every method
+    /// that computes).
+    pub fn with_margin(self, margin: f64) -> Self {
+        Self { margin, ..self }
+    }
+
+    /// The power `p` of each hinge.
+    pub fn p(&self) -> u32 {
+        self.p
+    }
+
+    /// The margin `Δ`.
+    pub fn margin(&self) -> f64 {
+        self.margin
+    }
+
+    fn classes(&self) -> ClassTargets<'_> {
+        ClassTargets {
+            op: NAME,
+            noun: "scores",
+            weights: self.class_weights.as_deref(),
+            ignore_index: None,
+        }
+    }
+
+    /// Checks the options, the shapes and every target; returns the layout
+    /// (`inner` = 1) and the class axis.
+    fn plan<F: Float>(&self, shape: &[usize], targets: &ArrayD<F>) -> Result<(ClassLayout, usize)> {
+        if !matches!(self.p, 1 | 2) {
+            return Err(Error::InvalidParameter {
+                name: "p".into(),
+                value: f64::from(self.p),
+                expected: "1 or 2",
+            });
+        }
+        validate::parameter("margin", self.margin, Domain::Finite)?;
+        let classes = self.classes();
+        classes.check_weights()?;
+        let axis = classes.class_axis(shape)?;
+        if shape.len() > 2 {
+            return Err(classes.invalid_shape(shape, "[C] for one sample or [N, C]"));
+        }
+        classes.index_shape(shape, targets.shape(), axis)?;
+        let layout = classes.layout(shape, axis)?;
+        classes.check_indices(&elements(targets), targets.shape(), layout.classes)?;
+        Ok((layout, axis))
+    }
+
+    /// The factor on the sum of the sample losses.
+    fn scale(&self, layout: ClassLayout) -> f64 {
+        match self.reduction {
+            Reduction::Mean => 1.0 / layout.outer as f64,
+            Reduction::Sum => 1.0,
+        }
+    }
+
+    /// The closed form: the value, and the gradient into `grad` if given.
+    fn compute<F: Float>(&self, x: &ArrayD<F>, targets: &ArrayD<F>, grad: Option<&mut ArrayD<F>>) -> Result<F> {
+        let (layout, _) = self.plan(x.shape(), targets)?;
+        if let Some(g) = &grad {
+            validate::grad_buffer(x, g)?;
+        }
+        // An infinite score past the margin would make a hinge of 0.
+        validate::finite_elements(NAME, "predictions", x)?;
+        let (xs, t) = (elements(x), elements(targets));
+        let scale = self.scale(layout);
+        match grad {
+            Some(g) => {
+                let (total, finite) = write_elements(g, |g| self.hinges(&xs, &t, layout, scale, Some(g)));
+                let value = F::from_f64(total * scale);
+                if value.is_finite() && finite {
+                    Ok(value)
+                } else {
+                    Err(validate::non_finite(NAME, value, x, targets, Some(g)))
+                }
+            }
+            None => {
+                let (total, _) = self.hinges(&xs, &t, layout, scale, None);
+                validate::finite_value(NAME, F::from_f64(total * scale), x, targets)
+            }
+        }
+    }
+
+    /// `Σ_n w_y·Σ_{j≠y} max(0, Δ − x_y + x_j)^p / C` in `f64`, in a fixed
+    /// order, with its gradient times `scale` written into every element of
+    /// `grad` if given, and whether that gradient is finite.
+    fn hinges<F: Float>(
+        &self,
+        x: &[F],
+        targets: &[F],
+        layout: ClassLayout,
+        scale: f64,
+        mut grad: Option<&mut [F]>,
+    ) -> (f64, bool) {
+        let c = layout.classes;
+        let (mut total, mut finite) = (0.0, true);
+        for (n, (row, &y)) in x.chunks_exact(c).zip(targets).enumerate() {
+            let y = y.as_f64() as usize;
+            let w = self.classes().weight(y);
+            let x_y = row[y].as_f64();
+            let (mut sum, mut slope_y) = (0.0, 0.0);
+            let mut g_row = grad.as_deref_mut().map(|g| &mut g[n * c..(n + 1) * c]);
+            for (j, &x_j) in row.iter().enumerate() {
+                let z = self.margin - x_y + x_j.as_f64();
+                let (h, slope) = if j == y || z <= 0.0 {
+                    (0.0, 0.0)
+                } else if self.p == 1 {
+                    (z, 1.0)
+                } else {
+                    (z * z, 2.0 * z)
+                };
+                sum += h;
+                let slope = scale * w * slope / c as f64;
+                slope_y -= slope;
+                if let Some(g) = g_row.as_deref_mut() {
+                    g[j] = F::from_f64(slope);
+                    finite &= g[j].is_finite();
+                }
+            }
+            if let Some(g) = g_row {
+                g[y] = F::from_f64(slope_y);
+                finite &= g[y].is_finite();
+            }
+            total += w * sum / c as f64;
+        }
+        (total, finite)
+    }
+}
+
+impl<F: Float> Loss<F> for MultiMarginLoss {
+    /// `gather` of each sample's `x_y`; `relu(x − x_y + Δ)` (slope 0 at the
+    /// kink, as PyTorch), squared for `p = 2`; the target class masked out
+    /// with `where_mask`; times `w_y/C` and summed; divided by `N` for
+    /// [`Reduction::Mean`].
+    fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
+        let (layout, axis) = self.plan(&predictions.shape(), targets)?;
+        predictions.with_value(|x| validate::finite_elements(NAME, "predictions", x))?;
+        let classes = self.classes();
+        let picks = classes.picks(targets, axis);
+        let x_y = predictions.gather(axis, &picks)?;
+        let mut hinge = predictions.sub(x_y)?.add_scalar(F::from_f64(self.margin))?.relu()?;
+        if self.p == 2 {
+            hinge = hinge.square()?;
+        }
+        // Not the target's own class: rows of C, one per sample.
+        let others: Vec<bool> = (picks.iter())
+            .flat_map(|&y| (0..layout.classes).map(move |j| j != y))
+            .collect();
+        let others = ArrayD::from_shape_vec(IxDyn(&predictions.shape()), others)?;
+        let c = layout.classes as f64;
+        let factors = picks.mapv(|y| F::from_f64(classes.weight(y) / c));
+        let total = hinge
+            .where_mask(&others, tape.scalar(F::zero()))?
+            .mul(tape.constant(factors))?
+            .sum()?;
+        let loss = match self.reduction {
+            Reduction::Mean => total.div(tape.scalar(F::from_f64(layout.outer as f64)))?,
+            Reduction::Sum => total,
+        };
+        predictions.with_value(|x| validate::finite_record(NAME, loss, x, targets))
+    }
+
+    fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
+        self.compute(predictions, targets, None)
+    }
+
+    fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
+        self.compute(predictions, targets, Some(grad))
+    }
+}
