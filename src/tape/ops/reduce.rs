@@ -1,6 +1,10 @@
 //! Reductions: over all elements (`sum`, `mean`) and along one axis (`sum_axis`,
 //! `mean_axis`, `max_axis`, `logsumexp_axis`, `norm_axis`), and the softmax
 //! pair built on `logsumexp`. Each forward is followed by its backward rule.
+//!
+//! The loops along contiguous rows run inside the SIMD dispatch and take its
+//! [`MulAdd`]; the lanes across an axis run at the baseline level, which has
+//! no FMA instruction, so their exps keep [`MulAdd::SEPARATE`].
 
 use ndarray::ArrayD;
 
@@ -252,16 +256,17 @@ fn logsumexp_rows_into<F: Float>(xs: &[F], n: usize, lse: &mut [F], normalised: 
 }
 
 /// A backward along contiguous rows of `n` (`n > 0`), in place: `update`
-/// gets each row of the gradient with the same row of the forward output,
-/// on both cores, inside the SIMD dispatch (mark it `#[inline(always)]`).
-fn update_rows<F: Float>(ys: &[F], n: usize, grad: &mut [F], update: impl Fn(&mut [F], &[F]) + Sync) {
-    parallel::reduce(
+/// gets the SIMD level's multiply-add and each row of the gradient with the
+/// same row of the forward output, on both cores, inside the SIMD dispatch
+/// (mark it `#[inline(always)]`).
+fn update_rows<F: Float>(ys: &[F], n: usize, grad: &mut [F], update: impl Fn(MulAdd, &mut [F], &[F]) + Sync) {
+    parallel::reduce_with(
         (Rows { data: ys, width: n }, Rows { data: grad, width: n }),
         ROWS.rows(n),
         #[inline(always)]
-        |(ys, grad): (Rows<&[F]>, Rows<&mut [F]>)| {
+        |m, (ys, grad): (Rows<&[F]>, Rows<&mut [F]>)| {
             for (g, y) in grad.data.chunks_exact_mut(n).zip(ys.data.chunks_exact(n)) {
-                update(g, y);
+                update(m, g, y);
             }
         },
         #[inline(always)]
@@ -773,12 +778,10 @@ pub(crate) fn normalised_backward<F: Float>(
                 dims.1,
                 g,
                 #[inline(always)]
-                |g, y| match kind {
+                |m, g, y| match kind {
                     Normalised::Log => {
                         let s = layout::sum(g);
-                        g.iter_mut()
-                            .zip(y)
-                            .for_each(|(g, &y)| *g -= fastmath::exp(MulAdd::SEPARATE, y) * s);
+                        g.iter_mut().zip(y).for_each(|(g, &y)| *g -= fastmath::exp(m, y) * s);
                     }
                     Normalised::Probabilities => {
                         let s = layout::dot(g, y);
