@@ -398,17 +398,6 @@ pub(crate) fn runs_serially(plan: Plan, items: usize) -> bool {
     items < plan.min_parallel || items <= plan.block || rayon::current_num_threads() < 2
 }
 
-/// Whether a kernel that returns a new gradient should build it in order
-/// with [`reduce_in_order`] rather than zero it whole and fill it with
-/// [`reduce`]: whenever the work would run on one thread anyway, and always
-/// for streaming work, where zeroing the whole gradient first costs about
-/// half of the kernel (an extra pass over memory) and a second thread gains
-/// less than that (MSE on 2²⁰ f32: one thread building in order ≈ 0.17 ms,
-/// two threads after `zeros` ≈ 0.08 + 0.09 ms; docs/benchmarks.md).
-pub(crate) fn builds_in_order(plan: Plan, items: usize) -> bool {
-    plan.streaming || runs_serially(plan, items)
-}
-
 /// The tree over `data`'s blocks, compiled for the plan's SIMD level.
 fn serial<D, A, L, C>(data: D, plan: Plan, leaf: &L, combine: &C) -> A
 where

@@ -115,8 +115,8 @@ pub(crate) fn sum_terms_and_grad_with<F: Float>(
 /// [`sum_terms_and_grad_with`] returning a new gradient, built in order on
 /// the calling thread: each block of the `Vec` is zeroed just before the
 /// kernel overwrites it, while it is in L1, instead of zeroing the whole
-/// gradient first (see [`parallel::builds_in_order`]). The same bits as
-/// [`sum_terms_and_grad_with`].
+/// gradient first (for work on one thread; see `losses::slices::on_both_cores`).
+/// The same bits as [`sum_terms_and_grad_with`].
 #[inline]
 pub(crate) fn sum_terms_and_new_grad<F: Float>(
     plan: Plan,

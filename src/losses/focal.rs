@@ -2,13 +2,12 @@
 
 use ndarray::{ArrayD, Dimension};
 
-use super::slices::{elements, new_grad, write_elements};
+use super::slices::{elements, on_both_cores, write_elements};
 use super::validate::{self, Domain};
 use super::{Loss, Reduction};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::fastmath::{self, MulAdd};
-use crate::kernels::parallel;
 use crate::kernels::pointwise::{COMPUTE, sum_terms_and_grad_with, sum_terms_and_new_grad, sum_terms_with};
 use crate::tape::{Tape, Var};
 
@@ -414,10 +413,10 @@ impl<F: Float> Loss<F> for FocalLoss {
     }
 
     fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
-        if !parallel::builds_in_order(COMPUTE, predictions.len()) {
-            let mut grad = new_grad(predictions);
-            let value = self.value_and_grad_into(predictions, targets, &mut grad)?;
-            return Ok((value, grad));
+        if let Some(result) = on_both_cores(COMPUTE, predictions, |grad| {
+            self.value_and_grad_into(predictions, targets, grad)
+        }) {
+            return result;
         }
         let scale = self.check(predictions, targets)?;
         self.check_slope_finite(predictions, targets)?;

@@ -7,12 +7,12 @@
 use ndarray::ArrayD;
 
 use super::Reduction;
-use super::slices::{elements, new_grad, write_elements};
+use super::slices::{elements, on_both_cores, write_elements};
 use super::validate;
 use crate::error::Result;
 use crate::float::Float;
 use crate::kernels::fastmath::MulAdd;
-use crate::kernels::parallel::{self, Plan};
+use crate::kernels::parallel::Plan;
 use crate::kernels::pointwise::{STREAMING, sum_terms_and_grad_with, sum_terms_and_new_grad, sum_terms_with};
 use crate::tape::{Tape, Var};
 
@@ -133,10 +133,10 @@ pub(crate) fn value_and_grad<L: Pointwise, F: Float>(
     predictions: &ArrayD<F>,
     targets: &ArrayD<F>,
 ) -> Result<(F, ArrayD<F>)> {
-    if !parallel::builds_in_order(L::PLAN, predictions.len()) {
-        let mut grad = new_grad(predictions);
-        let value = value_and_grad_into(loss, predictions, targets, &mut grad)?;
-        return Ok((value, grad));
+    if let Some(result) = on_both_cores(L::PLAN, predictions, |grad| {
+        value_and_grad_into(loss, predictions, targets, grad)
+    }) {
+        return result;
     }
     let scale = check(loss, predictions, targets)?;
     let (p, t) = (elements(predictions), elements(targets));

@@ -157,9 +157,9 @@ impl TripletLoss {
 
     /// [`TripletLoss::sweep`] with a new gradient, which it returns with the
     /// same bits, built in order on the calling thread: the rows extend it,
-    /// so it needs no zeroing first. This is streaming work, where zeroing a
-    /// whole gradient costs more than a second thread gains
-    /// (`parallel::builds_in_order`).
+    /// so it needs no zeroing first. Zeroing a whole
+    /// gradient for two cores cost more than the second core gained
+    /// (`slices::on_both_cores`).
     fn sweep_new_grad<F: Float>(&self, x: &[F], d: usize, scale: F) -> ((f64, bool), Vec<F>) {
         let m = F::from_f64(self.margin);
         let width = 3 * d;
