@@ -9,7 +9,10 @@ use super::validate::{self, Domain};
 use super::{Loss, Reduction};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::parallel::{self, GradRows, Rows};
+use crate::kernels::pointwise::{STREAMING, holds_for_all};
 use crate::kernels::softmax::ClassLayout;
+use crate::tape::layout::{sum, sum_of};
 use crate::tape::{Tape, Var};
 
 const NAME: &str = "MultiMarginLoss";
@@ -37,8 +40,8 @@ const NAME: &str = "MultiMarginLoss";
 /// where `h_j = 1` (`p = 1`) or `2z_j` (`p = 2`) where `z_j > 0`, and 0 where
 /// `z_j ≤ 0`: at the kink `z_j = 0` the slope is 0, as in PyTorch. On the
 /// tape: `relu` (whose slope at 0 is 0) of the scores minus the `gather`ed
-/// `x_y` plus `Δ`, squared for `p = 2`, the target class masked out with
-/// `where_mask`, times `w_y/C`, summed.
+/// `x_y` plus `Δ`, squared for `p = 2`, times a constant that is `w_y/C`
+/// off the target class and 0 on it, summed.
 ///
 /// **PyTorch.** `torch.nn.functional.multi_margin_loss(x, y, p=p,
 /// margin=Δ, weight=w, reduction='mean'|'sum')` (`nn.MultiMarginLoss`).
@@ -186,78 +189,116 @@ impl MultiMarginLoss {
         if let Some(g) = &grad {
             validate::grad_buffer(x, g)?;
         }
-        // An infinite score past the margin would make a hinge of 0.
-        validate::finite_elements(NAME, "predictions", x)?;
         let (xs, t) = (elements(x), elements(targets));
         let scale = self.scale(layout);
-        match grad {
-            Some(g) => {
-                let (total, finite) = write_elements(g, |g| self.hinges(&xs, &t, layout, scale, Some(g)));
-                let value = F::from_f64(total * scale);
-                if value.is_finite() && finite {
-                    Ok(value)
-                } else {
-                    Err(validate::non_finite(NAME, value, x, targets, Some(g)))
-                }
-            }
-            None => {
-                let (total, _) = self.hinges(&xs, &t, layout, scale, None);
-                validate::finite_value(NAME, F::from_f64(total * scale), x, targets)
-            }
+        let mut grad = grad;
+        let (total, grad_finite, scores_finite) = match grad.as_deref_mut() {
+            Some(g) => write_elements(g, |g| self.hinges(&xs, &t, layout, scale, Some(g))),
+            None => self.hinges(&xs, &t, layout, scale, None),
+        };
+        if !scores_finite {
+            // An infinite score past the margin would make a hinge of 0.
+            validate::finite_elements(NAME, "predictions", x)?;
+        }
+        let value = F::from_f64(total * scale);
+        if value.is_finite() && grad_finite {
+            Ok(value)
+        } else {
+            Err(validate::non_finite(NAME, value, x, targets, grad.as_deref()))
         }
     }
 
-    /// `Σ_n w_y·Σ_{j≠y} max(0, Δ − x_y + x_j)^p / C` in `f64`, in a fixed
-    /// order, with its gradient times `scale` written into every element of
-    /// `grad` if given, and whether that gradient is finite.
+    /// `Σ_n w_y·Σ_{j≠y} max(0, Δ − x_y + x_j)^p / C`, each sample's sum in
+    /// `F` (as PyTorch's) and the samples' in `f64`, with its gradient times
+    /// `scale` written into every element of `grad` if given; whether that
+    /// gradient is finite, and whether every score is (checked row by row
+    /// while it is in cache, not in a pass of its own). The samples are
+    /// spread over both cores along a fixed tree, so the bits do not depend
+    /// on the thread count.
     fn hinges<F: Float>(
         &self,
         x: &[F],
         targets: &[F],
         layout: ClassLayout,
         scale: f64,
-        mut grad: Option<&mut [F]>,
-    ) -> (f64, bool) {
+        grad: Option<&mut [F]>,
+    ) -> (f64, bool, bool) {
         let c = layout.classes;
-        let (mut total, mut finite) = (0.0, true);
+        let rows = (
+            Rows { data: x, width: c },
+            targets,
+            grad.map(|g| Rows { data: g, width: c }),
+        );
+        let squared = self.p == 2;
+        parallel::reduce(
+            rows,
+            STREAMING.rows(c),
+            #[inline(always)]
+            |(x, t, g): (Rows<&[F]>, &[F], GradRows<'_, F>)| match (squared, g) {
+                (false, g) => self.hinge_rows::<F, false>(x.data, t, c, scale, g.map(|g| g.data)),
+                (true, g) => self.hinge_rows::<F, true>(x.data, t, c, scale, g.map(|g| g.data)),
+            },
+            #[inline(always)]
+            |a: (f64, bool, bool), b: (f64, bool, bool)| (a.0 + b.0, a.1 && b.1, a.2 && b.2),
+        )
+    }
+
+    /// [`MultiMarginLoss::hinges`] over a run of whole samples on one thread,
+    /// `SQUARED` for `p = 2`. Branch-free within a row: the target's own
+    /// class is left out by slicing around it, and its gradient is minus the
+    /// sum of the others'.
+    #[inline(always)]
+    fn hinge_rows<F: Float, const SQUARED: bool>(
+        &self,
+        x: &[F],
+        targets: &[F],
+        c: usize,
+        scale: f64,
+        mut grad: Option<&mut [F]>,
+    ) -> (f64, bool, bool) {
+        let margin = F::from_f64(self.margin);
+        let classes = self.classes();
+        let (mut total, mut finite, mut scores_finite) = (0.0, true, true);
         for (n, (row, &y)) in x.chunks_exact(c).zip(targets).enumerate() {
+            scores_finite &= holds_for_all(row, F::is_finite);
             let y = y.as_f64() as usize;
-            let w = self.classes().weight(y);
-            let x_y = row[y].as_f64();
-            let (mut sum, mut slope_y) = (0.0, 0.0);
-            let mut g_row = grad.as_deref_mut().map(|g| &mut g[n * c..(n + 1) * c]);
-            for (j, &x_j) in row.iter().enumerate() {
-                let z = self.margin - x_y + x_j.as_f64();
-                let (h, slope) = if j == y || z <= 0.0 {
-                    (0.0, 0.0)
-                } else if self.p == 1 {
-                    (z, 1.0)
-                } else {
-                    (z * z, 2.0 * z)
-                };
-                sum += h;
-                let slope = scale * w * slope / c as f64;
-                slope_y -= slope;
-                if let Some(g) = g_row.as_deref_mut() {
-                    g[j] = F::from_f64(slope);
-                    finite &= g[j].is_finite();
+            let w = classes.weight(y);
+            // z_j = Δ − x_y + x_j, in PyTorch's order.
+            let shift = margin - row[y];
+            let hinge = |x_j: F| {
+                let h = (shift + x_j).max(F::zero());
+                if SQUARED { h * h } else { h }
+            };
+            let row_sum = sum_of(&row[..y], hinge) + sum_of(&row[y + 1..], hinge);
+            total += w * row_sum.as_f64() / c as f64;
+            if let Some(g) = grad.as_deref_mut() {
+                let g = &mut g[n * c..(n + 1) * c];
+                let factor = F::from_f64(scale * w / c as f64);
+                for (g, &x_j) in g.iter_mut().zip(row) {
+                    let z = shift + x_j;
+                    let slope = if SQUARED {
+                        let h = z.max(F::zero());
+                        h + h
+                    } else if z > F::zero() {
+                        F::one()
+                    } else {
+                        F::zero()
+                    };
+                    *g = factor * slope;
                 }
+                g[y] = F::zero();
+                g[y] = -sum(g);
+                finite &= holds_for_all(g, F::is_finite);
             }
-            if let Some(g) = g_row {
-                g[y] = F::from_f64(slope_y);
-                finite &= g[y].is_finite();
-            }
-            total += w * sum / c as f64;
         }
-        (total, finite)
+        (total, finite, scores_finite)
     }
 }
 
 impl<F: Float> Loss<F> for MultiMarginLoss {
     /// `gather` of each sample's `x_y`; `relu(x − x_y + Δ)` (slope 0 at the
-    /// kink, as PyTorch), squared for `p = 2`; the target class masked out
-    /// with `where_mask`; times `w_y/C` and summed; divided by `N` for
-    /// [`Reduction::Mean`].
+    /// kink, as PyTorch), squared for `p = 2`; times `w_y/C`, or 0 at the
+    /// target class, and summed; divided by `N` for [`Reduction::Mean`].
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
         let (layout, axis) = self.plan(&predictions.shape(), targets)?;
         predictions.with_value(|x| validate::finite_elements(NAME, "predictions", x))?;
@@ -268,17 +309,19 @@ impl<F: Float> Loss<F> for MultiMarginLoss {
         if self.p == 2 {
             hinge = hinge.square()?;
         }
-        // Not the target's own class: rows of C, one per sample.
-        let others: Vec<bool> = (picks.iter())
-            .flat_map(|&y| (0..layout.classes).map(move |j| j != y))
-            .collect();
-        let others = ArrayD::from_shape_vec(IxDyn(&predictions.shape()), others)?;
-        let c = layout.classes as f64;
-        let factors = picks.mapv(|y| F::from_f64(classes.weight(y) / c));
-        let total = hinge
-            .where_mask(&others, tape.scalar(F::zero()))?
-            .mul(tape.constant(factors))?
-            .sum()?;
+        // `w_y/C`, and 0 at the target's own class: rows of C, one per
+        // sample. A product rather than `where_mask`, so the chain stays fused.
+        // Filled a row at a time: a `flat_map` over the elements took
+        // longer than the whole tape's sweep.
+        let c = layout.classes;
+        let mut factors = Vec::with_capacity(picks.len() * c);
+        for &y in &picks {
+            let start = factors.len();
+            factors.resize(start + c, F::from_f64(classes.weight(y) / c as f64));
+            factors[start + y] = F::zero();
+        }
+        let factors = ArrayD::from_shape_vec(IxDyn(&predictions.shape()), factors)?;
+        let total = hinge.mul(tape.constant(factors))?.sum()?;
         let loss = match self.reduction {
             Reduction::Mean => total.div(tape.scalar(F::from_f64(layout.outer as f64)))?,
             Reduction::Sum => total,
