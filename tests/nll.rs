@@ -241,3 +241,45 @@ fn invalid_targets_and_non_finite_inputs_are_errors() {
     );
     assert!(err.to_string().contains("NllLoss"), "{err}");
 }
+
+/// Past the parallel threshold (600 × 1000 scores, where the zeroing and the
+/// scan for NaN and +∞ share one pass on both cores): the value and every
+/// gradient element against a plain loop, into a buffer of NaN and into a
+/// new one; a NaN or +∞ off every target, at the last element, is still
+/// found and named, by both.
+#[test]
+fn large_batches_zero_scan_and_match_a_plain_loop() {
+    let mut rng = Rng::new(81);
+    let (n, c) = (600, 1000);
+    let mut x = rng.array(&[n, c], -6.0, 0.0);
+    let y: Vec<usize> = (0..n).map(|_| rng.below(c - 1)).collect(); // never the last class
+    let t = ArrayD::from_shape_vec(IxDyn(&[n]), y.iter().map(|&k| k as f64).collect()).unwrap();
+    let w: Vec<f64> = (0..c).map(|_| rng.uniform(0.5, 2.0)).collect();
+    let loss = NllLoss::new().with_class_weights(w.clone());
+    let total_weight: f64 = y.iter().map(|&k| w[k]).sum();
+    let expected = -y.iter().enumerate().map(|(i, &k)| w[k] * x[[i, k]]).sum::<f64>() / total_weight;
+    let mut expected_grad = ArrayD::zeros(x.raw_dim());
+    for (i, &k) in y.iter().enumerate() {
+        expected_grad[[i, k]] = -w[k] / total_weight;
+    }
+    let (value, grad) = loss.value_and_grad(&x, &t).unwrap();
+    let mut into = ArrayD::from_elem(x.raw_dim(), f64::NAN);
+    let value_into = loss.value_and_grad_into(&x, &t, &mut into).unwrap();
+    for (what, v, g) in [("new", value, &grad), ("into", value_into, &into)] {
+        assert_close_scalar(v, expected, 1e-12, 0.0, what);
+        assert_close(g, &expected_grad, 1e-15, 0.0, what);
+    }
+    for bad in [f64::NAN, f64::INFINITY] {
+        x[[n - 1, c - 1]] = bad;
+        let named = |r: Result<_, Error>| match r {
+            Err(Error::NonFinite { arg, index, .. }) => arg == "predictions" && index == [n - 1, c - 1],
+            _ => false,
+        };
+        assert!(named(loss.value_and_grad(&x, &t).map(|_| ())), "{bad} new");
+        assert!(
+            named(loss.value_and_grad_into(&x, &t, &mut into).map(|_| ())),
+            "{bad} into"
+        );
+        assert!(named(loss.forward(&x, &t).map(|_| ())), "{bad} forward");
+    }
+}

@@ -1,5 +1,5 @@
 //! The same input gives the same bits on 1 to 4 threads: the losses
-//! that split rows (cross-entropy, triplet, contrastive) or elements (the
+//! that split rows (cross-entropy, triplet, contrastive, multi-margin, NLL) or elements (the
 //! pointwise ones) across rayon's pool sum them along a fixed tree. Inputs are
 //! large enough to cross each loss's parallel threshold. And `value_and_grad`
 //! (which may build its gradient in order on one thread) gives the bits of
@@ -10,8 +10,8 @@ mod common;
 use common::Rng;
 use tapeloss::ndarray::{ArrayD, IxDyn};
 use tapeloss::{
-    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanSquaredError, Reduction,
-    TripletLoss,
+    BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, FocalLoss, HuberLoss, Loss, MeanSquaredError,
+    MultiMarginLoss, NllLoss, Reduction, TripletLoss,
 };
 
 /// `value_and_grad` and `forward` of `loss` in a pool of `threads` threads, as bits.
@@ -99,6 +99,20 @@ fn triplet_and_contrastive_rows() {
     let loss = ContrastiveLoss::new(1.0);
     assert_same_bits(&loss, &pairs, &labels, "contrastive f64");
     assert_same_bits(&loss, &f32s(&pairs), &f32s(&labels), "contrastive f32");
+}
+
+#[test]
+fn multi_margin_and_nll_rows() {
+    let mut rng = Rng::new(4);
+    // 600 rows of 1000 classes: past the 2¹⁹ elements from which rows split.
+    let x = rng.array(&[600, 1000], -2.0, 2.0);
+    let y = ArrayD::from_shape_simple_fn(IxDyn(&[600]), || rng.below(1000) as f64);
+    for loss in [MultiMarginLoss::new(), MultiMarginLoss::new().with_p(2)] {
+        assert_same_bits(&loss, &x, &y, "multi-margin f64");
+        assert_same_bits(&loss, &f32s(&x), &f32s(&y), "multi-margin f32");
+    }
+    let log_probabilities = x.mapv(|v| v - 3.0);
+    assert_same_bits(&NllLoss::new(), &f32s(&log_probabilities), &f32s(&y), "NLL f32");
 }
 
 #[test]

@@ -4,11 +4,13 @@
 use ndarray::ArrayD;
 
 use super::class_index::{ClassTargets, Kept};
-use super::slices::{elements, unravel, write_elements};
+use super::slices::{elements, new_grad, unravel, write_elements};
 use super::validate;
 use super::{Loss, Reduction};
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::parallel::{self, STREAMING};
+use crate::kernels::pointwise::{self, holds_for_all};
 use crate::kernels::softmax::ClassLayout;
 use crate::tape::{Tape, Var};
 
@@ -128,29 +130,50 @@ impl NllLoss {
         Ok((layout, axis, classes.weighted_mean(kept, self.reduction)?))
     }
 
-    /// The closed form: the value, and the gradient into `grad` if given.
-    fn compute<F: Float>(&self, x: &ArrayD<F>, targets: &ArrayD<F>, grad: Option<&mut ArrayD<F>>) -> Result<F> {
+    /// The closed form: the value, and the gradient into `grad` if given
+    /// (which is zeroed first unless `zeroed` says it already is).
+    fn compute<F: Float>(
+        &self,
+        x: &ArrayD<F>,
+        targets: &ArrayD<F>,
+        grad: Option<&mut ArrayD<F>>,
+        zeroed: bool,
+    ) -> Result<F> {
         let (layout, _, denominator) = self.plan(x.shape(), targets)?;
         if let Some(g) = &grad {
             validate::grad_buffer(x, g)?;
         }
-        // A NaN or +∞ anywhere is an error, though only the targets' classes are read.
-        if let Some((index, v)) = validate::first_where(x, |v| v.is_nan() || v == F::infinity()) {
+        let (xs, t) = (elements(x), elements(targets));
+        // A NaN or +∞ anywhere is an error, though only the targets' classes
+        // are read; the scan shares its pass with the gradient's zeroing.
+        let scan = |g: Option<&mut [F]>| match g {
+            Some(g) if !zeroed => zero_and_scan(g, &xs),
+            _ => pointwise::all(&xs, allowed),
+        };
+        let (clean, total, bad) = match grad {
+            Some(g) => write_elements(g, |g| {
+                if !scan(Some(&mut *g)) {
+                    return (false, 0.0, None);
+                }
+                let (total, bad) = self.terms(&xs, &t, layout, denominator, Some(g));
+                (true, total, bad)
+            }),
+            None if !scan(None) => (false, 0.0, None),
+            None => {
+                let (total, bad) = self.terms(&xs, &t, layout, denominator, None);
+                (true, total, bad)
+            }
+        };
+        if !clean {
+            let (index, value) = validate::first_where(x, |v| !allowed(v))
+                .map_or((Vec::new(), f64::NAN), |(index, v)| (index, v.as_f64()));
             return Err(Error::NonFinite {
                 op: NAME,
                 arg: "predictions",
                 index,
-                value: v.as_f64(),
+                value,
             });
         }
-        let (xs, t) = (elements(x), elements(targets));
-        let (total, bad) = match grad {
-            Some(g) => write_elements(g, |g| {
-                g.fill(F::zero());
-                self.terms(&xs, &t, layout, denominator, Some(g))
-            }),
-            None => self.terms(&xs, &t, layout, denominator, None),
-        };
         match bad {
             Some(Bad::Prediction(at)) => Err(Error::NonFinite {
                 op: NAME,
@@ -228,6 +251,29 @@ enum Bad {
     Gradient(usize),
 }
 
+/// A log-probability NLL accepts: anything but NaN and +∞ (−∞, the log of
+/// a probability 0, is allowed).
+#[inline(always)]
+fn allowed<F: Float>(v: F) -> bool {
+    v < F::infinity()
+}
+
+/// Zeroes `grad` and checks that every prediction is [`allowed`], in one
+/// pass on both cores (the gradient is zero but at the targets).
+fn zero_and_scan<F: Float>(grad: &mut [F], x: &[F]) -> bool {
+    parallel::reduce(
+        (grad, x),
+        STREAMING,
+        #[inline(always)]
+        |(grad, x): (&mut [F], &[F])| {
+            grad.fill(F::zero());
+            holds_for_all(x, allowed)
+        },
+        #[inline(always)]
+        |a, b| a && b,
+    )
+}
+
 impl<F: Float> Loss<F> for NllLoss {
     /// `gather` of each sample's `x_y` along the class axis, ignored samples
     /// and zero weights masked out with `where_mask`, times `w_y`; summed,
@@ -237,7 +283,7 @@ impl<F: Float> Loss<F> for NllLoss {
         // hide a NaN or +∞ off the targets, so with any prediction not finite
         // the closed form decides (and names the culprit).
         if !predictions.with_value(validate::all_finite) {
-            predictions.with_value(|x| self.compute(x, targets, None))?;
+            predictions.with_value(|x| self.compute(x, targets, None, false))?;
         }
         let (_, axis, denominator) = self.plan(&predictions.shape(), targets)?;
         let total = self
@@ -250,17 +296,23 @@ impl<F: Float> Loss<F> for NllLoss {
             Reduction::Sum => total,
         };
         if !loss.item()?.is_finite() {
-            predictions.with_value(|x| self.compute(x, targets, None))?;
+            predictions.with_value(|x| self.compute(x, targets, None, false))?;
             return predictions.with_value(|x| validate::finite_record(NAME, loss, x, targets));
         }
         Ok(loss)
     }
 
     fn forward(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<F> {
-        self.compute(predictions, targets, None)
+        self.compute(predictions, targets, None, false)
+    }
+
+    fn value_and_grad(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>) -> Result<(F, ArrayD<F>)> {
+        let mut grad = new_grad(predictions);
+        let value = self.compute(predictions, targets, Some(&mut grad), true)?;
+        Ok((value, grad))
     }
 
     fn value_and_grad_into(&self, predictions: &ArrayD<F>, targets: &ArrayD<F>, grad: &mut ArrayD<F>) -> Result<F> {
-        self.compute(predictions, targets, Some(grad))
+        self.compute(predictions, targets, Some(grad), false)
     }
 }
