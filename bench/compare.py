@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = ["mse", "huber", "bce_logits", "cross_entropy", "triplet", "contrastive", "soft_margin", "hinge_embedding",
-         "kl_div", "poisson_nll"]
+         "kl_div", "poisson_nll", "nll", "multi_margin"]
 LABEL = {
     "mse": "MSE, 1,048,576",
     "huber": "Huber δ=1, 1M",
@@ -36,6 +36,8 @@ LABEL = {
     "hinge_embedding": "hinge embedding Δ=1, 1M",
     "kl_div": "KL divergence (batchmean), 1M",
     "poisson_nll": "Poisson NLL on log-rates, 1M",
+    "nll": "NLL, 4096×1000, class indices",
+    "multi_margin": "multi-margin, 4096×1000, class indices",
 }
 
 

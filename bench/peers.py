@@ -65,6 +65,14 @@ def inputs():
             rng.standard_normal(N_POINTWISE).astype(f32),
             rng.poisson(1.0, N_POINTWISE).astype(f32),
         ),
+        "nll": (
+            rng.standard_normal(CE_SHAPE).astype(f32),
+            rng.integers(0, CE_SHAPE[1], CE_SHAPE[0]).astype(np.int64),
+        ),
+        "multi_margin": (
+            rng.standard_normal(CE_SHAPE).astype(f32),
+            rng.integers(0, CE_SHAPE[1], CE_SHAPE[0]).astype(np.int64),
+        ),
     }
 
 
@@ -151,6 +159,12 @@ def torch_workloads(data):
     p, t = leaf(data["poisson_nll"][0]), const(data["poisson_nll"][1])
     out["poisson_nll"] = [("F.poisson_nll_loss", p, lambda p=p, t=t: F.poisson_nll_loss(p, t))]
 
+    p, t = leaf(data["nll"][0]), const(data["nll"][1])
+    out["nll"] = [("F.nll_loss", p, lambda p=p, t=t: F.nll_loss(p, t))]
+
+    p, t = leaf(data["multi_margin"][0]), const(data["multi_margin"][1])
+    out["multi_margin"] = [("F.multi_margin_loss", p, lambda p=p, t=t: F.multi_margin_loss(p, t, margin=MARGIN))]
+
     calls = {}
     for name, variants in out.items():
         calls[name] = []
@@ -195,13 +209,25 @@ def jax_workloads(data):
         "hinge_embedding": lambda x, y: jnp.mean(jnp.where(y == 1, x, jax.nn.relu(MARGIN - x))),
         "kl_div": lambda q, p: jnp.sum(jax.scipy.special.xlogy(p, p) - p * q) / q.shape[0],
         "poisson_nll": lambda x, t: jnp.mean(jnp.exp(x) - t * x),
+        "nll": lambda z, k: -jnp.mean(jnp.take_along_axis(z, k[:, None], axis=1)),
+        "multi_margin": lambda x, k: jnp.mean(
+            jnp.sum(
+                jnp.where(
+                    jnp.arange(x.shape[1])[None, :] == k[:, None],
+                    0.0,
+                    jax.nn.relu(MARGIN - jnp.take_along_axis(x, k[:, None], axis=1) + x),
+                ),
+                axis=1,
+            )
+            / x.shape[1]
+        ),
     }
     calls = {}
     for name, f in fns.items():
         p, t = data[name]
         p = jax.device_put(p)
         t = jax.device_put(t if t is not None else np.zeros((), np.float32))
-        if name == "cross_entropy":
+        if name in ("cross_entropy", "nll", "multi_margin"):
             t = t.astype(jnp.int32)
         vg = jax.jit(jax.value_and_grad(f))
 
@@ -219,7 +245,8 @@ def main():
     parser.add_argument("--peers", default="torch,jax", help="comma-separated: torch,jax")
     parser.add_argument(
         "--workloads",
-        default="mse,huber,bce_logits,cross_entropy,triplet,contrastive,soft_margin,hinge_embedding,kl_div,poisson_nll",
+        default="mse,huber,bce_logits,cross_entropy,triplet,contrastive,soft_margin,hinge_embedding,kl_div,poisson_nll,"
+        "nll,multi_margin",
     )
     parser.add_argument("--min-repeats", type=int, default=50)
     parser.add_argument("--min-seconds", type=float, default=1.0)

@@ -33,7 +33,7 @@ use tapeloss::losses::value_and_grad_on_tape;
 use tapeloss::ndarray::{ArrayD, IxDyn};
 use tapeloss::{
     BinaryCrossEntropyLoss, ContrastiveLoss, CrossEntropyLoss, HingeEmbeddingLoss, HuberLoss, KlDivLoss, Loss,
-    MeanSquaredError, PoissonNllLoss, SoftMarginLoss, TripletLoss,
+    MeanSquaredError, MultiMarginLoss, NllLoss, PoissonNllLoss, SoftMarginLoss, TripletLoss,
 };
 
 /// SplitMix64 with Box–Muller, so inputs are reproducible without a
@@ -78,7 +78,7 @@ struct Workload {
 const N_POINTWISE: usize = 1 << 20;
 const MARGIN: f64 = 1.0;
 
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 12] = [
     "mse",
     "huber",
     "bce_logits",
@@ -89,6 +89,8 @@ const NAMES: [&str; 10] = [
     "hinge_embedding",
     "kl_div",
     "poisson_nll",
+    "nll",
+    "multi_margin",
 ];
 
 /// Every workload, each generated only when asked for (so that a memory
@@ -153,6 +155,16 @@ fn workload(name: &str) -> Option<Workload> {
             normal(&n, &mut rng),
             rng.array(&n, |r| (r.next() % 4) as f64),
             Box::new(PoissonNllLoss::new()),
+        ),
+        "nll" => (
+            normal(&[4096, 1000], &mut rng),
+            rng.array(&[4096], |r| (r.next() % 1000) as f64),
+            Box::new(NllLoss::new()),
+        ),
+        "multi_margin" => (
+            normal(&[4096, 1000], &mut rng),
+            rng.array(&[4096], |r| (r.next() % 1000) as f64),
+            Box::new(MultiMarginLoss::new().with_margin(MARGIN)),
         ),
         _ => return None,
     };
