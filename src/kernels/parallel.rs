@@ -283,25 +283,7 @@ fn left_blocks(blocks: usize) -> usize {
 /// between blocks, which it sees in order: for building an output block by
 /// block (a gradient `Vec` that grows as the blocks are computed, so it never
 /// needs zeroing as a whole). The same tree, hence the same bits, as
-/// [`reduce`] with the same plan.
-#[inline]
-pub(crate) fn reduce_in_order<D, A, L, C>(data: D, plan: Plan, mut leaf: L, combine: C) -> A
-where
-    D: Split,
-    A: Copy,
-    L: FnMut(D) -> A,
-    C: Fn(A, A) -> A,
-{
-    reduce_in_order_with(
-        data,
-        plan,
-        #[inline(always)]
-        move |_, d| leaf(d),
-        combine,
-    )
-}
-
-/// [`reduce_in_order`], with `leaf` also given the [`MulAdd`] of the SIMD
+/// [`reduce`] with the same plan. `leaf` also gets the [`MulAdd`] of the SIMD
 /// level it runs at.
 #[inline]
 pub(crate) fn reduce_in_order_with<D, A, L, C>(data: D, plan: Plan, leaf: L, combine: C) -> A

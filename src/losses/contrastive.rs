@@ -171,11 +171,11 @@ impl ContrastiveLoss {
         let m = F::from_f64(self.margin);
         let width = 2 * d;
         let mut grad = Vec::with_capacity(x.len());
-        let result = parallel::reduce_in_order(
+        let result = parallel::reduce_in_order_with(
             (Rows { data: x, width }, y),
             STREAMING.rows(width),
             #[inline(always)]
-            |(x, y): (Rows<&[F]>, &[F])| sweep_rows(x.data, y, d, m, scale, Some(&mut &mut grad)),
+            |_, (x, y): (Rows<&[F]>, &[F])| sweep_rows(x.data, y, d, m, scale, Some(&mut &mut grad)),
             #[inline(always)]
             |a: (f64, bool, bool), b: (f64, bool, bool)| (a.0 + b.0, a.1 && b.1, a.2 && b.2),
         );

@@ -184,14 +184,13 @@ impl MultiMarginLoss {
     }
 
     /// The closed form: the value, and the gradient into `grad` if given.
-    fn compute<F: Float>(&self, x: &ArrayD<F>, targets: &ArrayD<F>, grad: Option<&mut ArrayD<F>>) -> Result<F> {
+    fn compute<F: Float>(&self, x: &ArrayD<F>, targets: &ArrayD<F>, mut grad: Option<&mut ArrayD<F>>) -> Result<F> {
         let (layout, _) = self.plan(x.shape(), targets)?;
         if let Some(g) = &grad {
             validate::grad_buffer(x, g)?;
         }
         let (xs, t) = (elements(x), elements(targets));
         let scale = self.scale(layout);
-        let mut grad = grad;
         let (total, grad_finite, scores_finite) = match grad.as_deref_mut() {
             Some(g) => write_elements(g, |g| self.hinges(&xs, &t, layout, scale, Some(g))),
             None => self.hinges(&xs, &t, layout, scale, None),

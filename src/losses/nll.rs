@@ -146,25 +146,18 @@ impl NllLoss {
         let (xs, t) = (elements(x), elements(targets));
         // A NaN or +∞ anywhere is an error, though only the targets' classes
         // are read; the scan shares its pass with the gradient's zeroing.
-        let scan = |g: Option<&mut [F]>| match g {
-            Some(g) if !zeroed => zero_and_scan(g, &xs),
-            _ => pointwise::all(&xs, allowed),
-        };
-        let (clean, total, bad) = match grad {
+        let outcome = match grad {
             Some(g) => write_elements(g, |g| {
-                if !scan(Some(&mut *g)) {
-                    return (false, 0.0, None);
-                }
-                let (total, bad) = self.terms(&xs, &t, layout, denominator, Some(g));
-                (true, total, bad)
+                let clean = if zeroed {
+                    pointwise::all(&xs, allowed)
+                } else {
+                    zero_and_scan(g, &xs)
+                };
+                clean.then(|| self.terms(&xs, &t, layout, denominator, Some(g)))
             }),
-            None if !scan(None) => (false, 0.0, None),
-            None => {
-                let (total, bad) = self.terms(&xs, &t, layout, denominator, None);
-                (true, total, bad)
-            }
+            None => pointwise::all(&xs, allowed).then(|| self.terms(&xs, &t, layout, denominator, None)),
         };
-        if !clean {
+        let Some((total, bad)) = outcome else {
             let (index, value) = validate::first_where(x, |v| !allowed(v))
                 .map_or((Vec::new(), f64::NAN), |(index, v)| (index, v.as_f64()));
             return Err(Error::NonFinite {
@@ -173,7 +166,7 @@ impl NllLoss {
                 index,
                 value,
             });
-        }
+        };
         match bad {
             Some(Bad::Prediction(at)) => Err(Error::NonFinite {
                 op: NAME,

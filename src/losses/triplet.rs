@@ -164,11 +164,11 @@ impl TripletLoss {
         let m = F::from_f64(self.margin);
         let width = 3 * d;
         let mut grad = Vec::with_capacity(x.len());
-        let result = parallel::reduce_in_order(
+        let result = parallel::reduce_in_order_with(
             Rows { data: x, width },
             STREAMING.rows(width),
             #[inline(always)]
-            |x: Rows<&[F]>| sweep_rows(x.data, d, m, scale, Some(&mut &mut grad)),
+            |_, x: Rows<&[F]>| sweep_rows(x.data, d, m, scale, Some(&mut &mut grad)),
             #[inline(always)]
             |a: (f64, bool), b: (f64, bool)| (a.0 + b.0, a.1 && b.1),
         );
