@@ -373,6 +373,67 @@ fn binary_ops_accept_non_standard_layouts() {
     });
 }
 
+/// Broadcasts past the size at which the forward pass and the reduction of
+/// a repeated operand's gradient spread over both cores (2¹⁹ elements): the
+/// values against the elementwise formula, and the gradients of `Σ w ⊙ y`
+/// against sums over plain loops.
+#[test]
+fn large_broadcasts_match_plain_loops() {
+    let mut rng = Rng::new(30);
+    let pairs: [(&[usize], &[usize]); 4] = [
+        (&[700, 800], &[700, 1]),
+        (&[700, 800], &[800]),
+        (&[700, 1], &[1, 800]),
+        (&[2, 350, 800], &[2, 1, 800]),
+    ];
+    let ops: [(&str, BinaryOp); 2] = [("sub", |a, b| a.sub(b)), ("mul", |a, b| a.mul(b))];
+    for (sa, sb) in pairs {
+        let shape = broadcast(sa, sb);
+        let (a, b, w) = (
+            rng.array(sa, -2.0, 2.0),
+            rng.array(sb, -2.0, 2.0),
+            rng.array(&shape, -1.0, 1.0),
+        );
+        for (name, op) in ops {
+            let what = format!("{name} {sa:?} with {sb:?}");
+            let tape = Tape::new();
+            let (va, vb) = (tape.var(a.clone()), tape.var(b.clone()));
+            let y = op(va, vb).unwrap();
+            let loss = y.mul(tape.constant(w.clone())).unwrap().sum().unwrap();
+            let grads = tape.backward(loss).unwrap();
+            let (mut ga, mut gb) = (ArrayD::zeros(IxDyn(sa)), ArrayD::zeros(IxDyn(sb)));
+            let mut expected = ArrayD::zeros(IxDyn(&shape));
+            for (idx, &wi) in w.indexed_iter() {
+                let (ia, ib) = (source_index(idx.slice(), sa), source_index(idx.slice(), sb));
+                let (x, z) = (a[IxDyn(&ia)], b[IxDyn(&ib)]);
+                let (value, da, db) = if name == "sub" {
+                    (x - z, 1.0, -1.0)
+                } else {
+                    (x * z, z, x)
+                };
+                expected[&idx] = value;
+                ga[IxDyn(&ia)] += wi * da;
+                gb[IxDyn(&ib)] += wi * db;
+            }
+            assert_eq!(y.value(), expected, "{what}: value");
+            assert_close(
+                grads.wrt(va).unwrap(),
+                &ga,
+                1e-12,
+                1e-12,
+                &format!("{what}: gradient of a"),
+            );
+            assert_close(
+                grads.wrt(vb).unwrap(),
+                &gb,
+                1e-12,
+                1e-12,
+                &format!("{what}: gradient of b"),
+            );
+        }
+    }
+}
+
 #[test]
 fn whole_reductions_match_finite_differences() {
     let mut rng = Rng::new(14);

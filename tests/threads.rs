@@ -179,7 +179,8 @@ fn tape_bits<L: Loss<f32> + Sync>(loss: &L, p: &ArrayD<f32>, t: &ArrayD<f32>, th
 }
 
 /// The tape's row kernels (`log_softmax`, `softmax` and their backwards,
-/// slicing and its backward) and its copies split their rows or elements over the pool:
+/// slicing and its backward, broadcasting and its backward) and its copies
+/// split their rows or elements over the pool:
 /// the same bits on 1 to 4 threads, above each threshold.
 #[test]
 fn tape_routes() {
@@ -194,7 +195,13 @@ fn tape_routes() {
         f32s(&rng.array(&[600_000], -3.0, 3.0)),
     );
     let ignored = ArrayD::zeros(IxDyn(&[1]));
-    let cases: [(&str, &dyn Fn(usize) -> Bits); 5] = [
+    let margin_logits = f32s(&rng.array(&[700, 800], -4.0, 4.0));
+    let margin_classes = ArrayD::from_shape_simple_fn(IxDyn(&[700]), || rng.below(800) as f32);
+    let cases: [(&str, &dyn Fn(usize) -> Bits); 6] = [
+        // `x − x_y` broadcast along the rows, and its gradient summed back.
+        ("multi-margin", &|k| {
+            tape_bits(&MultiMarginLoss::new(), &margin_logits, &margin_classes, k)
+        }),
         ("softmax", &|k| softmax_bits(&logits, k)),
         ("cross-entropy", &|k| {
             tape_bits(&CrossEntropyLoss::new(), &logits, &classes, k)

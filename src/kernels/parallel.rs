@@ -313,12 +313,24 @@ where
 /// that it is compiled for the dispatched SIMD level.
 #[inline]
 pub(crate) fn for_each_row<F: Send>(data: &mut [F], width: usize, f: impl Fn(usize, &mut [F]) + Sync) {
+    for_each_row_reading(data, width, width, f);
+}
+
+/// [`for_each_row`] for calls that each read `reads` elements, which sets
+/// the split (rows of one sum each, say, over runs of the input).
+#[inline]
+pub(crate) fn for_each_row_reading<F: Send>(
+    data: &mut [F],
+    width: usize,
+    reads: usize,
+    f: impl Fn(usize, &mut [F]) + Sync,
+) {
     if width == 0 {
         return;
     }
     reduce(
         (0..data.len() / width, Rows { data, width }),
-        STREAMING.rows(width),
+        STREAMING.rows(reads),
         #[inline(always)]
         |(indices, rows): (std::ops::Range<usize>, Rows<&mut [F]>)| {
             for (k, row) in indices.zip(rows.data.chunks_exact_mut(width)) {

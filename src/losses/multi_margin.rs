@@ -13,7 +13,7 @@ use crate::kernels::parallel::{self, GradRows, Rows};
 use crate::kernels::pointwise::{STREAMING, holds_for_all};
 use crate::kernels::softmax::ClassLayout;
 use crate::tape::layout::{sum, sum_of};
-use crate::tape::{Tape, Var};
+use crate::tape::{Tape, Var, pool};
 
 const NAME: &str = "MultiMarginLoss";
 
@@ -297,7 +297,8 @@ impl MultiMarginLoss {
 impl<F: Float> Loss<F> for MultiMarginLoss {
     /// `gather` of each sample's `x_y`; `relu(x − x_y + Δ)` (slope 0 at the
     /// kink, as PyTorch), squared for `p = 2`; times `w_y/C`, or 0 at the
-    /// target class, and summed; divided by `N` for [`Reduction::Mean`].
+    /// target class, and summed; for [`Reduction::Mean`], times `w_y` and
+    /// averaged over all `N·C` terms, which is the same.
     fn record<'t>(&self, tape: &'t Tape<F>, predictions: Var<'t, F>, targets: &ArrayD<F>) -> Result<Var<'t, F>> {
         let (layout, axis) = self.plan(&predictions.shape(), targets)?;
         predictions.with_value(|x| validate::finite_elements(NAME, "predictions", x))?;
@@ -310,20 +311,28 @@ impl<F: Float> Loss<F> for MultiMarginLoss {
         }
         // `w_y/C`, and 0 at the target's own class: rows of C, one per
         // sample. A product rather than `where_mask`, so the chain stays fused.
+        // For `Mean`, `w_y` and a mean over all N·C terms: the same `1/(N·C)`,
+        // given to the chain as its seed, where dividing its sum by N cost a
+        // pass scaling the 16 MB gradient (4096×1000).
         // Filled a row at a time: a `flat_map` over the elements took
-        // longer than the whole tape's sweep.
+        // longer than the whole tape's sweep. In a pooled buffer, which the
+        // tape takes back when it is dropped: a new one faulted its pages in.
         let c = layout.classes;
-        let mut factors = Vec::with_capacity(picks.len() * c);
+        let per_class = match self.reduction {
+            Reduction::Mean => 1.0,
+            Reduction::Sum => 1.0 / c as f64,
+        };
+        let mut factors = pool::take(picks.len() * c);
         for &y in &picks {
             let start = factors.len();
-            factors.resize(start + c, F::from_f64(classes.weight(y) / c as f64));
+            factors.resize(start + c, F::from_f64(classes.weight(y) * per_class));
             factors[start + y] = F::zero();
         }
         let factors = ArrayD::from_shape_vec(IxDyn(&predictions.shape()), factors)?;
-        let total = hinge.mul(tape.constant(factors))?.sum()?;
+        let terms = hinge.mul(tape.constant(factors))?;
         let loss = match self.reduction {
-            Reduction::Mean => total.div(tape.scalar(F::from_f64(layout.outer as f64)))?,
-            Reduction::Sum => total,
+            Reduction::Mean => terms.mean()?,
+            Reduction::Sum => terms.sum()?,
         };
         predictions.with_value(|x| validate::finite_record(NAME, loss, x, targets))
     }

@@ -5,6 +5,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::float::Float;
+use crate::kernels::parallel;
 use crate::tape::layout::{self, Broadcast, flat, from_vec};
 
 /// The shape two operands broadcast to under NumPy's rules: shapes are aligned
@@ -61,6 +62,22 @@ pub(crate) fn sum_to_shape<F: Float>(grad: &ArrayD<F>, shape: &[usize]) -> Array
     let plan = Broadcast::new(grad.shape(), [grad.shape(), shape]);
     let n = plan.len;
     let mut out = vec![F::zero(); shape.iter().product()];
+    if plan.step[1] == 0 {
+        // Each run sums to one element: the runs' sums on both cores, then
+        // added in row order as below, so the bits are the same.
+        let mut sums = vec![F::zero(); plan.rows()];
+        parallel::for_each_row_reading(
+            &mut sums,
+            1,
+            n,
+            #[inline(always)]
+            |row, sum| sum[0] = layout::sum(&g[row * n..][..n]),
+        );
+        for (row, sum) in sums.into_iter().enumerate() {
+            out[plan.offsets(row)[1]] += sum;
+        }
+        return from_vec(shape, out);
+    }
     plan.for_each_row(|_, [og, o]| {
         let run = &g[og..og + n];
         if plan.step[1] == 1 {

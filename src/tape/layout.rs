@@ -214,6 +214,22 @@ impl<const K: usize> Broadcast<K> {
         self.outer.iter().product()
     }
 
+    /// Each operand's offset of the first element of run `row` (what
+    /// [`Broadcast::for_each_row`] passes for it), for work that visits the
+    /// runs out of order, spread over the cores.
+    pub(crate) fn offsets(&self, row: usize) -> [usize; K] {
+        let mut offsets = [0; K];
+        let mut rest = row;
+        for d in (0..self.outer.len()).rev() {
+            let index = rest % self.outer[d];
+            rest /= self.outer[d];
+            for (offset, strides) in offsets.iter_mut().zip(&self.strides) {
+                *offset += strides[d] * index;
+            }
+        }
+        offsets
+    }
+
     /// Calls `f(row, offsets)` for every run in row-major order, with each
     /// operand's offset of its first element; the output's is `row · len`.
     pub(crate) fn for_each_row(&self, mut f: impl FnMut(usize, [usize; K])) {
@@ -252,6 +268,22 @@ mod tests {
         let mut out = Vec::new();
         b.for_each_row(|row, offsets| out.push((row, offsets)));
         out
+    }
+
+    #[test]
+    fn offsets_of_a_run_are_those_visited() {
+        for (shape, a, b) in [
+            (&[4, 3, 2][..], &[4, 1, 2][..], &[3, 1][..]),
+            (&[5, 7], &[5, 1], &[7]),
+            (&[2, 3, 4, 5], &[1, 3, 1, 5], &[2, 1, 4, 1]),
+        ] {
+            let plan = Broadcast::new(shape, [a, b]);
+            let visited = visits(&plan);
+            assert_eq!(visited.len(), plan.rows());
+            for (row, offsets) in visited {
+                assert_eq!(plan.offsets(row), offsets, "{shape:?} {a:?} {b:?} row {row}");
+            }
+        }
     }
 
     #[test]

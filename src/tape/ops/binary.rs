@@ -9,9 +9,11 @@ use super::{Op, chain};
 use crate::error::Error;
 use crate::error::Result;
 use crate::float::Float;
+use crate::kernels::parallel;
 use crate::tape::backprop::Sweep;
 use crate::tape::fusion::fuses_binary;
 use crate::tape::layout::{Broadcast, flat, flat_mut, from_vec};
+use crate::tape::pool;
 use crate::tape::{Var, broadcast_shape, reduce_to_shape, sum_to_shape};
 
 /// An elementwise function of two inputs.
@@ -127,26 +129,34 @@ fn forward<F: Float>(f: Binary, a: &ArrayD<F>, b: &ArrayD<F>, shape: &[usize]) -
     let (xa, xb) = (flat(a), flat(b));
     let plan = Broadcast::new(shape, [a.shape(), b.shape()]);
     let n = plan.len;
-    let mut out = Vec::with_capacity(n * plan.rows());
+    // Pooled, every element overwritten: a fresh 16 MB array faulted its
+    // pages in on every call (multi-margin's `x − x_y` on 4096×1000). Each
+    // run is written by one call, so spreading them over the cores changes
+    // no bit.
+    let mut out = pool::for_overwrite(n * plan.rows());
     macro_rules! run {
         ($op:expr) => {
-            plan.for_each_row(|_, [oa, ob]| match plan.step {
-                [1, 1] => out.extend(
-                    xa[oa..oa + n]
-                        .iter()
-                        .zip(&xb[ob..ob + n])
-                        .map(|(&a, &b)| $op.apply(a, b)),
-                ),
-                [1, _] => {
-                    let b = xb[ob];
-                    out.extend(xa[oa..oa + n].iter().map(|&a| $op.apply(a, b)));
-                }
-                [_, 1] => {
-                    let a = xa[oa];
-                    out.extend(xb[ob..ob + n].iter().map(|&b| $op.apply(a, b)));
-                }
-                _ => out.extend(std::iter::repeat_n($op.apply(xa[oa], xb[ob]), n)),
-            })
+            parallel::for_each_row(
+                &mut out,
+                n,
+                #[inline(always)]
+                |row, out| {
+                    let [oa, ob] = plan.offsets(row);
+                    match plan.step {
+                        [1, 1] => (out.iter_mut().zip(&xa[oa..oa + n]).zip(&xb[ob..ob + n]))
+                            .for_each(|((y, &a), &b)| *y = $op.apply(a, b)),
+                        [1, _] => {
+                            let b = xb[ob];
+                            (out.iter_mut().zip(&xa[oa..oa + n])).for_each(|(y, &a)| *y = $op.apply(a, b));
+                        }
+                        [_, 1] => {
+                            let a = xa[oa];
+                            (out.iter_mut().zip(&xb[ob..ob + n])).for_each(|(y, &b)| *y = $op.apply(a, b));
+                        }
+                        _ => out.fill($op.apply(xa[oa], xb[ob])),
+                    }
+                },
+            )
         };
     }
     specialise!(f, run);
@@ -163,7 +173,7 @@ fn operand_grad<F: Float>(
     [g, xa, xb, y]: [&[F]; 4],
     partial: impl Fn(F, F, F) -> F,
 ) -> Vec<F> {
-    let mut acc = vec![F::zero(); size];
+    let mut acc = pool::zeroed(size);
     let n = plan.len;
     let [sa, sb] = plan.step;
     if plan.step == [1, 1] && plan.rows() == 1 {
