@@ -756,6 +756,44 @@ fn a_finite_loss_with_an_overflowing_gradient_is_an_error() {
     }
 }
 
+/// `Σ c·x[0, k]` over picks that repeat column 0: the value is small, but
+/// the gradient at `[0, 0]` is the sum of the repeated `c`.
+struct RepeatedPicks {
+    c: f32,
+}
+
+impl Loss<f32> for RepeatedPicks {
+    fn record<'t>(
+        &self,
+        _tape: &'t tapeloss::Tape<f32>,
+        predictions: tapeloss::Var<'t, f32>,
+        _targets: &ArrayD<f32>,
+    ) -> tapeloss::Result<tapeloss::Var<'t, f32>> {
+        let picks = ArrayD::from_shape_vec(IxDyn(&[1, 3]), vec![0, 0, 1]).expect("picks");
+        predictions.gather(1, &picks)?.mul_scalar(self.c)?.sum()
+    }
+}
+
+#[test]
+fn a_scattered_gradient_that_overflows_is_an_error() {
+    // A gather's backward adds into zeros and checks what it wrote, so the
+    // tape need not check its whole gradient again; two picks of 2e38 at one
+    // element overflow f32, on a value of 3·2e38·1e-30.
+    let p = ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![1e-30_f32, 1e-30]).expect("predictions");
+    let t = ArrayD::zeros(IxDyn(&[1]));
+    let err = value_and_grad_on_tape(&RepeatedPicks { c: 2e38 }, &p, &t).expect_err("overflow");
+    assert!(
+        matches!(&err, Error::NonFinite { arg: "gradient", index, .. } if index == &[0, 0]),
+        "{err:?}"
+    );
+    // Below the overflow the same picks give the sum of the repeats.
+    let (_, grad) = value_and_grad_on_tape(&RepeatedPicks { c: 1e38 }, &p, &t).expect("finite");
+    assert_eq!(
+        grad,
+        ArrayD::from_shape_vec(IxDyn(&[1, 2]), vec![2e38_f32, 1e38]).expect("grad")
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Binary cross-entropy
 // ---------------------------------------------------------------------------

@@ -126,15 +126,19 @@ impl<'a, F: Float> Sweep<'a, F> {
     /// row-major slice of the node's shape, starting from zeros when nothing
     /// is pending yet. For backward rules that reach only some elements
     /// (`gather`, slicing): no full-size temporary is made when a gradient is
-    /// already pending.
-    pub(super) fn accumulate(&mut self, i: usize, add: impl FnOnce(&mut [F])) {
+    /// already pending. `add` returns whether every element it wrote is
+    /// finite: then a gradient that started from zeros is known finite, and
+    /// spares the caller a pass checking it (NLL's 16 MB, written at 4096
+    /// targets).
+    pub(super) fn accumulate(&mut self, i: usize, add: impl FnOnce(&mut [F]) -> bool) {
         if !self.needs(i) {
             return;
         }
         self.complete(i);
-        self.finite[i] = false;
+        let fresh = self.pending[i].is_none();
         let shape = self.shape(i);
-        flat_mut(self.pending[i].get_or_insert_with(|| zeros(shape)), add);
+        let written_finite = flat_mut(self.pending[i].get_or_insert_with(|| zeros(shape)), add);
+        self.finite[i] = fresh && written_finite;
     }
 
     /// Takes node `i`'s pending gradient out, whole.

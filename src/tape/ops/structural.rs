@@ -387,6 +387,7 @@ pub(crate) fn slice_axis_backward<F: Float>(
                 #[inline(always)]
                 |o, row| (row[before..within].iter_mut().zip(slice_of(o))).for_each(|(d, &g)| *d += g),
             );
+            false // added to a pending gradient, not known finite anyway
         });
     } else {
         let mut dx = pool::for_overwrite(shape.iter().product());
@@ -551,7 +552,14 @@ pub(crate) fn gather_backward<F: Float>(
     let dims = around(sweep.shape(input), axis);
     let (g, idx) = (flat(grad), flat(indices));
     sweep.accumulate(input, |dx| {
-        for_each_pick(dims, indices.shape()[axis], &idx, |at, from| dx[from] += g[at]);
+        // A sum stays finite only if each partial sum along the way was, so
+        // checking every write tells whether the picked elements end finite.
+        let mut finite = true;
+        for_each_pick(dims, indices.shape()[axis], &idx, |at, from| {
+            dx[from] += g[at];
+            finite &= dx[from].is_finite();
+        });
+        finite
     });
 }
 
