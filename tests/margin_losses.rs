@@ -115,6 +115,23 @@ fn shards_add_up_to_the_batch() {
     );
 }
 
+/// Distances near `f32`'s limit: a similar pair's term is `x` itself (its
+/// hinge factor is 0, never `Δ − x` overflowed), a dissimilar one's is
+/// `max(0, Δ − x)`; at the kink `x = Δ` the slope is 0, as in PyTorch. The
+/// tape, which joins the cases with the label's indicator, agrees bit for bit.
+#[test]
+fn hinge_is_exact_for_extreme_distances() {
+    let x = array![1e38_f32, -1e38, 2e38, -2e38, 1.0, 0.5].into_dyn();
+    let y = array![1.0_f32, 1.0, -1.0, -1.0, -1.0, -1.0].into_dyn();
+    let loss = HingeEmbeddingLoss::new(1.0).with_reduction(Reduction::Sum);
+    let (value, grad) = loss.value_and_grad(&x, &y).unwrap();
+    assert_eq!(value, 2e38 + 0.5);
+    assert_eq!(grad, array![1.0_f32, 1.0, 0.0, -1.0, 0.0, -1.0].into_dyn());
+    let (tape_value, tape_grad) = value_and_grad_on_tape(&loss, &x, &y).unwrap();
+    assert_eq!(tape_value, value);
+    assert_eq!(tape_grad, grad);
+}
+
 /// Where `−y·x` is beyond `f32`'s `exp` range, PyTorch's `log1p(exp(−y·x))`
 /// overflows to `inf` with a NaN slope; here the term is `−y·x` (its
 /// `ln(1 + e^(−|z|))` part is below half an ulp) and the slope `−y`.
