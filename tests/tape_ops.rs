@@ -374,14 +374,17 @@ fn binary_ops_accept_non_standard_layouts() {
 }
 
 /// Broadcasts past the size at which the forward pass and the reduction of
-/// a repeated operand's gradient spread over both cores (2¹⁹ elements): the
+/// a repeated operand's gradient spread over both cores (2¹⁹ elements, runs
+/// of at least 64), and one of short runs that stays on one thread: the
 /// values against the elementwise formula, and the gradients of `Σ w ⊙ y`
 /// against sums over plain loops.
 #[test]
 fn large_broadcasts_match_plain_loops() {
     let mut rng = Rng::new(30);
-    let pairs: [(&[usize], &[usize]); 4] = [
+    let pairs: [(&[usize], &[usize]); 5] = [
         (&[700, 800], &[700, 1]),
+        // Runs of two elements, walked on one thread.
+        (&[300_000, 2], &[300_000, 1]),
         (&[700, 800], &[800]),
         (&[700, 1], &[1, 800]),
         (&[2, 350, 800], &[2, 1, 800]),

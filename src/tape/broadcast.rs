@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::parallel;
 use crate::tape::layout::{self, Broadcast, flat, from_vec};
+use crate::tape::ops::binary::MIN_PARALLEL_RUN;
 
 /// The shape two operands broadcast to under NumPy's rules: shapes are aligned
 /// on the right, and each pair of sizes must be equal or contain a 1.
@@ -62,7 +63,7 @@ pub(crate) fn sum_to_shape<F: Float>(grad: &ArrayD<F>, shape: &[usize]) -> Array
     let plan = Broadcast::new(grad.shape(), [grad.shape(), shape]);
     let n = plan.len;
     let mut out = vec![F::zero(); shape.iter().product()];
-    if plan.step[1] == 0 {
+    if plan.step[1] == 0 && n >= MIN_PARALLEL_RUN {
         // Each run sums to one element: the runs' sums on both cores, then
         // added in row order as below, so the bits are the same.
         let mut sums = vec![F::zero(); plan.rows()];

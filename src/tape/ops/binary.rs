@@ -123,6 +123,11 @@ macro_rules! specialise {
 }
 pub(crate) use specialise as specialise_binary;
 
+/// Runs shorter than this are walked on one thread: finding a run's offsets
+/// from its index ([`Broadcast::offsets`]) costs divisions that a run of a few
+/// elements does not repay.
+pub(crate) const MIN_PARALLEL_RUN: usize = 64;
+
 /// `f(a, b)` broadcast to `shape`, run by run: a run where both operands
 /// advance, or one repeats, is one tight loop.
 fn forward<F: Float>(f: Binary, a: &ArrayD<F>, b: &ArrayD<F>, shape: &[usize]) -> ArrayD<F> {
@@ -130,37 +135,55 @@ fn forward<F: Float>(f: Binary, a: &ArrayD<F>, b: &ArrayD<F>, shape: &[usize]) -
     let plan = Broadcast::new(shape, [a.shape(), b.shape()]);
     let n = plan.len;
     // Pooled, every element overwritten: a fresh 16 MB array faulted its
-    // pages in on every call (multi-margin's `x − x_y` on 4096×1000). Each
-    // run is written by one call, so spreading them over the cores changes
-    // no bit.
+    // pages in on every call (multi-margin's `x − x_y` on 4096×1000).
     let mut out = pool::for_overwrite(n * plan.rows());
+    let operands = (&xa[..], &xb[..]);
     macro_rules! run {
-        ($op:expr) => {
-            parallel::for_each_row(
-                &mut out,
-                n,
-                #[inline(always)]
-                |row, out| {
-                    let [oa, ob] = plan.offsets(row);
-                    match plan.step {
-                        [1, 1] => (out.iter_mut().zip(&xa[oa..oa + n]).zip(&xb[ob..ob + n]))
-                            .for_each(|((y, &a), &b)| *y = $op.apply(a, b)),
-                        [1, _] => {
-                            let b = xb[ob];
-                            (out.iter_mut().zip(&xa[oa..oa + n])).for_each(|(y, &a)| *y = $op.apply(a, b));
-                        }
-                        [_, 1] => {
-                            let a = xa[oa];
-                            (out.iter_mut().zip(&xb[ob..ob + n])).for_each(|(y, &b)| *y = $op.apply(a, b));
-                        }
-                        _ => out.fill($op.apply(xa[oa], xb[ob])),
-                    }
-                },
-            )
-        };
+        ($op:expr) => {{
+            let f = |a, b| $op.apply(a, b);
+            if n >= MIN_PARALLEL_RUN {
+                // Each run is written by one call, so spreading them over the
+                // cores changes no bit.
+                parallel::for_each_row(
+                    &mut out,
+                    n,
+                    #[inline(always)]
+                    |row, out| broadcast_run(f, plan.step, operands, plan.offsets(row), out),
+                )
+            } else {
+                plan.for_each_row(|row, offsets| {
+                    broadcast_run(f, plan.step, operands, offsets, &mut out[row * n..][..n])
+                })
+            }
+        }};
     }
     specialise!(f, run);
     from_vec(shape, out)
+}
+
+/// One run of `f(a, b)` broadcast into `out`, with each operand advancing
+/// (step 1) or repeating (step 0) from its offset.
+#[inline(always)]
+fn broadcast_run<F: Float>(
+    f: impl Fn(F, F) -> F,
+    step: [usize; 2],
+    (xa, xb): (&[F], &[F]),
+    [oa, ob]: [usize; 2],
+    out: &mut [F],
+) {
+    let n = out.len();
+    match step {
+        [1, 1] => (out.iter_mut().zip(&xa[oa..oa + n]).zip(&xb[ob..ob + n])).for_each(|((y, &a), &b)| *y = f(a, b)),
+        [1, _] => {
+            let b = xb[ob];
+            (out.iter_mut().zip(&xa[oa..oa + n])).for_each(|(y, &a)| *y = f(a, b));
+        }
+        [_, 1] => {
+            let a = xa[oa];
+            (out.iter_mut().zip(&xb[ob..ob + n])).for_each(|(y, &b)| *y = f(a, b));
+        }
+        _ => out.fill(f(xa[oa], xb[ob])),
+    }
 }
 
 /// The gradient of operand `k` (0 for `a`, 1 for `b`) of `y = f(a, b)`:
