@@ -6,8 +6,7 @@ use ndarray::{ArrayD, IxDyn};
 use crate::error::{Error, Result};
 use crate::float::Float;
 use crate::kernels::parallel;
-use crate::tape::layout::{self, Broadcast, flat, from_vec};
-use crate::tape::ops::binary::MIN_PARALLEL_RUN;
+use crate::tape::layout::{self, Broadcast, MIN_PARALLEL_RUN, flat, from_vec};
 
 /// The shape two operands broadcast to under NumPy's rules: shapes are aligned
 /// on the right, and each pair of sizes must be equal or contain a 1.
@@ -74,9 +73,7 @@ pub(crate) fn sum_to_shape<F: Float>(grad: &ArrayD<F>, shape: &[usize]) -> Array
             #[inline(always)]
             |row, sum| sum[0] = layout::sum(&g[row * n..][..n]),
         );
-        for (row, sum) in sums.into_iter().enumerate() {
-            out[plan.offsets(row)[1]] += sum;
-        }
+        plan.for_each_row(|row, [_, o]| out[o] += sums[row]);
         return from_vec(shape, out);
     }
     plan.for_each_row(|_, [og, o]| {

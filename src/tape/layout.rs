@@ -137,6 +137,12 @@ pub(crate) fn dot<F: Float>(a: &[F], b: &[F]) -> F {
     tail_a.iter().zip(tail_b).fold(lanes, |acc, (&a, &b)| acc + a * b)
 }
 
+/// Broadcast runs shorter than this are walked on one thread: spreading them
+/// over the cores costs something per run (finding its offsets from its index
+/// with [`Broadcast::offsets`], or a row of per-run sums) that a run of a few
+/// elements does not repay.
+pub(crate) const MIN_PARALLEL_RUN: usize = 64;
+
 /// Two or three operands broadcast to one output shape, seen as rows: the
 /// output is `rows` consecutive runs of `len` elements, and along a run each
 /// operand either advances by one element (stride 1) or repeats one element

@@ -12,7 +12,7 @@ use crate::float::Float;
 use crate::kernels::parallel;
 use crate::tape::backprop::Sweep;
 use crate::tape::fusion::fuses_binary;
-use crate::tape::layout::{Broadcast, flat, flat_mut, from_vec};
+use crate::tape::layout::{Broadcast, MIN_PARALLEL_RUN, flat, flat_mut, from_vec};
 use crate::tape::pool;
 use crate::tape::{Var, broadcast_shape, reduce_to_shape, sum_to_shape};
 
@@ -122,11 +122,6 @@ macro_rules! specialise {
     };
 }
 pub(crate) use specialise as specialise_binary;
-
-/// Runs shorter than this are walked on one thread: finding a run's offsets
-/// from its index ([`Broadcast::offsets`]) costs divisions that a run of a few
-/// elements does not repay.
-pub(crate) const MIN_PARALLEL_RUN: usize = 64;
 
 /// `f(a, b)` broadcast to `shape`, run by run: a run where both operands
 /// advance, or one repeats, is one tight loop.
